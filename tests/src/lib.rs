@@ -1,0 +1,53 @@
+//! Shared pieces of Berth's tests: the root check, stage binaries, fixtures.
+//!
+//! Tests that need root call [`root_or_skip`] first. It fails the test when
+//! not root, unless `BERTH_SKIP_ROOT_TESTS=1` is set explicitly: a test that
+//! silently skips would look green while checking nothing. CI never sets it.
+
+pub mod fixture;
+pub mod probes;
+
+use std::path::PathBuf;
+
+pub use fixture::Fixture;
+
+/// The opt-out variable for root-only tests (never set in CI).
+pub const SKIP_ROOT_VAR: &str = "BERTH_SKIP_ROOT_TESTS";
+
+/// Returns true when a root-only test should run; false (with a note) when
+/// the user opted out; panics when it cannot run and nobody opted out.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var(SKIP_ROOT_VAR).is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED {test}: not root and {SKIP_ROOT_VAR}=1");
+        return false;
+    }
+    panic!(
+        "{test} needs root (namespaces, chroot, mounts). Run the tests as root, \
+         or set {SKIP_ROOT_VAR}=1 to skip the root-only tests explicitly."
+    );
+}
+
+/// The directory cargo put the workspace's binaries in (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the running test binary");
+    // target/debug/deps/<test>-<hash> -> target/debug
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    dir.to_path_buf()
+}
+
+/// Path of one of the workspace's binaries, e.g. `stage01-chroot`.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the whole workspace (cargo test --workspace builds every binary)",
+        path.display()
+    );
+    path
+}

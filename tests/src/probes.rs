@@ -1,0 +1,120 @@
+//! The isolation matrix: the same questions, asked inside every stage.
+//!
+//! Each probe is a small busybox shell script run as the container's command.
+//! It prints `yes` when the container is isolated in that respect and `no`
+//! when it is not; anything else means the probe itself broke, and the test
+//! fails rather than guess. Later stages add a [`Stage`] and, when they bring
+//! a new mechanism, a [`Probe`]; the harness stays as it is.
+
+use std::process::Command;
+
+use crate::{Fixture, bin};
+
+/// One stage binary and the answers we expect from it, probe by probe.
+pub struct Stage {
+    pub name: &'static str,
+    pub bin: &'static str,
+    /// Options given before ROOTFS (e.g. limits in later stages).
+    pub args: &'static [&'static str],
+    /// Expected answer per probe, in the order of [`PROBES`].
+    pub expected: &'static [bool],
+}
+
+pub struct Probe {
+    pub question: &'static str,
+    /// Shell condition that holds when the container is isolated.
+    condition: fn(&Fixture) -> String,
+}
+
+pub const PROBES: &[Probe] = &[
+    Probe {
+        question: "`/` is the rootfs, not the host's",
+        condition: |fx| {
+            format!(
+                "test -e {} && ! test -e {}",
+                Fixture::ROOTFS_MARKER,
+                fx.host_marker().display()
+            )
+        },
+    },
+    Probe {
+        question: "own hostname",
+        condition: |_| format!("test \"$(hostname)\" != '{}'", host_hostname()),
+    },
+    Probe {
+        question: "host processes invisible",
+        // Signal 0 checks that a PID exists. Our test process is a host PID.
+        condition: |_| format!("! kill -0 {} 2>/dev/null", std::process::id()),
+    },
+    Probe {
+        question: "root cannot escape the root",
+        condition: |fx| {
+            format!(
+                "! chroot-escape /bin/sh -c 'test -e {}' 2>/dev/null",
+                fx.host_marker().display()
+            )
+        },
+    },
+    Probe {
+        question: "own network (only `lo`)",
+        condition: |_| "test -z \"$(ip -o link show | grep -v ': lo:')\"".into(),
+    },
+];
+
+pub const STAGES: &[Stage] = &[Stage {
+    name: "01 chroot",
+    bin: "stage01-chroot",
+    args: &[],
+    expected: &[true, false, false, false, false],
+}];
+
+/// Ask `probe` inside a container made by `stage`: true = isolated.
+pub fn ask(stage: &Stage, probe: &Probe, fixture: &Fixture) -> bool {
+    let script = format!(
+        "if {}; then echo yes; else echo no; fi",
+        (probe.condition)(fixture)
+    );
+    let output = Command::new(bin(stage.bin))
+        .args(stage.args)
+        .arg(fixture.rootfs())
+        .args(["/bin/sh", "-c", &script])
+        .output()
+        .expect("run the stage binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match (output.status.success(), stdout.trim()) {
+        (true, "yes") => true,
+        (true, "no") => false,
+        _ => panic!(
+            "probe {:?} on stage {} broke: {}\nstdout: {stdout}\nstderr: {}",
+            probe.question,
+            stage.name,
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    }
+}
+
+/// The matrix as a markdown table: one row per probe, one column per stage.
+pub fn render(rows: &[(&Stage, Vec<bool>)]) -> String {
+    let mut table = String::from("| isolated? |");
+    for (stage, _) in rows {
+        table += &format!(" {} |", stage.name);
+    }
+    table += "\n|---|";
+    table += &":-:|".repeat(rows.len());
+    for (i, probe) in PROBES.iter().enumerate() {
+        table += &format!("\n| {} |", probe.question);
+        for (_, answers) in rows {
+            table += if answers[i] { " yes |" } else { " no |" };
+        }
+    }
+    table + "\n"
+}
+
+/// This machine's hostname, as the host sees it.
+pub fn host_hostname() -> String {
+    nix::unistd::gethostname()
+        .expect("gethostname")
+        .to_string_lossy()
+        .into_owned()
+}
