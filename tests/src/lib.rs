@@ -46,7 +46,7 @@ pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the whole workspace (cargo test --workspace builds every binary)",
+        "{} is missing: build the workspace first (cargo build --workspace), or run scripts/test",
         path.display()
     );
     path
