@@ -61,12 +61,20 @@ pub const PROBES: &[Probe] = &[
     },
 ];
 
-pub const STAGES: &[Stage] = &[Stage {
-    name: "01 chroot",
-    bin: "stage01-chroot",
-    args: &[],
-    expected: &[true, false, false, false, false],
-}];
+pub const STAGES: &[Stage] = &[
+    Stage {
+        name: "01 chroot",
+        bin: "stage01-chroot",
+        args: &[],
+        expected: &[true, false, false, false, false],
+    },
+    Stage {
+        name: "02 namespaces",
+        bin: "stage02-namespaces",
+        args: &[],
+        expected: &[true, true, true, true, true],
+    },
+];
 
 /// Ask `probe` inside a container made by `stage`: true = isolated.
 pub fn ask(stage: &Stage, probe: &Probe, fixture: &Fixture) -> bool {

@@ -1,0 +1,87 @@
+//! The container's first process: PID 1 of its PID namespace.
+//!
+//! It finishes the container from the inside (user IDs, hostname, loopback,
+//! root file system), starts the command as PID 2, and stays on as a tiny
+//! init: it forwards signals to the command and reaps orphaned processes, so
+//! no zombie piles up whatever the command does. When the command exits,
+//! init exits with its status, and the kernel kills anything left in the
+//! namespace.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+
+use nix::unistd::{Gid, Uid, read, setgroups, sethostname, setresgid, setresuid};
+use stage01_chroot::Error;
+
+use crate::namespaces::Container;
+use crate::{mounts, network, supervise};
+
+/// The body of the cloned child; its return value is its exit code.
+pub fn run(container: &Container, go: &OwnedFd) -> isize {
+    // If the stage binary outside dies, even by SIGKILL, take the container
+    // down with it: the kernel then kills init, and so the whole namespace.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    if !parent_said_go(go) {
+        return stage01_chroot::error::EXIT_SETUP_FAILED as isize;
+    }
+    match set_up(container).and_then(|()| start_command(container)) {
+        Ok(code) => code as isize,
+        Err(err) => {
+            eprintln!("{}: {err}", program_name());
+            err.exit_code() as isize
+        }
+    }
+}
+
+// ANCHOR: set_up
+/// Inside the new namespaces, in this order.
+fn set_up(container: &Container) -> Result<(), Error> {
+    if container.user_map.is_some() {
+        become_root_of_user_namespace()?;
+    }
+    sethostname(&container.hostname)
+        .map_err(|e| Error::Other(format!("sethostname {}: {e}", container.hostname)))?;
+    network::loopback_up().map_err(|e| Error::Other(format!("bring up lo: {e}")))?;
+    mounts::prepare_root(&container.rootfs)?;
+    Ok(())
+}
+
+/// Start the command as our child, then be its init until it exits.
+fn start_command(container: &Container) -> Result<u8, Error> {
+    let mut command = container.command.to_command();
+    command.env("HOSTNAME", &container.hostname);
+    // SAFETY: runs between fork and exec and only changes the signal mask.
+    // The command must not inherit the signals init blocked for sigwait.
+    unsafe { command.pre_exec(|| Ok(supervise::unblock_signals()?)) };
+    let child = command.spawn().map_err(|err| {
+        stage01_chroot::exit::spawn_error(err, container.command.program(), &container.rootfs)
+    })?;
+    let status = supervise::supervise(nix::unistd::Pid::from_raw(child.id() as i32))
+        .map_err(|e| Error::Other(format!("init: wait for the command: {e}")))?;
+    Ok(stage01_chroot::exit::exit_code(status))
+}
+// ANCHOR_END: set_up
+
+/// Block until the parent says go. EOF instead means the parent gave up:
+/// then we exit quietly, and the parent reports why.
+fn parent_said_go(go: &OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(read(go, &mut byte), Ok(1))
+}
+
+/// After the parent wrote our ID maps we are still the host's root, which
+/// the new namespace doesn't map; switch to the IDs that are its root.
+fn become_root_of_user_namespace() -> Result<(), Error> {
+    let root = (Uid::from_raw(0), Gid::from_raw(0));
+    setresgid(root.1, root.1, root.1)
+        .and_then(|()| setgroups(&[]))
+        .and_then(|()| setresuid(root.0, root.0, root.0))
+        .map_err(|e| Error::Other(format!("become root of the user namespace: {e}")))
+}
+
+fn program_name() -> String {
+    std::env::args()
+        .next()
+        .and_then(|arg0| arg0.rsplit('/').next().map(String::from))
+        .unwrap_or_else(|| "berth".into())
+}

@@ -1,0 +1,158 @@
+//! The container's root: its own mount table, the mounts a program expects,
+//! and `pivot_root` so that the host's root is gone, not just out of sight.
+//!
+//! Everything here runs inside the new mount namespace, so none of it shows
+//! on the host, and all of it disappears when the container's last process
+//! exits and the namespace with it.
+
+use std::path::Path;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::unistd::{chdir, pivot_root};
+use stage01_chroot::Error;
+
+/// A kernel file system to mount inside the rootfs.
+struct KernelMount {
+    fstype: &'static str,
+    target: &'static str,
+    flags: MsFlags,
+    data: Option<&'static str>,
+}
+
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+// ANCHOR: kernel_mounts
+/// What a program expects to find, in the order it must be mounted.
+const KERNEL_MOUNTS: &[KernelMount] = &[
+    // Processes of *this* PID namespace: we are its PID 1, so `ps` sees us.
+    KernelMount {
+        fstype: "proc",
+        target: "proc",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: None,
+    },
+    // Devices and kernel objects; read-only, since writes here reach the host.
+    KernelMount {
+        fstype: "sysfs",
+        target: "sys",
+        flags: NOSUID_NODEV_NOEXEC.union(MsFlags::MS_RDONLY),
+        data: None,
+    },
+    // A small, empty /dev: we add only the devices a container needs.
+    KernelMount {
+        fstype: "tmpfs",
+        target: "dev",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_STRICTATIME),
+        data: Some("mode=755,size=65536k"),
+    },
+    // A private instance of pseudo-terminals, not the host's.
+    KernelMount {
+        fstype: "devpts",
+        target: "dev/pts",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        data: Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    },
+    // POSIX shared memory, and POSIX message queues of the IPC namespace.
+    KernelMount {
+        fstype: "tmpfs",
+        target: "dev/shm",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: Some("mode=1777,size=65536k"),
+    },
+    KernelMount {
+        fstype: "mqueue",
+        target: "dev/mqueue",
+        flags: NOSUID_NODEV_NOEXEC,
+        data: None,
+    },
+];
+
+/// Device nodes bind-mounted from the host's /dev. Binding (rather than
+/// `mknod`) also works in a user namespace, where mknod is not allowed.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Links every Linux program may rely on.
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("dev/ptmx", "pts/ptmx"),
+    ("dev/fd", "/proc/self/fd"),
+    ("dev/stdin", "/proc/self/fd/0"),
+    ("dev/stdout", "/proc/self/fd/1"),
+    ("dev/stderr", "/proc/self/fd/2"),
+];
+// ANCHOR_END: kernel_mounts
+
+// ANCHOR: prepare_root
+/// Turn `rootfs` into the calling process's `/`, with /proc, /sys and /dev.
+pub fn prepare_root(rootfs: &Path) -> Result<(), Error> {
+    // 1. Stop mount events from travelling between our table and the host's.
+    remount("/", MsFlags::MS_REC | MsFlags::MS_PRIVATE)?;
+    // 2. pivot_root needs the new root to be a mount point: bind it onto itself.
+    bind(rootfs, rootfs)?;
+    // 3. The kernel file systems and devices, below the new root.
+    for m in KERNEL_MOUNTS {
+        if m.target == "dev/pts" {
+            add_devices(rootfs)?; // /dev is mounted by now
+        }
+        mount_kernel_fs(rootfs, m)?;
+    }
+    // 4. Swap roots and drop the old one.
+    pivot_into(rootfs)
+}
+
+/// `pivot_root(".", ".")`: make the current directory the root and stack the
+/// old root on top of it, then detach that old root. Unlike chroot, nothing
+/// of the host's file system is left above or below us to climb to.
+fn pivot_into(rootfs: &Path) -> Result<(), Error> {
+    chdir(rootfs).map_err(|e| Error::io("chdir", rootfs, e.into()))?;
+    pivot_root(".", ".").map_err(|e| Error::io("pivot_root into", rootfs, e.into()))?;
+    umount2(".", MntFlags::MNT_DETACH)
+        .map_err(|e| Error::io("unmount the old root at", "/", e.into()))?;
+    chdir("/").map_err(|e| Error::io("chdir", "/", e.into()))
+}
+// ANCHOR_END: prepare_root
+
+fn mount_kernel_fs(rootfs: &Path, m: &KernelMount) -> Result<(), Error> {
+    let target = rootfs.join(m.target);
+    make_dir(&target)?;
+    mount(Some(m.fstype), &target, Some(m.fstype), m.flags, m.data)
+        .map_err(|err| Error::Other(format!("mount {} on {}: {err}", m.fstype, target.display())))
+}
+
+fn add_devices(rootfs: &Path) -> Result<(), Error> {
+    for device in DEVICES {
+        let target = rootfs.join("dev").join(device);
+        std::fs::write(&target, b"").map_err(|e| Error::io("create", &target, e))?;
+        bind(&Path::new("/dev").join(device), &target)?;
+    }
+    for (link, points_to) in DEV_LINKS {
+        let link = rootfs.join(link);
+        std::os::unix::fs::symlink(points_to, &link).map_err(|e| Error::io("symlink", &link, e))?;
+    }
+    Ok(())
+}
+
+fn bind(source: &Path, target: &Path) -> Result<(), Error> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+    mount(Some(source), target, None::<&str>, flags, None::<&str>).map_err(|err| {
+        Error::Other(format!(
+            "bind-mount {} on {}: {err}",
+            source.display(),
+            target.display()
+        ))
+    })
+}
+
+fn remount(target: &str, flags: MsFlags) -> Result<(), Error> {
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .map_err(|e| Error::io("change propagation of mount", target, e.into()))
+}
+
+/// Mount points a rootfs lacks are made (an image need not ship /proc).
+fn make_dir(path: &Path) -> Result<(), Error> {
+    match std::fs::create_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(Error::io("create mount point", path, e)),
+    }
+}

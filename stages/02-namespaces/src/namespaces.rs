@@ -1,0 +1,196 @@
+//! Starting the container's first process in new namespaces.
+//!
+//! The parent clones the child with one `CLONE_NEW*` flag per namespace. The
+//! child then waits on a pipe until the parent has done what only the parent
+//! can do from outside: write the user namespace's ID maps (and, in later
+//! stages, put the child in a cgroup or give it a network device). Only then
+//! does the child build its root and start the command.
+
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::sched::{CloneFlags, clone};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, pipe2, write};
+use stage01_chroot::Error;
+use stage01_chroot::cli::ContainerArgs;
+
+use crate::{init, supervise};
+
+/// A range of user (and group) IDs: `count` IDs from `container` inside
+/// are `host` and up outside, as in `/proc/PID/uid_map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    pub container: u32,
+    pub host: u32,
+    pub count: u32,
+}
+
+impl IdMap {
+    /// Container root is host user 100000, as with Podman's and Docker's
+    /// usual subordinate ID ranges.
+    pub const DEFAULT: IdMap = IdMap {
+        container: 0,
+        host: 100_000,
+        count: 65_536,
+    };
+
+    /// The line the kernel expects in uid_map and gid_map.
+    pub fn map_line(&self) -> String {
+        format!("{} {} {}\n", self.container, self.host, self.count)
+    }
+}
+
+/// Everything needed to start one container.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// Absolute path of the root filesystem.
+    pub rootfs: PathBuf,
+    pub command: ContainerArgs,
+    pub hostname: String,
+    /// `Some` to give the container a user namespace with this mapping.
+    pub user_map: Option<IdMap>,
+}
+
+// ANCHOR: clone_flags
+impl Container {
+    /// One flag per namespace the container gets.
+    pub fn clone_flags(&self) -> CloneFlags {
+        let mut flags = CloneFlags::CLONE_NEWUTS    // hostname
+            | CloneFlags::CLONE_NEWPID             // process IDs: we are PID 1
+            | CloneFlags::CLONE_NEWNS              // mount table
+            | CloneFlags::CLONE_NEWIPC             // System V IPC, POSIX queues
+            | CloneFlags::CLONE_NEWNET             // network devices, addresses
+            | CloneFlags::CLONE_NEWCGROUP; // the cgroup tree's root
+        if self.user_map.is_some() {
+            flags |= CloneFlags::CLONE_NEWUSER; // user and group IDs
+        }
+        flags
+    }
+}
+// ANCHOR_END: clone_flags
+
+/// A container whose first process exists, in its namespaces, but waits
+/// for [`Started::resume`]. Dropping it kills that process.
+pub struct Started {
+    pid: Pid,
+    go: Option<OwnedFd>,
+}
+
+/// A container whose command runs; [`Running::wait`] until it ends.
+pub struct Running {
+    pid: Pid,
+}
+
+/// Stack for the cloned child. Without CLONE_VM the child gets a copy of our
+/// memory, this buffer included, so an ordinary heap buffer will do.
+const CHILD_STACK_SIZE: usize = 1024 * 1024;
+
+// ANCHOR: start
+/// Clone the container's first process into new namespaces and write its
+/// ID maps. It then waits for [`Started::resume`].
+pub fn start(container: &Container) -> Result<Started, Error> {
+    // Signals are blocked before the clone so that the child inherits the
+    // mask too: both of us take them with sigwait and forward them.
+    supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
+
+    let (go_read, go_write) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
+    let write_end = go_write.as_raw_fd();
+    let mut stack = vec![0u8; CHILD_STACK_SIZE];
+
+    let child = Box::new(|| {
+        // The child's copy of the write end must go, or it never sees EOF.
+        let _ = nix::unistd::close(write_end);
+        init::run(container, &go_read)
+    });
+    // SAFETY: we are single-threaded, so the child's copy of our memory is
+    // consistent; the stack outlives the call (the child has its own copy).
+    let pid = unsafe {
+        clone(
+            child,
+            &mut stack,
+            container.clone_flags(),
+            Some(libc::SIGCHLD),
+        )
+    }
+    .map_err(|err| clone_error(err, container))?;
+    drop(go_read);
+
+    let started = Started {
+        pid,
+        go: Some(go_write),
+    };
+    if let Some(map) = container.user_map {
+        write_id_maps(pid, map)?; // on error, dropping `started` kills the child
+    }
+    Ok(started)
+}
+// ANCHOR_END: start
+
+impl Started {
+    /// The container's first process, as the host sees it.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Everything outside is ready: let the container's init go on.
+    pub fn resume(mut self) -> Result<Running, Error> {
+        let go = self
+            .go
+            .take()
+            .ok_or_else(|| Error::Other("resumed twice".into()))?;
+        write(&go, b"1").map_err(|e| Error::Other(format!("wake the container: {e}")))?;
+        let running = Running { pid: self.pid };
+        std::mem::forget(self); // the process now belongs to `running`
+        Ok(running)
+    }
+}
+
+impl Drop for Started {
+    /// Never leave a half-made container behind.
+    fn drop(&mut self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        let _ = waitpid(self.pid, None);
+    }
+}
+
+impl Running {
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Forward signals to the container until it ends; its exit code.
+    pub fn wait(self) -> Result<u8, Error> {
+        let status = supervise::supervise(self.pid)
+            .map_err(|e| Error::Other(format!("wait for the container: {e}")))?;
+        Ok(stage01_chroot::exit::exit_code(status))
+    }
+}
+
+// ANCHOR: id_maps
+/// Write the child's uid_map and gid_map. The kernel accepts one write per
+/// file, from a process with the right capabilities in the parent namespace:
+/// that is us, outside, which is why the child has to wait for it.
+fn write_id_maps(pid: Pid, map: IdMap) -> Result<(), Error> {
+    for file in ["uid_map", "gid_map"] {
+        let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+        fs::write(&path, map.map_line()).map_err(|e| Error::io("write", &path, e))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: id_maps
+
+fn clone_error(err: Errno, container: &Container) -> Error {
+    let hint = match (err, container.user_map.is_some()) {
+        (Errno::EPERM, _) => " (run as root; inside another container, it may forbid namespaces)",
+        (Errno::EINVAL | Errno::ENOSPC, true) => {
+            " (are user namespaces enabled? see sysctl user.max_user_namespaces)"
+        }
+        _ => "",
+    };
+    Error::Other(format!("clone into new namespaces: {err}{hint}"))
+}

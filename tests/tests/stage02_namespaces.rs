@@ -1,0 +1,385 @@
+//! Stage 02 on the real kernel: namespaces, pivot_root, and init as PID 1.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::prelude::*;
+use berth_tests::probes::host_hostname;
+use berth_tests::{Fixture, bin, root_or_skip};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use predicates::prelude::*;
+
+/// `stage02-namespaces [OPTIONS] ROOTFS` (the command is added by the caller).
+fn stage02(fixture: &Fixture, options: &[&str]) -> Command {
+    let mut command = Command::new(bin("stage02-namespaces"));
+    command.args(options).arg(fixture.rootfs());
+    command
+}
+
+fn stdout_of(command: &mut Command) -> String {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{:?} failed: {}\n{}",
+        command,
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Start a container that prints "ready" once its command runs.
+fn start_ready(fixture: &Fixture, script: &str) -> Child {
+    let mut child = stage02(fixture, &[])
+        .args(["/bin/sh", "-c", &format!("echo ready; {script}")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    child
+}
+
+/// Host PIDs whose command line is exactly `cmdline` (words joined by spaces).
+fn processes_running(cmdline: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let raw = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let words: Vec<_> = raw.split(|b| *b == 0).filter(|w| !w.is_empty()).collect();
+            let joined = words
+                .iter()
+                .map(|w| String::from_utf8_lossy(w))
+                .collect::<Vec<_>>();
+            (joined.join(" ") == cmdline).then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+fn host_mounts() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap()
+}
+
+#[test]
+fn the_hostname_is_the_containers_own() {
+    if !root_or_skip("the_hostname_is_the_containers_own") {
+        return;
+    }
+    let fx = Fixture::new();
+    let host = host_hostname();
+    let named = stdout_of(stage02(&fx, &["--hostname", "box"]).arg("hostname"));
+    assert_eq!(named, "box\n");
+    let generated = stdout_of(stage02(&fx, &[]).arg("hostname"));
+    let generated = generated.trim();
+    assert_eq!(generated.len(), 12, "{generated:?}");
+    assert!(generated.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(generated, host);
+    assert_eq!(host_hostname(), host, "the host's hostname changed");
+}
+
+#[test]
+fn the_command_sees_only_the_containers_processes() {
+    if !root_or_skip("the_command_sees_only_the_containers_processes") {
+        return;
+    }
+    let fx = Fixture::new();
+    let script = format!(
+        "echo $$; ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '; echo; \
+         tr '\\0' ' ' < /proc/1/cmdline; echo; kill -0 {} 2>/dev/null && echo host-pid-visible; true",
+        std::process::id()
+    );
+    let out = stdout_of(stage02(&fx, &[]).args(["/bin/sh", "-c", &script]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "2", "the command is PID 2, under our init");
+    let pids: Vec<u32> = lines[1]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(
+        pids.contains(&1) && pids.iter().all(|&p| p < 10),
+        "{pids:?}"
+    );
+    assert!(
+        lines[2].contains("stage02-namespaces"),
+        "PID 1 is init: {}",
+        lines[2]
+    );
+    assert_eq!(lines.len(), 3, "a host PID was visible: {out}");
+}
+
+#[test]
+fn the_stage_01_escape_fails() {
+    if !root_or_skip("the_stage_01_escape_fails") {
+        return;
+    }
+    let fx = Fixture::new();
+    stage02(&fx, &[])
+        .args(["/bin/chroot-escape", "/bin/cat"])
+        .arg(fx.host_marker())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("climbed 0 directories"))
+        .stderr(predicate::str::contains("No such file or directory"));
+}
+
+#[test]
+fn mounts_stay_inside_the_container() {
+    if !root_or_skip("mounts_stay_inside_the_container") {
+        return;
+    }
+    let fx = Fixture::new();
+    let before = host_mounts();
+
+    let inside = stdout_of(stage02(&fx, &[]).args(["cat", "/proc/self/mountinfo"]));
+    let allowed = [
+        "/",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/tty",
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+    ];
+    for line in inside.lines() {
+        let mount_point = line.split(' ').nth(4).unwrap();
+        assert!(
+            allowed.contains(&mount_point),
+            "host mount visible inside: {line}"
+        );
+    }
+
+    let mut running = start_ready(&fx, "sleep 30");
+    let during = host_mounts();
+    kill(Pid::from_raw(running.id() as i32), Signal::SIGTERM).unwrap();
+    running.wait().unwrap();
+    assert_eq!(before, during, "the container's mounts showed on the host");
+    assert_eq!(before, host_mounts(), "the host's mount table changed");
+}
+
+/// A System V shared memory segment on the host, removed on drop.
+struct HostShm(i32);
+
+impl HostShm {
+    fn new() -> HostShm {
+        // SAFETY: plain System V calls with constant arguments.
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
+        assert!(id >= 0, "shmget: {}", std::io::Error::last_os_error());
+        HostShm(id)
+    }
+}
+
+impl Drop for HostShm {
+    fn drop(&mut self) {
+        // SAFETY: removes the segment we made.
+        unsafe { libc::shmctl(self.0, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+}
+
+#[test]
+fn host_ipc_objects_are_invisible() {
+    if !root_or_skip("host_ipc_objects_are_invisible") {
+        return;
+    }
+    let fx = Fixture::new();
+    let shm = HostShm::new();
+    let listed = |table: &str| {
+        table
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some(&shm.0.to_string()))
+    };
+    assert!(listed(
+        &std::fs::read_to_string("/proc/sysvipc/shm").unwrap()
+    ));
+    let inside = stdout_of(stage02(&fx, &[]).args(["cat", "/proc/sysvipc/shm"]));
+    assert!(
+        !listed(&inside),
+        "host segment {} visible inside:\n{inside}",
+        shm.0
+    );
+    assert_eq!(inside.lines().count(), 1, "only the header: {inside}");
+}
+
+#[test]
+fn the_network_is_only_loopback_and_it_is_up() {
+    if !root_or_skip("the_network_is_only_loopback_and_it_is_up") {
+        return;
+    }
+    let fx = Fixture::new();
+    let links = stdout_of(stage02(&fx, &[]).args(["ip", "-o", "link", "show"]));
+    let lines: Vec<&str> = links.lines().collect();
+    assert_eq!(lines.len(), 1, "{links}");
+    assert!(
+        lines[0].starts_with("1: lo: <LOOPBACK,UP,LOWER_UP>"),
+        "{links}"
+    );
+    stage02(&fx, &[])
+        .args(["ping", "-c", "1", "-W", "2", "127.0.0.1"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn devices_work_inside() {
+    if !root_or_skip("devices_work_inside") {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = stdout_of(stage02(&fx, &[]).args([
+        "/bin/sh",
+        "-c",
+        "echo gone > /dev/null && head -c 5 /dev/zero | wc -c && head -c 5 /dev/urandom | wc -c \
+         && test -c /dev/pts/ptmx && touch /dev/shm/x && echo ok",
+    ]));
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["5", "5", "ok"]);
+}
+
+#[test]
+fn user_namespace_maps_root_to_an_unprivileged_host_user() {
+    if !root_or_skip("user_namespace_maps_root_to_an_unprivileged_host_user") {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = stdout_of(stage02(&fx, &["--userns"]).args([
+        "/bin/sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; touch /tmp/made-by-container-root",
+    ]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    let made = std::fs::metadata(fx.rootfs().join("tmp/made-by-container-root")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (100_000, 100_000));
+}
+
+#[test]
+fn exit_codes_and_signal_deaths_propagate() {
+    if !root_or_skip("exit_codes_and_signal_deaths_propagate") {
+        return;
+    }
+    let fx = Fixture::new();
+    stage02(&fx, &[])
+        .args(["/bin/sh", "-c", "exit 3"])
+        .assert()
+        .code(3);
+    stage02(&fx, &[])
+        .args(["/bin/sh", "-c", "kill -KILL $$"])
+        .assert()
+        .code(137);
+    stage02(&fx, &[])
+        .arg("/bin/bash")
+        .assert()
+        .code(127)
+        .stderr(predicate::str::contains(
+            "/bin/bash: command not found in rootfs",
+        ));
+    stage02(&fx, &[]).arg("/etc/passwd").assert().code(126);
+}
+
+#[test]
+fn sigterm_ends_the_container_within_a_second() {
+    if !root_or_skip("sigterm_ends_the_container_within_a_second") {
+        return;
+    }
+    let fx = Fixture::new();
+    let sleeper = format!("sleep 7{}", std::process::id());
+    let mut child = start_ready(&fx, &format!("exec {sleeper}"));
+    assert_eq!(processes_running(&sleeper).len(), 1);
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if sent.elapsed() > Duration::from_secs(1) {
+            let _ = child.kill();
+            panic!("the container was still running a second after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "SIGTERM killed the command: 128 + 15"
+    );
+    assert!(
+        processes_running(&sleeper).is_empty(),
+        "the command survived"
+    );
+}
+
+#[test]
+fn killing_the_stage_binary_takes_the_container_down() {
+    if !root_or_skip("killing_the_stage_binary_takes_the_container_down") {
+        return;
+    }
+    let fx = Fixture::new();
+    let sleeper = format!("sleep 8{}", std::process::id());
+    // The command ignores SIGTERM; only the kernel's SIGKILL stops it.
+    let mut child = start_ready(&fx, &format!("trap '' TERM; {sleeper}"));
+    child.kill().unwrap(); // SIGKILL: the stage binary gets no chance to clean up
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_running(&sleeper).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the container outlived its stage binary"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn init_reaps_orphaned_zombies() {
+    if !root_or_skip("init_reaps_orphaned_zombies") {
+        return;
+    }
+    let fx = Fixture::new();
+    // The subshell exits at once, so its `sleep` is orphaned and re-parented
+    // to PID 1. When that sleep ends, only PID 1 can reap it.
+    let script = "(sleep 0.2 &); sleep 1; \
+                  grep -l 'State:.*Z' /proc/[0-9]*/status; echo checked";
+    let out = stdout_of(stage02(&fx, &[]).args(["/bin/sh", "-c", script]));
+    assert_eq!(out, "checked\n", "a zombie was left unreaped");
+}
+
+#[test]
+fn bad_input_fails_cleanly() {
+    if !root_or_skip("bad_input_fails_cleanly") {
+        return;
+    }
+    let fx = Fixture::new();
+    let before = host_mounts();
+    stage02(&fx, &["--hostname", "bad_name"])
+        .arg("true")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not a valid hostname"));
+
+    // A rootfs whose /proc is a file: the step that fails is named.
+    std::fs::remove_dir(fx.rootfs().join("proc")).unwrap();
+    std::fs::write(fx.rootfs().join("proc"), "not a directory").unwrap();
+    stage02(&fx, &[])
+        .arg("true")
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("/proc"));
+    assert_eq!(before, host_mounts(), "a failed start left a mount behind");
+}
