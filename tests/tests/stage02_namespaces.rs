@@ -115,6 +115,19 @@ fn the_command_sees_only_the_containers_processes() {
 }
 
 #[test]
+fn the_container_is_at_the_root_of_its_cgroup_namespace() {
+    if !root_or_skip("the_container_is_at_the_root_of_its_cgroup_namespace") {
+        return;
+    }
+    let fx = Fixture::new();
+    let inside = stdout_of(stage02(&fx, &[]).args(["cat", "/proc/self/cgroup"]));
+    assert!(!inside.is_empty());
+    for line in inside.lines() {
+        assert!(line.ends_with(":/"), "not at its cgroup root: {line}");
+    }
+}
+
+#[test]
 fn the_stage_01_escape_fails() {
     if !root_or_skip("the_stage_01_escape_fails") {
         return;

@@ -10,6 +10,7 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 
+use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Uid, read, setgroups, sethostname, setresgid, setresuid};
 use stage01_chroot::Error;
 
@@ -39,6 +40,10 @@ fn set_up(container: &Container) -> Result<(), Error> {
     if container.user_map.is_some() {
         become_root_of_user_namespace()?;
     }
+    // Now that the parent has put us in our cgroup (stage 03), a new cgroup
+    // namespace makes that cgroup the root of what we see in /proc/self/cgroup.
+    unshare(CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| Error::Other(format!("unshare the cgroup namespace: {e}")))?;
     sethostname(&container.hostname)
         .map_err(|e| Error::Other(format!("sethostname {}: {e}", container.hostname)))?;
     network::loopback_up().map_err(|e| Error::Other(format!("bring up lo: {e}")))?;

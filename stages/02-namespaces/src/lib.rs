@@ -4,12 +4,15 @@
 //! the hostname (UTS), process IDs (PID), the mount table (mount), System V
 //! IPC objects (IPC), network devices and addresses (net), user and group IDs
 //! (user), and its view of the cgroup tree (cgroup). `clone(2)` with a
-//! `CLONE_NEW*` flag per kind starts a child in fresh ones.
+//! `CLONE_NEW*` flag per kind starts a child in fresh ones; `unshare(2)`
+//! moves the caller itself into a fresh one, as init does for the cgroup
+//! namespace.
 //!
 //! The order things happen in, and the module for each step:
 //! 1. [`namespaces`]: the parent clones the container's first process into
 //!    new namespaces and (with `--userns`) writes its ID maps;
-//! 2. [`init`]: that process, PID 1 inside, sets the hostname ([`hostname`]),
+//! 2. [`init`]: that process, PID 1 inside, makes its cgroup namespace, sets
+//!    the hostname ([`hostname`]),
 //!    brings up `lo` ([`network`]), builds the root ([`mounts`]), starts the
 //!    command and stays on as its init;
 //! 3. [`supervise`]: both the parent and init forward signals and reap

@@ -11,7 +11,7 @@ use clap::Parser;
 use stage01_chroot::cli::ContainerArgs;
 use stage01_chroot::{Error, checks};
 use stage02_namespaces::cli::NamespaceArgs;
-use stage02_namespaces::{Container, IdMap, hostname, namespaces};
+use stage02_namespaces::{Container, namespaces};
 
 /// Run a command in its own namespaces, with its own root. Needs root.
 ///
@@ -44,15 +44,7 @@ fn main() -> ExitCode {
 // ANCHOR: recipe
 fn run(cli: Cli) -> Result<u8, Error> {
     checks::require_root("creating namespaces needs CAP_SYS_ADMIN")?;
-    let container = Container {
-        rootfs: checks::check_rootfs(&cli.container.rootfs)?,
-        hostname: match cli.namespaces.hostname {
-            Some(name) => name,
-            None => hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?,
-        },
-        user_map: cli.namespaces.userns.then_some(IdMap::DEFAULT),
-        command: cli.container,
-    };
+    let container = Container::from_args(cli.namespaces, cli.container)?;
 
     let started = namespaces::start(&container)?;
     let running = started.resume()?;

@@ -15,10 +15,11 @@ use nix::sched::{CloneFlags, clone};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, pipe2, write};
-use stage01_chroot::Error;
 use stage01_chroot::cli::ContainerArgs;
+use stage01_chroot::{Error, checks};
 
-use crate::{init, supervise};
+use crate::cli::NamespaceArgs;
+use crate::{hostname, init, supervise};
 
 /// A range of user (and group) IDs: `count` IDs from `container` inside
 /// are `host` and up outside, as in `/proc/PID/uid_map`.
@@ -57,14 +58,29 @@ pub struct Container {
 
 // ANCHOR: clone_flags
 impl Container {
-    /// One flag per namespace the container gets.
+    /// The container of `stage02-namespaces [OPTIONS] ROOTFS CMD...`, with a
+    /// random hostname unless one was given. Checks the rootfs first.
+    pub fn from_args(namespaces: NamespaceArgs, command: ContainerArgs) -> Result<Self, Error> {
+        Ok(Container {
+            rootfs: checks::check_rootfs(&command.rootfs)?,
+            hostname: match namespaces.hostname {
+                Some(name) => name,
+                None => hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?,
+            },
+            user_map: namespaces.userns.then_some(IdMap::DEFAULT),
+            command,
+        })
+    }
+
+    /// One flag per namespace the child is cloned into. The cgroup namespace
+    /// is missing on purpose: init makes it after the parent has moved it
+    /// into its cgroup (stage 03), so that this cgroup becomes its root.
     pub fn clone_flags(&self) -> CloneFlags {
         let mut flags = CloneFlags::CLONE_NEWUTS    // hostname
             | CloneFlags::CLONE_NEWPID             // process IDs: we are PID 1
             | CloneFlags::CLONE_NEWNS              // mount table
             | CloneFlags::CLONE_NEWIPC             // System V IPC, POSIX queues
-            | CloneFlags::CLONE_NEWNET             // network devices, addresses
-            | CloneFlags::CLONE_NEWCGROUP; // the cgroup tree's root
+            | CloneFlags::CLONE_NEWNET; // network devices, addresses
         if self.user_map.is_some() {
             flags |= CloneFlags::CLONE_NEWUSER; // user and group IDs
         }
