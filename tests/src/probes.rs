@@ -1,6 +1,8 @@
 //! The isolation matrix: the same questions, asked inside every stage.
 //!
 //! Each probe is a small busybox shell script run as the container's command.
+//! Probes write nothing to /dev: stage 01 has no devices, and a redirection
+//! to /dev/null there would make a plain file.
 //! It prints `yes` when the container is isolated in that respect and `no`
 //! when it is not; anything else means the probe itself broke, and the test
 //! fails rather than guess. Later stages add a [`Stage`] and, when they bring
@@ -44,13 +46,13 @@ pub const PROBES: &[Probe] = &[
     Probe {
         question: "host processes invisible",
         // Signal 0 checks that a PID exists. Our test process is a host PID.
-        condition: |_| format!("! kill -0 {} 2>/dev/null", std::process::id()),
+        condition: |_| format!("! kill -0 {}", std::process::id()),
     },
     Probe {
         question: "root cannot escape the root",
         condition: |fx| {
             format!(
-                "! chroot-escape /bin/sh -c 'test -e {}' 2>/dev/null",
+                "! chroot-escape /bin/sh -c 'test -e {}'",
                 fx.host_marker().display()
             )
         },
@@ -59,6 +61,17 @@ pub const PROBES: &[Probe] = &[
         question: "own network (only `lo`)",
         condition: |_| "test -z \"$(ip -o link show | grep -v ': lo:')\"".into(),
     },
+    Probe {
+        question: "memory limit enforced",
+        // A subshell holds 100 MiB in a variable: killed over a limit.
+        // (No /dev/zero: stage 01 has no devices.)
+        condition: |_| "! ( x=$(yes | head -c 104857600); true )".into(),
+    },
+    Probe {
+        question: "fork bomb contained",
+        // A burst of 64 processes: a shell exits non-zero when fork fails.
+        condition: |_| "! sh -c 'for i in $(seq 64); do sleep 1 & done; wait'".into(),
+    },
 ];
 
 pub const STAGES: &[Stage] = &[
@@ -66,13 +79,19 @@ pub const STAGES: &[Stage] = &[
         name: "01 chroot",
         bin: "stage01-chroot",
         args: &[],
-        expected: &[true, false, false, false, false],
+        expected: &[true, false, false, false, false, false, false],
     },
     Stage {
         name: "02 namespaces",
         bin: "stage02-namespaces",
         args: &[],
-        expected: &[true, true, true, true, true],
+        expected: &[true, true, true, true, true, false, false],
+    },
+    Stage {
+        name: "03 cgroups",
+        bin: "stage03-cgroups",
+        args: &["--memory", "64m", "--pids-limit", "20"],
+        expected: &[true, true, true, true, true, true, true],
     },
 ];
 

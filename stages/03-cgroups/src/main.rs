@@ -1,0 +1,90 @@
+//! `stage03-cgroups [--memory SIZE] [--cpus N] [--pids-limit N] [--stats]
+//!  [--hostname NAME] [--userns] ROOTFS CMD [ARGS...]`
+//!
+//! The container recipe of stage 03: stage 02's container, inside a cgroup
+//! that limits its memory, CPU time and number of processes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use stage01_chroot::cli::ContainerArgs;
+use stage01_chroot::{Error, checks};
+use stage02_namespaces::cli::NamespaceArgs;
+use stage02_namespaces::{Container, hostname, namespaces, supervise};
+use stage03_cgroups::limits::{LimitArgs, format_size};
+use stage03_cgroups::{Limits, Usage, cgroup};
+
+/// Run a command in its own namespaces and cgroup, with limits. Needs root.
+///
+/// Exit status: the command's own, 128+N if signal N killed it (137 when the
+/// OOM killer did), 125 if the container could not be set up, 126 if CMD is
+/// not executable, 127 if CMD was not found inside ROOTFS.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Example:\n  berth-mkrootfs ./rootfs\n  stage03-cgroups --memory 64m --cpus 0.5 --pids-limit 100 ./rootfs /bin/sh"
+)]
+struct Cli {
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// When the container ends, print what its cgroup measured (CPU time,
+    /// peak memory, OOM kills, refused forks) on stderr.
+    #[arg(long)]
+    stats: bool,
+    #[command(flatten)]
+    namespaces: NamespaceArgs,
+    #[command(flatten)]
+    container: ContainerArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("stage03-cgroups: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Error> {
+    checks::require_root("creating cgroups and namespaces needs root")?;
+    let limits = Limits::from(&cli.limits);
+    let container = Container::from_args(cli.namespaces, cli.container)?;
+    let name = format!("berth-{}", hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?);
+    // Ctrl-C from here on is passed to the container, never cutting our
+    // cleanup short.
+    supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
+
+    // ANCHOR: recipe
+    let mut cgroup = cgroup::create(&name, &limits)?;
+    let started = namespaces::start(&container)?;
+    cgroup.add_process(started.pid())?; // before it runs anything
+    let code = started.resume()?.wait()?;
+
+    // The container has exited: read what the kernel counted, then clean up.
+    let usage = cgroup.usage()?;
+    cgroup.remove()?;
+    // ANCHOR_END: recipe
+
+    if usage.oom_kills > 0 {
+        let limit = limits.memory.map(|m| format!(" (limit {})", format_size(m)));
+        eprintln!("stage03-cgroups: killed: out of memory{}", limit.unwrap_or_default());
+    }
+    if cli.stats {
+        print_stats(&name, &usage);
+    }
+    Ok(code)
+}
+
+fn print_stats(name: &str, usage: &Usage) {
+    let peak = usage.memory_peak.map_or("unknown".into(), format_size);
+    eprintln!(
+        "stage03-cgroups: cgroup {name} measured: cpu time {:.3} s, memory peak {peak}, \
+         oom kills {}, forks refused {}",
+        usage.cpu_time.as_secs_f64(),
+        usage.oom_kills,
+        usage.pids_refused
+    );
+}
