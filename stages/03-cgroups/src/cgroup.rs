@@ -89,7 +89,11 @@ pub(crate) fn read_number(path: impl AsRef<Path>) -> Result<u64, Error> {
 pub(crate) fn read_key(path: impl AsRef<Path>, key: &str) -> Result<Option<u64>, Error> {
     Ok(read(path)?.lines().find_map(|line| {
         let (k, v) = line.split_once(' ')?;
-        if k == key { v.trim().parse().ok() } else { None }
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
     }))
 }
 

@@ -26,9 +26,8 @@ pub enum Layout {
 // ANCHOR: detect
 /// Tell the layouts apart by the file system type of /sys/fs/cgroup.
 pub fn detect() -> Result<Layout, Error> {
-    let is_cgroup2 = |path: &str| {
-        statfs(path).map(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC)
-    };
+    let is_cgroup2 =
+        |path: &str| statfs(path).map(|fs| fs.filesystem_type() == CGROUP2_SUPER_MAGIC);
     let root = statfs(CGROUP_ROOT).map_err(|e| Error::io("statfs", CGROUP_ROOT, e.into()))?;
     match root.filesystem_type() {
         CGROUP2_SUPER_MAGIC => Ok(Layout::Unified),
@@ -98,7 +97,11 @@ pub fn parse_v1_mounts(mountinfo: &str) -> Vec<V1Mount> {
 }
 
 /// The directory of our own cgroup in the v1 hierarchy of `controller`.
-pub fn v1_own_dir(controller: &str, memberships: &[Membership], mounts: &[V1Mount]) -> Option<PathBuf> {
+pub fn v1_own_dir(
+    controller: &str,
+    memberships: &[Membership],
+    mounts: &[V1Mount],
+) -> Option<PathBuf> {
     let has = |list: &[String]| list.iter().any(|c| c == controller);
     let member = memberships.iter().find(|m| has(&m.controllers))?;
     let mount = mounts.iter().find(|m| has(&m.controllers))?;
@@ -129,7 +132,8 @@ pub fn own_memberships() -> Result<Vec<Membership>, Error> {
 mod tests {
     use super::*;
 
-    const HYBRID_CGROUP: &str = "4:memory:/process_api/abc\n2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n";
+    const HYBRID_CGROUP: &str =
+        "4:memory:/process_api/abc\n2:cpu,cpuacct:/\n1:name=systemd:/\n0::/\n";
     const MOUNTINFO: &str = "\
 30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,relatime shared:9 - cgroup cgroup rw,cpu,cpuacct
 31 25 0:27 / /sys/fs/cgroup/memory rw,relatime shared:10 - cgroup cgroup rw,memory
@@ -165,7 +169,10 @@ mod tests {
     fn a_mount_of_a_sub_cgroup_is_accounted_for() {
         let members = parse_proc_cgroup("5:pids:/sub/ours\n");
         let mounts = parse_v1_mounts(MOUNTINFO);
-        assert_eq!(v1_own_dir("pids", &members, &mounts).unwrap(), Path::new("/mnt/pids/ours"));
+        assert_eq!(
+            v1_own_dir("pids", &members, &mounts).unwrap(),
+            Path::new("/mnt/pids/ours")
+        );
     }
 
     #[test]

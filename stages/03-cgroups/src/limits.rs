@@ -43,14 +43,20 @@ pub struct LimitArgs {
 
 impl From<&LimitArgs> for Limits {
     fn from(args: &LimitArgs) -> Self {
-        Limits { memory: args.memory, cpu: args.cpus, pids: args.pids_limit }
+        Limits {
+            memory: args.memory,
+            cpu: args.cpus,
+            pids: args.pids_limit,
+        }
     }
 }
 
 /// `64m`, `1g`, `1.5g`, `512k`, `100000000`, also `64mb` / `64MiB`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let lower = text.trim().to_ascii_lowercase();
-    let split = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
+    let split = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
     let (number, unit) = lower.split_at(split);
     let value: f64 = number
         .parse()
@@ -61,7 +67,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use b, k, m, g or t")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?}; use b, k, m, g or t"
+            ));
+        }
     };
     let bytes = value * multiplier as f64;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
@@ -73,7 +83,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 fn parse_memory(text: &str) -> Result<u64, String> {
     let bytes = parse_size(text)?;
     if bytes < MIN_MEMORY {
-        return Err(format!("{text:?} is below the minimum memory limit of 6 MiB"));
+        return Err(format!(
+            "{text:?} is below the minimum memory limit of 6 MiB"
+        ));
     }
     Ok(bytes)
 }
@@ -86,16 +98,23 @@ pub fn parse_cpus(text: &str) -> Result<CpuQuota, String> {
         .map_err(|_| format!("{text:?} is not a number of CPUs; write it like 0.5 or 2"))?;
     let available = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     if !(0.01..=available).contains(&cpus) {
-        return Err(format!("{text:?}: the range of CPUs is from 0.01 to {available} on this machine"));
+        return Err(format!(
+            "{text:?}: the range of CPUs is from 0.01 to {available} on this machine"
+        ));
     }
     let quota_us = (cpus * CPU_PERIOD_US as f64).round() as u64;
-    Ok(CpuQuota { quota_us, period_us: CPU_PERIOD_US })
+    Ok(CpuQuota {
+        quota_us,
+        period_us: CPU_PERIOD_US,
+    })
 }
 
 fn parse_pids(text: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
         Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("{text:?} is not a process count; give a whole number of at least 1")),
+        _ => Err(format!(
+            "{text:?} is not a process count; give a whole number of at least 1"
+        )),
     }
 }
 
@@ -141,8 +160,20 @@ mod tests {
 
     #[test]
     fn cpus_become_quota_per_period() {
-        assert_eq!(parse_cpus("0.5"), Ok(CpuQuota { quota_us: 50_000, period_us: 100_000 }));
-        assert_eq!(parse_cpus("1"), Ok(CpuQuota { quota_us: 100_000, period_us: 100_000 }));
+        assert_eq!(
+            parse_cpus("0.5"),
+            Ok(CpuQuota {
+                quota_us: 50_000,
+                period_us: 100_000
+            })
+        );
+        assert_eq!(
+            parse_cpus("1"),
+            Ok(CpuQuota {
+                quota_us: 100_000,
+                period_us: 100_000
+            })
+        );
         assert!(parse_cpus("0").is_err());
         assert!(parse_cpus("1000").unwrap_err().contains("range of CPUs"));
         assert!(parse_cpus("half").is_err());

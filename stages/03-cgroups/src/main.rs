@@ -52,7 +52,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
     checks::require_root("creating cgroups and namespaces needs root")?;
     let limits = Limits::from(&cli.limits);
     let container = Container::from_args(cli.namespaces, cli.container)?;
-    let name = format!("berth-{}", hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?);
+    let name = format!(
+        "berth-{}",
+        hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?
+    );
     // Ctrl-C from here on is passed to the container, never cutting our
     // cleanup short.
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
@@ -69,8 +72,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
     // ANCHOR_END: recipe
 
     if usage.oom_kills > 0 {
-        let limit = limits.memory.map(|m| format!(" (limit {})", format_size(m)));
-        eprintln!("stage03-cgroups: killed: out of memory{}", limit.unwrap_or_default());
+        let limit = limits
+            .memory
+            .map(|m| format!(" (limit {})", format_size(m)));
+        eprintln!(
+            "stage03-cgroups: killed: out of memory{}",
+            limit.unwrap_or_default()
+        );
     }
     if cli.stats {
         print_stats(&name, &usage);

@@ -23,7 +23,11 @@ pub struct V1Cgroup {
 // ANCHOR: create
 impl V1Cgroup {
     /// Make `name` below each `(controller, our own cgroup's directory)`.
-    pub fn create(parents: &[(&'static str, PathBuf)], name: &str, limits: &Limits) -> Result<Self, Error> {
+    pub fn create(
+        parents: &[(&'static str, PathBuf)],
+        name: &str,
+        limits: &Limits,
+    ) -> Result<Self, Error> {
         let mut cgroup = V1Cgroup { dirs: Vec::new() }; // drop removes what we made
         for (controller, parent) in parents {
             let dir = parent.join(name);
@@ -153,7 +157,10 @@ mod tests {
         ];
         let limits = Limits {
             memory: Some(32 << 20),
-            cpu: Some(CpuQuota { quota_us: 50_000, period_us: 100_000 }),
+            cpu: Some(CpuQuota {
+                quota_us: 50_000,
+                period_us: 100_000,
+            }),
             pids: Some(20),
         };
         let cgroup = V1Cgroup::create(&parents, "berth-t", &limits).unwrap();
@@ -164,7 +171,10 @@ mod tests {
         let pids = root.path().join("pids/own/berth-t");
         assert_eq!(cgroup.dirs(), [memory.clone(), cpu.clone(), pids.clone()]);
         assert_eq!(file(&memory, "memory.limit_in_bytes"), "33554432");
-        assert!(!memory.join("memory.memsw.limit_in_bytes").exists(), "no swap accounting here");
+        assert!(
+            !memory.join("memory.memsw.limit_in_bytes").exists(),
+            "no swap accounting here"
+        );
         assert_eq!(file(&cpu, "cpu.cfs_period_us"), "100000");
         assert_eq!(file(&cpu, "cpu.cfs_quota_us"), "50000");
         assert_eq!(file(&pids, "pids.max"), "20");
@@ -178,10 +188,18 @@ mod tests {
     fn a_limit_without_its_hierarchy_is_refused_and_cleaned_up() {
         let root = tempfile::tempdir().unwrap();
         let parents = vec![("memory", root.path().to_path_buf())];
-        let limits = Limits { pids: Some(20), ..Limits::default() };
-        let err = V1Cgroup::create(&parents, "berth-t", &limits).err().unwrap();
+        let limits = Limits {
+            pids: Some(20),
+            ..Limits::default()
+        };
+        let err = V1Cgroup::create(&parents, "berth-t", &limits)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("pids controller"), "{err}");
-        assert!(!root.path().join("berth-t").exists(), "left a cgroup behind");
+        assert!(
+            !root.path().join("berth-t").exists(),
+            "left a cgroup behind"
+        );
     }
 
     #[test]
@@ -190,14 +208,25 @@ mod tests {
         let dir = root.path().to_path_buf();
         std::fs::write(dir.join("cpuacct.usage"), "1500000000\n").unwrap();
         std::fs::write(dir.join("memory.max_usage_in_bytes"), "1024\n").unwrap();
-        std::fs::write(dir.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        std::fs::write(
+            dir.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
         std::fs::write(dir.join("pids.events"), "max 7\n").unwrap();
         let cgroup = V1Cgroup {
-            dirs: vec![("memory", dir.clone()), ("cpuacct", dir.clone()), ("pids", dir)],
+            dirs: vec![
+                ("memory", dir.clone()),
+                ("cpuacct", dir.clone()),
+                ("pids", dir),
+            ],
         };
         let usage = cgroup.usage().unwrap();
         std::mem::forget(cgroup);
         assert_eq!(usage.cpu_time, Duration::from_millis(1500));
-        assert_eq!((usage.memory_peak, usage.oom_kills, usage.pids_refused), (Some(1024), 2, 7));
+        assert_eq!(
+            (usage.memory_peak, usage.oom_kills, usage.pids_refused),
+            (Some(1024), 2, 7)
+        );
     }
 }

@@ -6,9 +6,7 @@ use std::time::Duration;
 use nix::unistd::Pid;
 use stage01_chroot::Error;
 
-use crate::cgroup::{
-    Cgroup, Usage, make_cgroup_dir, read, read_key, remove_dirs, write_control,
-};
+use crate::cgroup::{Cgroup, Usage, make_cgroup_dir, read, read_key, remove_dirs, write_control};
 use crate::limits::Limits;
 
 pub struct V2Cgroup {
@@ -39,7 +37,11 @@ impl V2Cgroup {
             }
         }
         if let Some(cpu) = limits.cpu {
-            write_control(dir, "cpu.max", &format!("{} {}", cpu.quota_us, cpu.period_us))?;
+            write_control(
+                dir,
+                "cpu.max",
+                &format!("{} {}", cpu.quota_us, cpu.period_us),
+            )?;
         }
         if let Some(pids) = limits.pids {
             write_control(dir, "pids.max", &pids.to_string())?;
@@ -62,11 +64,19 @@ impl Cgroup for V2Cgroup {
         let dir = &self.dirs[0];
         let optional = |file: &str, key: &str| -> Result<u64, Error> {
             let path = dir.join(file);
-            Ok(if path.exists() { read_key(path, key)?.unwrap_or(0) } else { 0 })
+            Ok(if path.exists() {
+                read_key(path, key)?.unwrap_or(0)
+            } else {
+                0
+            })
         };
         Ok(Usage {
-            cpu_time: Duration::from_micros(read_key(dir.join("cpu.stat"), "usage_usec")?.unwrap_or(0)),
-            memory_peak: read(dir.join("memory.peak")).ok().and_then(|s| s.trim().parse().ok()),
+            cpu_time: Duration::from_micros(
+                read_key(dir.join("cpu.stat"), "usage_usec")?.unwrap_or(0),
+            ),
+            memory_peak: read(dir.join("memory.peak"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
             oom_kills: optional("memory.events", "oom_kill")?,
             pids_refused: optional("pids.events", "max")?,
         })
@@ -143,7 +153,10 @@ mod tests {
         let parent = fake_parent("cpuset cpu io memory hugetlb pids rdma misc");
         let limits = Limits {
             memory: Some(64 << 20),
-            cpu: Some(CpuQuota { quota_us: 50_000, period_us: 100_000 }),
+            cpu: Some(CpuQuota {
+                quota_us: 50_000,
+                period_us: 100_000,
+            }),
             pids: Some(20),
         };
         let child = parent.path().join("berth-test");
@@ -152,11 +165,16 @@ mod tests {
         enable_controllers(parent.path(), &controllers_for(&limits)).unwrap();
         make_cgroup_dir(&child).unwrap();
         std::fs::write(child.join("memory.swap.max"), "max").unwrap();
-        let mut cgroup = V2Cgroup { dirs: vec![child.clone()] };
+        let mut cgroup = V2Cgroup {
+            dirs: vec![child.clone()],
+        };
         cgroup.apply(&limits).unwrap();
         cgroup.add_process(Pid::from_raw(4242)).unwrap();
 
-        assert_eq!(file(parent.path(), "cgroup.subtree_control"), "+memory +cpu +pids");
+        assert_eq!(
+            file(parent.path(), "cgroup.subtree_control"),
+            "+memory +cpu +pids"
+        );
         assert_eq!(file(&child, "memory.max"), "67108864");
         assert_eq!(file(&child, "memory.swap.max"), "0");
         assert_eq!(file(&child, "cpu.max"), "50000 100000");
@@ -176,20 +194,38 @@ mod tests {
     #[test]
     fn a_missing_controller_is_named_and_nothing_is_made() {
         let parent = fake_parent("hugetlb");
-        let limits = Limits { pids: Some(5), ..Limits::default() };
-        let err = V2Cgroup::create(parent.path(), "berth-x", &limits).err().unwrap();
-        assert!(err.to_string().contains("\"pids\" is not available"), "{err}");
+        let limits = Limits {
+            pids: Some(5),
+            ..Limits::default()
+        };
+        let err = V2Cgroup::create(parent.path(), "berth-x", &limits)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("\"pids\" is not available"),
+            "{err}"
+        );
         assert!(!parent.path().join("berth-x").exists());
     }
 
     #[test]
     fn usage_comes_from_cpu_stat_memory_events_and_pids_events() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cpu.stat"), "usage_usec 1500000\nuser_usec 1000000\n").unwrap();
-        std::fs::write(dir.path().join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
+        std::fs::write(
+            dir.path().join("cpu.stat"),
+            "usage_usec 1500000\nuser_usec 1000000\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
         std::fs::write(dir.path().join("pids.events"), "max 12\n").unwrap();
         std::fs::write(dir.path().join("memory.peak"), "33554432\n").unwrap();
-        let cgroup = V2Cgroup { dirs: vec![dir.path().to_path_buf()] };
+        let cgroup = V2Cgroup {
+            dirs: vec![dir.path().to_path_buf()],
+        };
         let usage = cgroup.usage().unwrap();
         std::mem::forget(cgroup); // don't rmdir the tempdir
         assert_eq!(
