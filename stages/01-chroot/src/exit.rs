@@ -35,6 +35,18 @@ pub fn spawn_error(err: std::io::Error, command: &OsStr, rootfs: &Path) -> Error
     }
 }
 
+/// How a stage binary ends: with the container's exit code, or with the
+/// error, prefixed by the program's name, and that error's exit code.
+pub fn finish(program: &str, result: Result<u8, Error>) -> std::process::ExitCode {
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(err) => {
+            eprintln!("{program}: {err}");
+            std::process::ExitCode::from(err.exit_code())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

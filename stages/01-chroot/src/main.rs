@@ -28,13 +28,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(&cli.container) {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            eprintln!("stage01-chroot: {err}");
-            ExitCode::from(err.exit_code())
-        }
-    }
+    exit::finish("stage01-chroot", run(&cli.container))
 }
 
 // ANCHOR: recipe

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use stage01_chroot::cli::ContainerArgs;
-use stage01_chroot::{Error, checks};
+use stage01_chroot::{Error, checks, exit};
 use stage02_namespaces::cli::NamespaceArgs;
 use stage02_namespaces::{Container, namespaces};
 
@@ -32,13 +32,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            eprintln!("stage02-namespaces: {err}");
-            ExitCode::from(err.exit_code())
-        }
-    }
+    exit::finish("stage02-namespaces", run(cli))
 }
 
 // ANCHOR: recipe

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use stage01_chroot::cli::ContainerArgs;
-use stage01_chroot::{Error, checks};
+use stage01_chroot::{Error, checks, exit};
 use stage02_namespaces::cli::NamespaceArgs;
 use stage02_namespaces::{Container, hostname, namespaces, supervise};
 use stage03_cgroups::limits::{LimitArgs, format_size};
@@ -39,13 +39,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            eprintln!("stage03-cgroups: {err}");
-            ExitCode::from(err.exit_code())
-        }
-    }
+    exit::finish("stage03-cgroups", run(cli))
 }
 
 fn run(cli: Cli) -> Result<u8, Error> {
