@@ -18,6 +18,7 @@ impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::Builder::new()
             .prefix("berth-test-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .tempdir()
             .expect("create a temp dir for the fixture");
         let busybox = std::env::var_os("BERTH_BUSYBOX").unwrap_or_else(|| DEFAULT_BUSYBOX.into());

@@ -32,8 +32,8 @@ fn stdout_of(command: &mut Command) -> String {
 }
 
 /// Start a container that prints "ready" once its command runs.
-fn start_ready(fixture: &Fixture, script: &str) -> Child {
-    let mut child = stage02(fixture, &[])
+fn start_ready(fixture: &Fixture, options: &[&str], script: &str) -> Child {
+    let mut child = stage02(fixture, options)
         .args(["/bin/sh", "-c", &format!("echo ready; {script}")])
         .stdout(Stdio::piped())
         .spawn()
@@ -174,7 +174,7 @@ fn mounts_stay_inside_the_container() {
         );
     }
 
-    let mut running = start_ready(&fx, "sleep 30");
+    let mut running = start_ready(&fx, &[], "sleep 30");
     let during = host_mounts();
     kill(Pid::from_raw(running.id() as i32), Signal::SIGTERM).unwrap();
     running.wait().unwrap();
@@ -312,7 +312,7 @@ fn sigterm_ends_the_container_within_a_second() {
     }
     let fx = Fixture::new();
     let sleeper = format!("sleep 7{}", std::process::id());
-    let mut child = start_ready(&fx, &format!("exec {sleeper}"));
+    let mut child = start_ready(&fx, &[], &format!("exec {sleeper}"));
     assert_eq!(processes_running(&sleeper).len(), 1);
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
@@ -344,19 +344,43 @@ fn killing_the_stage_binary_takes_the_container_down() {
         return;
     }
     let fx = Fixture::new();
-    let sleeper = format!("sleep 8{}", std::process::id());
-    // The command ignores SIGTERM; only the kernel's SIGKILL stops it.
-    let mut child = start_ready(&fx, &format!("trap '' TERM; {sleeper}"));
-    child.kill().unwrap(); // SIGKILL: the stage binary gets no chance to clean up
-    child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !processes_running(&sleeper).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the container outlived its stage binary"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    // With --userns too: changing user IDs must not lose the parent-death signal.
+    for (i, options) in [&[][..], &["--userns"][..]].into_iter().enumerate() {
+        let sleeper = format!("sleep 8{i}{}", std::process::id());
+        // The command ignores SIGTERM; only the kernel's SIGKILL stops it.
+        let mut child = start_ready(&fx, options, &format!("trap '' TERM; {sleeper}"));
+        child.kill().unwrap(); // SIGKILL: the stage binary gets no chance to clean up
+        child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes_running(&sleeper).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{options:?}: the container outlived its stage binary"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
+}
+
+#[test]
+fn signals_ignored_by_our_caller_still_reach_the_command() {
+    if !root_or_skip("signals_ignored_by_our_caller_still_reach_the_command") {
+        return;
+    }
+    let fx = Fixture::new();
+    // `sh -c 'cmd &'` starts cmd with SIGINT ignored; the container's command
+    // must get the default action back, so SIGINT ends it.
+    let script = format!(
+        "{} {} /bin/sh -c 'echo ready; exec sleep 30' & sleep 1; kill -INT $!; wait $!; echo $?",
+        bin("stage02-namespaces").display(),
+        fx.rootfs().display()
+    );
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\n130\n");
 }
 
 #[test]

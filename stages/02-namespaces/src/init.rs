@@ -19,9 +19,7 @@ use crate::{mounts, network, supervise};
 
 /// The body of the cloned child; its return value is its exit code.
 pub fn run(container: &Container, go: &OwnedFd) -> isize {
-    // If the stage binary outside dies, even by SIGKILL, take the container
-    // down with it: the kernel then kills init, and so the whole namespace.
-    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    die_with_parent();
     if !parent_said_go(go) {
         return stage01_chroot::error::EXIT_SETUP_FAILED as isize;
     }
@@ -39,6 +37,7 @@ pub fn run(container: &Container, go: &OwnedFd) -> isize {
 fn set_up(container: &Container) -> Result<(), Error> {
     if container.user_map.is_some() {
         become_root_of_user_namespace()?;
+        die_with_parent(); // changing our user ID cleared it
     }
     // Now that the parent has put us in our cgroup (stage 03), a new cgroup
     // namespace makes that cgroup the root of what we see in /proc/self/cgroup.
@@ -57,7 +56,7 @@ fn start_command(container: &Container) -> Result<u8, Error> {
     command.env("HOSTNAME", &container.hostname);
     // SAFETY: runs between fork and exec and only changes the signal mask.
     // The command must not inherit the signals init blocked for sigwait.
-    unsafe { command.pre_exec(|| Ok(supervise::unblock_signals()?)) };
+    unsafe { command.pre_exec(|| Ok(supervise::reset_signals_for_exec()?)) };
     let child = command.spawn().map_err(|err| {
         stage01_chroot::exit::spawn_error(err, container.command.program(), &container.rootfs)
     })?;
@@ -66,6 +65,13 @@ fn start_command(container: &Container) -> Result<u8, Error> {
     Ok(stage01_chroot::exit::exit_code(status))
 }
 // ANCHOR_END: set_up
+
+/// If the stage binary outside dies, even by SIGKILL, take the container
+/// down with it: the kernel then kills init, and so the whole namespace.
+/// The kernel forgets this whenever our user ID changes.
+fn die_with_parent() {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+}
 
 /// Block until the parent says go. EOF instead means the parent gave up:
 /// then we exit quietly, and the parent reports why.

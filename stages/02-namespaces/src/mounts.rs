@@ -136,8 +136,14 @@ fn add_devices(rootfs: &Path) -> Result<(), Error> {
 fn bind(source: &Path, target: &Path) -> Result<(), Error> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
     mount(Some(source), target, None::<&str>, flags, None::<&str>).map_err(|err| {
+        let hint = if err == nix::errno::Errno::EACCES {
+            " (with --userns, container root is host user 100000 and must be able to \
+             reach the rootfs: check the permissions of the directories above it)"
+        } else {
+            ""
+        };
         Error::Other(format!(
-            "bind-mount {} on {}: {err}",
+            "bind-mount {} on {}: {err}{hint}",
             source.display(),
             target.display()
         ))

@@ -40,8 +40,15 @@ pub fn block_signals() -> nix::Result<()> {
     waited_signals().thread_block()
 }
 
-/// Undo [`block_signals`]: for the command, in its child before `exec`.
-pub fn unblock_signals() -> nix::Result<()> {
+/// For the command, in its child before `exec`: undo [`block_signals`], and
+/// give the forwarded signals their default action, even if whoever started
+/// us ignored them (as a shell does for `cmd &`): the command must be able
+/// to die of, or handle, the signals we pass on.
+pub fn reset_signals_for_exec() -> nix::Result<()> {
+    for signal in FORWARDED {
+        // SAFETY: SIG_DFL installs no handler of ours.
+        unsafe { nix::sys::signal::signal(*signal, nix::sys::signal::SigHandler::SigDfl) }?;
+    }
     waited_signals().thread_unblock()
 }
 

@@ -1,0 +1,15 @@
+//! Stage 04 of Berth: OCI images.
+//!
+//! Until now a container's files came from a directory we made by hand. Real
+//! containers start from an *image*: a stack of file system layers plus a
+//! config (command, environment, working directory), published in a
+//! registry and addressed by the sha256 digests of their contents.
+//!
+//! The order things happen in: parse a [`reference`]; the [`registry`]
+//! client fetches the manifest and blobs, verifying each [`digest`]; the
+//! [`store`] keeps them as an OCI image layout; [`unpack`] extracts each
+//! layer once, safely, into the layer cache; [`overlay`] stacks the layers
+//! under a fresh writable directory; [`run`] starts a stage 03 container on
+//! it with the image's config.
+
+pub mod digest;
