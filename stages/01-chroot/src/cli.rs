@@ -39,13 +39,25 @@ impl ContainerArgs {
     /// the host's variables (its PATH, HOME, secrets) don't leak in.
     pub fn to_command(&self) -> Command {
         let mut command = Command::new(self.program());
-        command.args(&self.command[1..]).env_clear();
-        command.env("PATH", CONTAINER_PATH).env("HOME", "/root");
-        if let Some(term) = std::env::var_os("TERM") {
-            command.env("TERM", term);
-        }
+        command
+            .args(&self.command[1..])
+            .env_clear()
+            .envs(default_env());
         command
     }
+}
+
+/// The environment a container starts with: Docker's PATH, root's HOME, and
+/// the caller's TERM so that terminal programs still draw properly.
+pub fn default_env() -> Vec<(OsString, OsString)> {
+    let mut env = vec![
+        ("PATH".into(), CONTAINER_PATH.into()),
+        ("HOME".into(), "/root".into()),
+    ];
+    if let Some(term) = std::env::var_os("TERM") {
+        env.push(("TERM".into(), term));
+    }
+    env
 }
 
 #[cfg(test)]

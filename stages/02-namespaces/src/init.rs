@@ -46,19 +46,18 @@ fn set_up(container: &Container) -> Result<(), Error> {
     sethostname(&container.hostname)
         .map_err(|e| Error::Other(format!("sethostname {}: {e}", container.hostname)))?;
     network::loopback_up().map_err(|e| Error::Other(format!("bring up lo: {e}")))?;
-    mounts::prepare_root(&container.rootfs)?;
+    mounts::prepare_root(&container.rootfs, container.root_mount.as_ref())?;
     Ok(())
 }
 
 /// Start the command as our child, then be its init until it exits.
 fn start_command(container: &Container) -> Result<u8, Error> {
-    let mut command = container.command.to_command();
-    command.env("HOSTNAME", &container.hostname);
+    let mut command = container.process.to_command(&container.hostname)?;
     // SAFETY: runs between fork and exec and only changes the signal mask.
     // The command must not inherit the signals init blocked for sigwait.
     unsafe { command.pre_exec(|| Ok(supervise::reset_signals_for_exec()?)) };
     let child = command.spawn().map_err(|err| {
-        stage01_chroot::exit::spawn_error(err, container.command.program(), &container.rootfs)
+        stage01_chroot::exit::spawn_error(err, container.process.program(), &container.rootfs)
     })?;
     let status = supervise::supervise(nix::unistd::Pid::from_raw(child.id() as i32))
         .map_err(|e| Error::Other(format!("init: wait for the command: {e}")))?;

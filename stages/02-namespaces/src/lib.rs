@@ -24,6 +24,8 @@ pub mod init;
 pub mod mounts;
 pub mod namespaces;
 pub mod network;
+pub mod process;
 pub mod supervise;
 
-pub use namespaces::{Container, IdMap, Running, Started};
+pub use namespaces::{Container, IdMap, RootMount, Running, Started};
+pub use process::Process;

@@ -11,6 +11,8 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, pivot_root};
 use stage01_chroot::Error;
 
+use crate::namespaces::RootMount;
+
 /// A kernel file system to mount inside the rootfs.
 struct KernelMount {
     fstype: &'static str,
@@ -85,11 +87,24 @@ const DEV_LINKS: &[(&str, &str)] = &[
 
 // ANCHOR: prepare_root
 /// Turn `rootfs` into the calling process's `/`, with /proc, /sys and /dev.
-pub fn prepare_root(rootfs: &Path) -> Result<(), Error> {
+pub fn prepare_root(rootfs: &Path, root_mount: Option<&RootMount>) -> Result<(), Error> {
     // 1. Stop mount events from travelling between our table and the host's.
     remount("/", MsFlags::MS_REC | MsFlags::MS_PRIVATE)?;
-    // 2. pivot_root needs the new root to be a mount point: bind it onto itself.
-    bind(rootfs, rootfs)?;
+    // 2. pivot_root needs the new root to be a mount point: bind it onto
+    //    itself, or mount the given file system (an image's overlay) there.
+    match root_mount {
+        None => bind(rootfs, rootfs)?,
+        Some(m) => mount(
+            Some(m.source.as_str()),
+            rootfs,
+            Some(m.fstype.as_str()),
+            MsFlags::empty(),
+            Some(m.options.as_str()),
+        )
+        .map_err(|err| {
+            Error::Other(format!("mount {} on {}: {err}", m.fstype, rootfs.display()))
+        })?,
+    }
     // 3. The kernel file systems and devices, below the new root.
     for m in KERNEL_MOUNTS {
         if m.target == "dev/pts" {

@@ -19,6 +19,7 @@ use stage01_chroot::cli::ContainerArgs;
 use stage01_chroot::{Error, checks};
 
 use crate::cli::NamespaceArgs;
+use crate::process::Process;
 use crate::{hostname, init, supervise};
 
 /// A range of user (and group) IDs: `count` IDs from `container` inside
@@ -48,12 +49,24 @@ impl IdMap {
 /// Everything needed to start one container.
 #[derive(Debug, Clone)]
 pub struct Container {
-    /// Absolute path of the root filesystem.
+    /// Absolute path of the root filesystem (with `root_mount`, the empty
+    /// directory that file system is mounted on).
     pub rootfs: PathBuf,
-    pub command: ContainerArgs,
+    /// A file system to mount as the root inside the container's mount
+    /// namespace, instead of bind-mounting `rootfs` (stage 04: an overlay).
+    pub root_mount: Option<RootMount>,
+    pub process: Process,
     pub hostname: String,
     /// `Some` to give the container a user namespace with this mapping.
     pub user_map: Option<IdMap>,
+}
+
+/// `mount -t FSTYPE -o OPTIONS SOURCE <rootfs>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootMount {
+    pub fstype: String,
+    pub source: String,
+    pub options: String,
 }
 
 // ANCHOR: clone_flags
@@ -68,7 +81,8 @@ impl Container {
                 None => hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?,
             },
             user_map: namespaces.userns.then_some(IdMap::DEFAULT),
-            command,
+            process: Process::from_args(&command),
+            root_mount: None,
         })
     }
 

@@ -1,0 +1,141 @@
+//! What runs in the container: the program and its arguments, its
+//! environment, its working directory and the user it runs as.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use stage01_chroot::Error;
+use stage01_chroot::cli::{ContainerArgs, default_env};
+
+#[derive(Debug, Clone)]
+pub struct Process {
+    /// The program, then its arguments.
+    pub args: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    /// Inside the container; made if it is missing, as Docker does.
+    pub cwd: PathBuf,
+    /// `uid[:gid]` or `name[:group]`, looked up in the container's own
+    /// /etc/passwd and /etc/group. `None` runs as root.
+    pub user: Option<String>,
+}
+
+impl Process {
+    /// `CMD [ARGS...]` from the command line, with a container's defaults.
+    pub fn from_args(args: &ContainerArgs) -> Process {
+        Process {
+            args: args.command.clone(),
+            env: default_env(),
+            cwd: "/".into(),
+            user: None,
+        }
+    }
+
+    pub fn program(&self) -> &OsStr {
+        self.args.first().map_or(OsStr::new(""), |p| p.as_os_str())
+    }
+
+    /// The `Command` init starts, once it stands in the container's root.
+    pub fn to_command(&self, hostname: &str) -> Result<Command, Error> {
+        std::fs::create_dir_all(&self.cwd)
+            .map_err(|e| Error::io("create working directory", &self.cwd, e))?;
+        let mut command = Command::new(self.program());
+        command
+            .args(self.args.iter().skip(1))
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("HOSTNAME", hostname)
+            .current_dir(&self.cwd);
+        if let Some(user) = &self.user {
+            let (uid, gid) = resolve_user(
+                user,
+                &read_or_empty("/etc/passwd"),
+                &read_or_empty("/etc/group"),
+            )?;
+            command.uid(uid).gid(gid);
+        }
+        Ok(command)
+    }
+}
+
+fn read_or_empty(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// `USER[:GROUP]` to IDs, the way Docker reads an image's `User`: names are
+/// looked up in the given passwd and group files, numbers taken as they are;
+/// without a group, a named user gets its passwd group and a number gets 0.
+pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u32, u32), Error> {
+    let (user, group_spec) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
+    let entry = |file: &str, name: &str| -> Option<Vec<String>> {
+        file.lines()
+            .map(|line| line.split(':').map(String::from).collect::<Vec<_>>())
+            .find(|fields| fields.len() > 3 && fields[0] == name)
+    };
+    let (uid, passwd_gid) = match user.parse::<u32>() {
+        Ok(uid) => (uid, 0),
+        Err(_) => {
+            let fields = entry(passwd, user).ok_or_else(|| {
+                Error::Other(format!(
+                    "user {user:?} is not in the container's /etc/passwd"
+                ))
+            })?;
+            let id = |i: usize| fields[i].parse::<u32>().ok();
+            id(2).zip(id(3)).ok_or_else(|| {
+                Error::Other(format!(
+                    "the container's /etc/passwd entry for {user:?} is malformed"
+                ))
+            })?
+        }
+    };
+    let gid = match group_spec {
+        None => passwd_gid,
+        Some(group_name) => match group_name.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => entry(group, group_name)
+                .and_then(|fields| fields[2].parse().ok())
+                .ok_or_else(|| {
+                    Error::Other(format!(
+                        "group {group_name:?} is not in the container's /etc/group"
+                    ))
+                })?,
+        },
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\nweb:x:1000:1001::/home/web:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nstaff:x:50:\nweb:x:1001:\n";
+
+    #[test]
+    fn users_by_name_and_number() {
+        assert_eq!(resolve_user("web", PASSWD, GROUP).unwrap(), (1000, 1001));
+        assert_eq!(resolve_user("1234", PASSWD, GROUP).unwrap(), (1234, 0));
+        assert_eq!(
+            resolve_user("web:staff", PASSWD, GROUP).unwrap(),
+            (1000, 50)
+        );
+        assert_eq!(resolve_user("5:6", PASSWD, GROUP).unwrap(), (5, 6));
+        assert_eq!(
+            resolve_user("nobody", PASSWD, GROUP).unwrap(),
+            (65534, 65534)
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_errors_that_say_where_we_looked() {
+        let err = resolve_user("ghost", PASSWD, GROUP)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not in the container's /etc/passwd"), "{err}");
+        assert!(resolve_user("web:ghosts", PASSWD, GROUP).is_err());
+    }
+}
