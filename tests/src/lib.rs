@@ -5,6 +5,7 @@
 //! silently skips would look green while checking nothing. CI never sets it.
 
 pub mod fixture;
+pub mod images;
 pub mod probes;
 
 use std::path::PathBuf;

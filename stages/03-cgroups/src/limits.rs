@@ -36,7 +36,8 @@ pub struct LimitArgs {
     #[arg(long, value_name = "N", value_parser = parse_cpus)]
     pub cpus: Option<CpuQuota>,
 
-    /// Most processes the container may have at once (contains fork bombs).
+    /// Most processes the container may have at once, its init included
+    /// (contains fork bombs).
     #[arg(long, value_name = "N", value_parser = parse_pids)]
     pub pids_limit: Option<u64>,
 }

@@ -60,33 +60,46 @@ fn run(cli: Cli) -> Result<u8, Error> {
     cgroup.add_process(started.pid())?; // before it runs anything
     let code = started.resume()?.wait()?;
 
-    // The container has exited: read what the kernel counted, then clean up.
-    let usage = cgroup.usage()?;
-    cgroup.remove()?;
+    // The container has exited: read what the kernel counted, then clean
+    // up. A failure here is reported, but the command's status stands.
+    let usage = cgroup.usage();
+    if let Err(err) = cgroup.remove() {
+        eprintln!("stage03-cgroups: warning: {err}");
+    }
     // ANCHOR_END: recipe
 
-    if usage.oom_kills > 0 {
-        let limit = limits
-            .memory
-            .map(|m| format!(" (limit {})", format_size(m)));
-        eprintln!(
-            "stage03-cgroups: killed: out of memory{}",
-            limit.unwrap_or_default()
-        );
-    }
-    if cli.stats {
-        print_stats(&name, &usage);
+    match usage {
+        Ok(usage) => report(&name, &limits, &usage, code, cli.stats),
+        Err(err) => eprintln!("stage03-cgroups: warning: {err}"),
     }
     Ok(code)
 }
 
-fn print_stats(name: &str, usage: &Usage) {
-    let peak = usage.memory_peak.map_or("unknown".into(), format_size);
-    eprintln!(
-        "stage03-cgroups: cgroup {name} measured: cpu time {:.3} s, memory peak {peak}, \
-         oom kills {}, forks refused {}",
-        usage.cpu_time.as_secs_f64(),
-        usage.oom_kills,
-        usage.pids_refused
-    );
+/// Say what the kernel did to the container, and with --stats what it used.
+fn report(name: &str, limits: &Limits, usage: &Usage, code: u8, stats: bool) {
+    if usage.oom_kills > 0 {
+        let limit = limits
+            .memory
+            .map(|m| format!(" (limit {})", format_size(m)));
+        // 137 = 128 + SIGKILL: the OOM killer's victim was the command itself.
+        let victim = if code == 137 {
+            "killed"
+        } else {
+            "a process in the container was killed"
+        };
+        eprintln!(
+            "stage03-cgroups: {victim}: out of memory{}",
+            limit.unwrap_or_default()
+        );
+    }
+    if stats {
+        let peak = usage.memory_peak.map_or("unknown".into(), format_size);
+        eprintln!(
+            "stage03-cgroups: cgroup {name} measured: cpu time {:.3} s, memory peak {peak}, \
+             oom kills {}, forks refused {}",
+            usage.cpu_time.as_secs_f64(),
+            usage.oom_kills,
+            usage.pids_refused
+        );
+    }
 }
