@@ -129,3 +129,35 @@ pub(crate) fn remove_dirs(dirs: &mut Vec<PathBuf>) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// After the container exited: say what the kernel did to it (an OOM kill),
+/// and with `stats` what it used. `code` is the container's exit code.
+pub fn report(program: &str, name: &str, limits: &Limits, usage: &Usage, code: u8, stats: bool) {
+    if usage.oom_kills > 0 {
+        let limit = limits
+            .memory
+            .map(|m| format!(" (limit {})", crate::limits::format_size(m)));
+        // 137 = 128 + SIGKILL: the OOM killer's victim was the command itself.
+        let victim = if code == 137 {
+            "killed"
+        } else {
+            "a process in the container was killed"
+        };
+        eprintln!(
+            "stage03-cgroups: {victim}: out of memory{}",
+            limit.unwrap_or_default()
+        );
+    }
+    if stats {
+        let peak = usage
+            .memory_peak
+            .map_or("unknown".into(), crate::limits::format_size);
+        eprintln!(
+            "{program}: cgroup {name} measured: cpu time {:.3} s, memory peak {peak}, \
+             oom kills {}, forks refused {}",
+            usage.cpu_time.as_secs_f64(),
+            usage.oom_kills,
+            usage.pids_refused
+        );
+    }
+}

@@ -16,5 +16,5 @@ pub mod limits;
 pub mod v1;
 pub mod v2;
 
-pub use cgroup::{Cgroup, Usage, create};
+pub use cgroup::{Cgroup, Usage, create, report};
 pub use limits::Limits;

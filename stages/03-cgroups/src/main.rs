@@ -11,8 +11,8 @@ use stage01_chroot::cli::ContainerArgs;
 use stage01_chroot::{Error, checks, exit};
 use stage02_namespaces::cli::NamespaceArgs;
 use stage02_namespaces::{Container, hostname, namespaces, supervise};
-use stage03_cgroups::limits::{LimitArgs, format_size};
-use stage03_cgroups::{Limits, Usage, cgroup};
+use stage03_cgroups::limits::LimitArgs;
+use stage03_cgroups::{Limits, cgroup, report};
 
 /// Run a command in its own namespaces and cgroup, with limits. Needs root.
 ///
@@ -69,37 +69,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
     // ANCHOR_END: recipe
 
     match usage {
-        Ok(usage) => report(&name, &limits, &usage, code, cli.stats),
+        Ok(usage) => report("stage03-cgroups", &name, &limits, &usage, code, cli.stats),
         Err(err) => eprintln!("stage03-cgroups: warning: {err}"),
     }
     Ok(code)
-}
-
-/// Say what the kernel did to the container, and with --stats what it used.
-fn report(name: &str, limits: &Limits, usage: &Usage, code: u8, stats: bool) {
-    if usage.oom_kills > 0 {
-        let limit = limits
-            .memory
-            .map(|m| format!(" (limit {})", format_size(m)));
-        // 137 = 128 + SIGKILL: the OOM killer's victim was the command itself.
-        let victim = if code == 137 {
-            "killed"
-        } else {
-            "a process in the container was killed"
-        };
-        eprintln!(
-            "stage03-cgroups: {victim}: out of memory{}",
-            limit.unwrap_or_default()
-        );
-    }
-    if stats {
-        let peak = usage.memory_peak.map_or("unknown".into(), format_size);
-        eprintln!(
-            "stage03-cgroups: cgroup {name} measured: cpu time {:.3} s, memory peak {peak}, \
-             oom kills {}, forks refused {}",
-            usage.cpu_time.as_secs_f64(),
-            usage.oom_kills,
-            usage.pids_refused
-        );
-    }
 }

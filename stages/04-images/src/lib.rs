@@ -12,4 +12,16 @@
 //! under a fresh writable directory; [`run`] starts a stage 03 container on
 //! it with the image's config.
 
+pub mod auth;
 pub mod digest;
+pub mod image;
+pub mod layers;
+pub mod load;
+pub mod overlay;
+pub mod pull;
+pub mod reference;
+pub mod registry;
+pub mod root;
+pub mod spec;
+pub mod store;
+pub mod unpack;

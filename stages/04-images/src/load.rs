@@ -1,0 +1,282 @@
+//! `load`: images from files instead of a registry.
+//!
+//! Two formats are common:
+//! - **docker-archive** (`docker save`, `skopeo copy ... docker-archive:F`):
+//!   a tar with `manifest.json` (`[{"Config": "x.json", "RepoTags": [...],
+//!   "Layers": ["a.tar", ...]}]`), the config and the layer tars;
+//! - **OCI layout**, as a directory or as a tar of one (`oci-archive`):
+//!   `index.json`, `oci-layout` and `blobs/sha256/...`, like our store.
+//!
+//! Either way every blob goes through the store's verifying `put_blob`, and
+//! the image is tagged only once all of it is in.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
+
+use stage01_chroot::Error;
+
+use crate::digest::{Digest, HashingReader};
+use crate::reference::Reference;
+use crate::spec::{self, Descriptor, ImageConfig, Index, Manifest};
+use crate::store::Store;
+
+/// Load the image(s) in `path`; the names they were tagged with.
+pub fn load(store: &Store, path: &Path, tag: Option<&str>) -> Result<Vec<String>, Error> {
+    if path.is_dir() {
+        return load_oci_layout(store, path, tag);
+    }
+    // An archive: unpack its plain files into a scratch directory next to
+    // the store, then read it as the directory it was.
+    let scratch = Scratch::new(store)?;
+    extract_plain_files(path, &scratch.0)?;
+    if scratch.0.join("manifest.json").exists() {
+        load_docker_archive(store, &scratch.0, tag)
+    } else if scratch.0.join("index.json").exists() {
+        load_oci_layout(store, &scratch.0, tag)
+    } else {
+        Err(Error::Other(format!(
+            "{}: neither a docker-archive (no manifest.json) nor an oci-archive (no index.json)",
+            path.display()
+        )))
+    }
+}
+
+/// A temporary directory beside the store, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(store: &Store) -> Result<Scratch, Error> {
+        let parent = store.dir().parent().unwrap_or(store.dir());
+        let dir = parent.join(format!(".load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Write the archive's regular files below `dest`. Only plain relative names
+/// are accepted (no `..`, no absolute paths), so nothing lands outside it.
+/// Symbolic links (docker save uses them for repeated layers) become copies.
+fn extract_plain_files(archive: &Path, dest: &Path) -> Result<(), Error> {
+    let file = File::open(archive).map_err(|e| Error::io("open", archive, e))?;
+    let mut tar = tar::Archive::new(file);
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let entries = tar.entries().map_err(|e| Error::io("read", archive, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::io("read an entry of", archive, e))?;
+        let name = entry.path().map_err(|e| Error::io("read a name in", archive, e))?.into_owned();
+        let Some(relative) = plain_relative(&name) else {
+            return Err(Error::Other(format!("{}: unsafe entry name {name:?}", archive.display())));
+        };
+        let target = dest.join(&relative);
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {
+                std::fs::create_dir_all(&target).map_err(|e| Error::io("create", &target, e))?;
+            }
+            tar::EntryType::Regular => {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+                }
+                let mut out = File::create(&target).map_err(|e| Error::io("create", &target, e))?;
+                std::io::copy(&mut entry, &mut out).map_err(|e| Error::io("write", &target, e))?;
+            }
+            tar::EntryType::Symlink => {
+                if let Some(link) = entry.link_name().ok().flatten() {
+                    let resolved = relative.parent().unwrap_or(Path::new("")).join(link);
+                    if let Some(source) = plain_relative(&resolved) {
+                        links.push((relative, source));
+                    }
+                }
+            }
+            _ => {} // nothing else belongs in an image archive
+        }
+    }
+    for (link, source) in links {
+        let (from, to) = (dest.join(&source), dest.join(&link));
+        std::fs::copy(&from, &to).map_err(|e| Error::io("copy", &from, e))?;
+    }
+    Ok(())
+}
+
+/// `a/./b` -> `a/b`; `None` for absolute paths or any `..`.
+fn plain_relative(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!out.as_os_str().is_empty()).then_some(out)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ArchiveEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+// ANCHOR: docker_archive
+/// A docker-archive, unpacked in `dir`: make an OCI manifest for each image.
+fn load_docker_archive(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<String>, Error> {
+    let entries: Vec<ArchiveEntry> = serde_json::from_slice(&read(&dir.join("manifest.json"))?)
+        .map_err(|e| Error::Other(format!("manifest.json of the archive is not valid: {e}")))?;
+    let _lock = store.lock()?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let config_bytes = read(&archive_path(dir, &entry.config)?)?;
+        let image_config: ImageConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| Error::Other(format!("{}: not an image config: {e}", entry.config)))?;
+        let config = Descriptor {
+            media_type: spec::MEDIA_TYPE_OCI_CONFIG.into(),
+            digest: store.put_bytes(&config_bytes)?,
+            size: config_bytes.len() as u64,
+            annotations: None,
+            platform: None,
+        };
+        let mut layers = Vec::new();
+        for layer in &entry.layers {
+            layers.push(put_file(store, &archive_path(dir, layer)?)?);
+        }
+        if image_config.rootfs.diff_ids.len() != layers.len() {
+            return Err(Error::Other(format!(
+                "the archive lists {} layers but its config {} diff IDs",
+                layers.len(),
+                image_config.rootfs.diff_ids.len()
+            )));
+        }
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(spec::MEDIA_TYPE_OCI_MANIFEST.into()),
+            config,
+            layers,
+            annotations: None,
+        };
+        let descriptor = put_manifest(store, &manifest)?;
+        let tags = match (tag, entry.repo_tags) {
+            (Some(tag), _) => vec![tag.to_string()],
+            (None, Some(tags)) if !tags.is_empty() => tags,
+            _ => return Err(Error::Other("the archive names no image: pass --tag NAME".into())),
+        };
+        for name in tags {
+            names.push(tag_as(store, &name, &descriptor)?);
+        }
+    }
+    Ok(names)
+}
+// ANCHOR_END: docker_archive
+
+/// A path named inside the archive, kept inside the scratch directory.
+fn archive_path(dir: &Path, name: &str) -> Result<PathBuf, Error> {
+    plain_relative(Path::new(name))
+        .map(|relative| dir.join(relative))
+        .ok_or_else(|| Error::Other(format!("the archive names an unsafe path: {name:?}")))
+}
+
+/// Store a layer file as it is (gzipped or plain tar), as a blob.
+fn put_file(store: &Store, path: &Path) -> Result<Descriptor, Error> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut hashing = HashingReader::new(file);
+    let mut magic = [0u8; 2];
+    let gzipped = hashing.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
+    let (digest, size) = hashing.finish();
+    let media_type = if gzipped { spec::MEDIA_TYPE_OCI_LAYER_GZIP } else { spec::MEDIA_TYPE_OCI_LAYER };
+    let descriptor = Descriptor { media_type: media_type.into(), digest, size, annotations: None, platform: None };
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    store.put_blob(file, &descriptor)?;
+    Ok(descriptor)
+}
+
+fn put_manifest(store: &Store, manifest: &Manifest) -> Result<Descriptor, Error> {
+    let bytes = serde_json::to_vec(manifest).map_err(|e| Error::Other(format!("encode a manifest: {e}")))?;
+    Ok(Descriptor {
+        media_type: spec::MEDIA_TYPE_OCI_MANIFEST.into(),
+        digest: store.put_bytes(&bytes)?,
+        size: bytes.len() as u64,
+        annotations: None,
+        platform: None,
+    })
+}
+
+/// Tag under the normalized name (`busybox:latest` -> docker.io/library/...).
+fn tag_as(store: &Store, name: &str, descriptor: &Descriptor) -> Result<String, Error> {
+    let reference: Reference = name.parse()?;
+    store.tag(&reference.to_string(), descriptor.clone())?;
+    Ok(reference.to_string())
+}
+
+/// An OCI layout directory: copy each tagged manifest with everything it
+/// names (verifying every blob) and tag it here.
+fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<String>, Error> {
+    let index: Index = serde_json::from_slice(&read(&dir.join("index.json"))?)
+        .map_err(|e| Error::Other(format!("{}: index.json is not valid: {e}", dir.display())))?;
+    let blob = |digest: &Digest| dir.join("blobs/sha256").join(digest.hex());
+    let _lock = store.lock()?;
+    let mut names = Vec::new();
+    for entry in &index.manifests {
+        let mut manifest_desc = entry.clone();
+        let mut bytes = read(&blob(&entry.digest))?;
+        if spec::is_index(&entry.media_type) {
+            let inner: Index = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Other(format!("an index in the layout is not valid: {e}")))?;
+            manifest_desc = inner
+                .pick(&spec::host_platform())
+                .cloned()
+                .ok_or_else(|| Error::Other("the layout has no image for this platform".into()))?;
+            bytes = read(&blob(&manifest_desc.digest))?;
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Other(format!("a manifest in the layout is not valid: {e}")))?;
+        for part in std::iter::once(&manifest.config).chain(&manifest.layers) {
+            let path = blob(&part.digest);
+            let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+            store.put_blob(file, part)?;
+        }
+        let file = File::open(blob(&manifest_desc.digest)).map_err(|e| Error::io("open", blob(&manifest_desc.digest), e))?;
+        store.put_blob(file, &manifest_desc)?;
+        let descriptor = Descriptor { annotations: None, platform: None, ..manifest_desc };
+        let ref_name = entry.annotations.as_ref().and_then(|a| a.get(spec::ANNOTATION_REF_NAME));
+        let name = match (tag, ref_name) {
+            (Some(tag), _) => tag.to_string(),
+            (None, Some(name)) if name.parse::<Reference>().is_ok() && name.contains('/') => name.clone(),
+            (None, Some(name)) => {
+                return Err(Error::Other(format!(
+                    "the layout's image is tagged only {name:?}: pass --tag NAME to name it"
+                )));
+            }
+            (None, None) => return Err(Error::Other("the layout's image has no name: pass --tag NAME".into())),
+        };
+        names.push(tag_as(store, &name, &descriptor)?);
+    }
+    Ok(names)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::io("read", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_names_pass() {
+        assert_eq!(plain_relative(Path::new("./a/b.tar")), Some(PathBuf::from("a/b.tar")));
+        assert_eq!(plain_relative(Path::new("../x")), None);
+        assert_eq!(plain_relative(Path::new("a/../../x")), None);
+        assert_eq!(plain_relative(Path::new("/etc/passwd")), None);
+        assert_eq!(plain_relative(Path::new(".")), None);
+    }
+}

@@ -1,0 +1,142 @@
+//! `pull`: from a reference to a tagged image in the store.
+//!
+//! 1. Fetch the manifest. If it is an index (one manifest per platform),
+//!    pick ours and fetch that manifest, by digest.
+//! 2. Fetch every blob the manifest names (the config, then each layer)
+//!    that the store doesn't have yet, verifying each digest as it streams.
+//! 3. Store the manifest and tag it. The tag is written last, so an image
+//!    is never listed before all of its blobs are there.
+
+use std::io::{IsTerminal, Read};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use stage01_chroot::Error;
+
+use crate::reference::Reference;
+use crate::registry::{Registry, RegistryOptions};
+use crate::spec::{self, Descriptor, ImageConfig, Index, Manifest};
+use crate::store::Store;
+
+// ANCHOR: pull
+/// Pull `reference` into `store`; the descriptor of the stored manifest.
+pub fn pull(store: &Store, reference: &Reference, options: &RegistryOptions) -> Result<Descriptor, Error> {
+    let mut registry = Registry::connect(reference, options)?;
+    let (mut bytes, mut media_type) = registry.manifest(&reference.reference_for_api())?;
+    if spec::is_index(&media_type) {
+        let chosen = pick_platform(&bytes, reference)?;
+        (bytes, media_type) = registry.manifest(&chosen.digest.to_string())?;
+    }
+    let manifest = parse_manifest(&bytes, &media_type, reference)?;
+
+    // Hold the store's lock until the tag is written: a concurrent `rmi`'s
+    // garbage collection must not take blobs that nothing refers to *yet*.
+    let _lock = store.lock()?;
+    let progress = Progress::new();
+    for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+        if store.has_blob(&blob.digest) {
+            progress.already_have(blob);
+            continue;
+        }
+        let (reader, _length) = registry.blob(&blob.digest)?;
+        store.put_blob(progress.track(blob, reader), blob)?; // verifies the digest
+    }
+    check_config(store, &manifest, reference)?;
+
+    let digest = store.put_bytes(&bytes)?;
+    let descriptor = Descriptor {
+        media_type,
+        digest,
+        size: bytes.len() as u64,
+        annotations: None,
+        platform: None,
+    };
+    store.tag(&reference.to_string(), descriptor.clone())?;
+    Ok(descriptor)
+}
+// ANCHOR_END: pull
+
+/// The manifest for this host's platform in an index.
+fn pick_platform(bytes: &[u8], reference: &Reference) -> Result<Descriptor, Error> {
+    let index: Index = serde_json::from_slice(bytes)
+        .map_err(|e| Error::Other(format!("{reference}: the image index is not valid JSON: {e}")))?;
+    let platform = spec::host_platform();
+    index.pick(&platform).cloned().ok_or_else(|| {
+        let offered: Vec<String> = index
+            .manifests
+            .iter()
+            .filter_map(|m| m.platform.as_ref())
+            .map(|p| format!("{}/{}", p.os, p.architecture))
+            .collect();
+        Error::Other(format!(
+            "{reference} has no image for {}/{} (it offers: {})",
+            platform.os,
+            platform.architecture,
+            offered.join(", ")
+        ))
+    })
+}
+
+fn parse_manifest(bytes: &[u8], media_type: &str, reference: &Reference) -> Result<Manifest, Error> {
+    if !spec::is_manifest(media_type) {
+        return Err(Error::Other(format!(
+            "{reference}: unsupported manifest type {media_type:?} (we read OCI and Docker schema 2 \
+             manifests; Docker schema 1 is long deprecated)"
+        )));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Other(format!("{reference}: the manifest is not valid: {e}")))
+}
+
+/// The config must be readable and name one diff ID per layer: we key the
+/// layer cache by them.
+fn check_config(store: &Store, manifest: &Manifest, reference: &Reference) -> Result<(), Error> {
+    let config: ImageConfig = serde_json::from_slice(&store.read_blob(&manifest.config.digest)?)
+        .map_err(|e| Error::Other(format!("{reference}: the image config is not valid: {e}")))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(Error::Other(format!(
+            "{reference}: the manifest has {} layers but the config lists {} diff IDs",
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Progress per blob: bars on a terminal, one line per blob otherwise.
+struct Progress {
+    bars: Option<MultiProgress>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress { bars: std::io::stderr().is_terminal().then(MultiProgress::new) }
+    }
+
+    fn already_have(&self, blob: &Descriptor) {
+        eprintln!("Already have blob {}", short(blob));
+    }
+
+    fn track<R: Read>(&self, blob: &Descriptor, reader: R) -> impl Read + use<R> {
+        let bar = match &self.bars {
+            Some(bars) => {
+                let bar = bars.add(ProgressBar::new(blob.size));
+                let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
+                bar.set_style(style);
+                bar.set_prefix(format!("Copying blob {}", short(blob)));
+                bar
+            }
+            None => {
+                eprintln!("Copying blob {} ({} bytes)", short(blob), blob.size);
+                ProgressBar::hidden()
+            }
+        };
+        bar.wrap_read(reader)
+    }
+}
+
+/// `sha256:abcdef012345` (12 digits, as Docker shows them).
+fn short(blob: &Descriptor) -> String {
+    format!("sha256:{}", &blob.digest.hex()[..12])
+}
