@@ -34,7 +34,10 @@ pub struct TestRegistry {
 
 impl TestRegistry {
     pub fn start() -> TestRegistry {
-        let dir = tempfile::Builder::new().prefix("berth-registry-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-registry-")
+            .tempdir()
+            .unwrap();
         let port = free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
@@ -53,8 +56,14 @@ impl TestRegistry {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("docker-registry could not start ({e}); apt-get install docker-registry"));
-        let registry = TestRegistry { child, _dir: dir, port };
+            .unwrap_or_else(|e| {
+                panic!("docker-registry could not start ({e}); apt-get install docker-registry")
+            });
+        let registry = TestRegistry {
+            child,
+            _dir: dir,
+            port,
+        };
         registry.wait_until_ready();
         registry
     }
@@ -72,7 +81,10 @@ impl TestRegistry {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("docker-registry did not answer on {} within 15 s", self.host());
+        panic!(
+            "docker-registry did not answer on {} within 15 s",
+            self.host()
+        );
     }
 
     /// `skopeo copy` an image from an OCI layout into this registry.
@@ -80,7 +92,13 @@ impl TestRegistry {
     pub fn push(&self, layout: &Path, tag: &str, repository: &str, format: &str, all: bool) {
         let source = format!("oci:{}:{tag}", layout.display());
         let dest = format!("docker://{}/{repository}", self.host());
-        let mut args = vec!["copy", "--quiet", "--dest-tls-verify=false", "--format", format];
+        let mut args = vec![
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--format",
+            format,
+        ];
         if all {
             args.push("--all");
         }
@@ -97,14 +115,22 @@ impl Drop for TestRegistry {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The status code of a plain `GET path` to `host`, or None if it is down.
 pub fn http_get_status(host: &str, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(host).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut reply = String::new();
     stream.read_to_string(&mut reply).ok()?;
     reply.split(' ').nth(1)?.parse().ok()
@@ -118,7 +144,10 @@ pub fn build_image(layout: &Path, tag: &str, rootfs: &Path, config: &[&str]) {
         tool("umoci", &["init", "--layout", &layout.to_string_lossy()]);
     }
     tool("umoci", &["new", "--image", &image]);
-    tool("umoci", &["insert", "--image", &image, &rootfs.to_string_lossy(), "/"]);
+    tool(
+        "umoci",
+        &["insert", "--image", &image, &rootfs.to_string_lossy(), "/"],
+    );
     if !config.is_empty() {
         let mut args = vec!["config", "--image", &image];
         args.extend(config);
@@ -129,4 +158,65 @@ pub fn build_image(layout: &Path, tag: &str, rootfs: &Path, config: &[&str]) {
 /// A layout directory inside `dir`, for `build_image`.
 pub fn layout_in(dir: &Path) -> PathBuf {
     dir.join("layout")
+}
+
+/// Add to `layout` an image index `index_tag` holding the image `tag` (as
+/// linux/amd64) and a copy of it that claims to be linux/arm64 (same layers,
+/// a config saying arm64). Returns the amd64 and arm64 manifest digests.
+pub fn add_multi_platform_index(layout: &Path, tag: &str, index_tag: &str) -> (String, String) {
+    use serde_json::{Value, json};
+    use stage04_images::digest::Digest;
+
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let write_blob = |bytes: &[u8]| {
+        let digest = Digest::of(bytes).to_string();
+        std::fs::write(blob(&digest), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let index_path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let amd64 = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap()
+        .clone();
+    let amd64_digest = amd64["digest"].as_str().unwrap().to_string();
+
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob(&amd64_digest)).unwrap()).unwrap();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap().to_string();
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(blob(&config_digest)).unwrap()).unwrap();
+    config["architecture"] = json!("arm64");
+    let (arm_config, arm_config_size) = write_blob(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = json!(arm_config);
+    manifest["config"]["size"] = json!(arm_config_size);
+    let (arm_digest, arm_size) = write_blob(&serde_json::to_vec(&manifest).unwrap());
+
+    let manifest_type = "application/vnd.oci.image.manifest.v1+json";
+    let image_index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": manifest_type, "digest": arm_digest, "size": arm_size,
+             "platform": {"architecture": "arm64", "os": "linux"}},
+            {"mediaType": manifest_type, "digest": amd64_digest, "size": amd64["size"],
+             "platform": {"architecture": "amd64", "os": "linux"}},
+        ]
+    });
+    let (index_digest, index_size) = write_blob(&serde_json::to_vec(&image_index).unwrap());
+    index["manifests"].as_array_mut().unwrap().push(json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": index_digest,
+        "size": index_size,
+        "annotations": {"org.opencontainers.image.ref.name": index_tag},
+    }));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    (amd64_digest, arm_digest)
 }

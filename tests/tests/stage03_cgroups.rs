@@ -87,7 +87,11 @@ fn over_its_memory_limit_the_container_is_oom_killed() {
     assert!(berth_cgroups_named(&cgroup_name(killed.get_output())).is_empty());
     // The victim is not the command: say so, and keep the command's status.
     stage03(&fx, &["--memory", "32m"])
-        .args(["/bin/sh", "-c", "dd if=/dev/zero of=/dev/null bs=100M count=1; echo carrying on"])
+        .args([
+            "/bin/sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/null bs=100M count=1; echo carrying on",
+        ])
         .assert()
         .success()
         .stdout("carrying on\n")

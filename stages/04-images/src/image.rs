@@ -30,9 +30,22 @@ impl Image {
                 "image {reference} is not in the store; pull it first: stage04-images pull {name}"
             ))
         })?;
-        let manifest: Manifest = parse(&store.read_blob(&descriptor.digest)?, "manifest", &reference)?;
-        let config: ImageConfig = parse(&store.read_blob(&manifest.config.digest)?, "config", &reference)?;
-        Ok(Image { reference, descriptor, manifest, config })
+        let manifest: Manifest = parse(
+            &store.read_blob(&descriptor.digest)?,
+            "manifest",
+            &reference,
+        )?;
+        let config: ImageConfig = parse(
+            &store.read_blob(&manifest.config.digest)?,
+            "config",
+            &reference,
+        )?;
+        Ok(Image {
+            reference,
+            descriptor,
+            manifest,
+            config,
+        })
     }
 
     // ANCHOR: layers
@@ -44,7 +57,8 @@ impl Image {
             .zip(&self.config.rootfs.diff_ids)
             .map(|(layer, diff_id)| {
                 let blob = store.blob_path(&layer.digest);
-                let file = std::fs::File::open(&blob).map_err(|e| Error::io("open layer", &blob, e))?;
+                let file =
+                    std::fs::File::open(&blob).map_err(|e| Error::io("open layer", &blob, e))?;
                 layers::ensure_unpacked(cache, diff_id, &layer.media_type, file)
             })
             .collect()
@@ -54,28 +68,48 @@ impl Image {
 
 /// Remove unpacked layers that no image in the store uses any more; how
 /// many. Skipped while any container exists: it may be running on them.
-pub fn remove_unused_layers(store: &Store, cache: &Path, containers: &Path) -> Result<usize, Error> {
-    let busy = std::fs::read_dir(containers).map(|mut d| d.next().is_some()).unwrap_or(false);
-    let Ok(entries) = std::fs::read_dir(cache) else { return Ok(0) };
+pub fn remove_unused_layers(
+    store: &Store,
+    cache: &Path,
+    containers: &Path,
+) -> Result<usize, Error> {
+    let busy = std::fs::read_dir(containers)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return Ok(0);
+    };
     if busy {
         return Ok(0);
     }
     let mut used = std::collections::BTreeSet::new();
     for (name, _) in store.list()? {
-        used.extend(Image::open(store, &name)?.config.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
+        used.extend(
+            Image::open(store, &name)?
+                .config
+                .rootfs
+                .diff_ids
+                .iter()
+                .map(|d| d.hex().to_string()),
+        );
     }
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !used.contains(&name) {
-            std::fs::remove_dir_all(entry.path()).map_err(|e| Error::io("remove layer", entry.path(), e))?;
+            std::fs::remove_dir_all(entry.path())
+                .map_err(|e| Error::io("remove layer", entry.path(), e))?;
             removed += 1;
         }
     }
     Ok(removed)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str, reference: &Reference) -> Result<T, Error> {
+fn parse<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+    reference: &Reference,
+) -> Result<T, Error> {
     serde_json::from_slice(bytes)
         .map_err(|e| Error::Other(format!("{reference}: the stored {what} is not valid: {e}")))
 }
@@ -110,9 +144,18 @@ pub fn process(config: &ImageConfig, overrides: &Overrides) -> Result<Process, E
         cwd: overrides
             .workdir
             .clone()
-            .or_else(|| defaults.working_dir.filter(|w| !w.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                defaults
+                    .working_dir
+                    .filter(|w| !w.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| "/".into()),
-        user: overrides.user.clone().or(defaults.user).filter(|u| !u.is_empty()),
+        user: overrides
+            .user
+            .clone()
+            .or(defaults.user)
+            .filter(|u| !u.is_empty()),
     })
 }
 // ANCHOR_END: process
@@ -120,7 +163,12 @@ pub fn process(config: &ImageConfig, overrides: &Overrides) -> Result<Process, E
 fn command_line(defaults: &ContainerConfig, overrides: &Overrides) -> Vec<OsString> {
     let entrypoint: Vec<OsString> = match &overrides.entrypoint {
         Some(entrypoint) => vec![entrypoint.into()],
-        None => defaults.entrypoint.iter().flatten().map(OsString::from).collect(),
+        None => defaults
+            .entrypoint
+            .iter()
+            .flatten()
+            .map(OsString::from)
+            .collect(),
     };
     let cmd: Vec<OsString> = if !overrides.command.is_empty() {
         overrides.command.clone()
@@ -133,7 +181,10 @@ fn command_line(defaults: &ContainerConfig, overrides: &Overrides) -> Vec<OsStri
 }
 
 /// The image's Env, then ours from `-e`; PATH and HOME if nobody set them.
-fn environment(defaults: &ContainerConfig, extra: &[String]) -> Result<Vec<(OsString, OsString)>, Error> {
+fn environment(
+    defaults: &ContainerConfig,
+    extra: &[String],
+) -> Result<Vec<(OsString, OsString)>, Error> {
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     let mut set = |key: &str, value: OsString| {
         env.retain(|(k, _)| k != key);
@@ -146,7 +197,11 @@ fn environment(defaults: &ContainerConfig, extra: &[String]) -> Result<Vec<(OsSt
     for entry in extra {
         match entry.split_once('=') {
             Some((key, value)) if !key.is_empty() => set(key, value.into()),
-            Some(_) => return Err(Error::Other(format!("-e {entry:?}: the variable needs a name"))),
+            Some(_) => {
+                return Err(Error::Other(format!(
+                    "-e {entry:?}: the variable needs a name"
+                )));
+            }
             None => {
                 if let Some(value) = std::env::var_os(entry) {
                     set(entry, value);
@@ -180,7 +235,10 @@ mod tests {
                 user: Some("nobody".into()),
                 ..ContainerConfig::default()
             }),
-            rootfs: RootFs { r#type: "layers".into(), diff_ids: vec![] },
+            rootfs: RootFs {
+                r#type: "layers".into(),
+                diff_ids: vec![],
+            },
         }
     }
 
@@ -192,11 +250,26 @@ mod tests {
     fn entrypoint_and_cmd_combine_like_docker() {
         let image = config(Some(&["/bin/echo", "hi"]), Some(&["there"]));
         let none = Overrides::default();
-        assert_eq!(args(&process(&image, &none).unwrap()), ["/bin/echo", "hi", "there"]);
-        let new_cmd = Overrides { command: vec!["you".into()], ..Overrides::default() };
-        assert_eq!(args(&process(&image, &new_cmd).unwrap()), ["/bin/echo", "hi", "you"]);
-        let new_entrypoint = Overrides { entrypoint: Some("/bin/true".into()), ..Overrides::default() };
-        assert_eq!(args(&process(&image, &new_entrypoint).unwrap()), ["/bin/true"]);
+        assert_eq!(
+            args(&process(&image, &none).unwrap()),
+            ["/bin/echo", "hi", "there"]
+        );
+        let new_cmd = Overrides {
+            command: vec!["you".into()],
+            ..Overrides::default()
+        };
+        assert_eq!(
+            args(&process(&image, &new_cmd).unwrap()),
+            ["/bin/echo", "hi", "you"]
+        );
+        let new_entrypoint = Overrides {
+            entrypoint: Some("/bin/true".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            args(&process(&image, &new_entrypoint).unwrap()),
+            ["/bin/true"]
+        );
     }
 
     #[test]
@@ -206,7 +279,10 @@ mod tests {
         assert!(p.env.contains(&("FOO".into(), "bar".into())));
         assert!(p.env.contains(&("PATH".into(), "/opt/bin:/bin".into())));
         assert!(p.env.contains(&("HOME".into(), "/root".into())));
-        assert_eq!((p.cwd.to_str().unwrap(), p.user.as_deref()), ("/srv", Some("nobody")));
+        assert_eq!(
+            (p.cwd.to_str().unwrap(), p.user.as_deref()),
+            ("/srv", Some("nobody"))
+        );
 
         let o = Overrides {
             env: vec!["FOO=baz".into(), "NEW=1".into()],
@@ -218,7 +294,10 @@ mod tests {
         assert!(p.env.contains(&("FOO".into(), "baz".into())));
         assert!(!p.env.contains(&("FOO".into(), "bar".into())));
         assert!(p.env.contains(&("NEW".into(), "1".into())));
-        assert_eq!((p.cwd.to_str().unwrap(), p.user.as_deref()), ("/tmp", Some("0")));
+        assert_eq!(
+            (p.cwd.to_str().unwrap(), p.user.as_deref()),
+            ("/tmp", Some("0"))
+        );
     }
 
     #[test]

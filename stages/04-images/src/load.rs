@@ -71,9 +71,15 @@ fn extract_plain_files(archive: &Path, dest: &Path) -> Result<(), Error> {
     let entries = tar.entries().map_err(|e| Error::io("read", archive, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| Error::io("read an entry of", archive, e))?;
-        let name = entry.path().map_err(|e| Error::io("read a name in", archive, e))?.into_owned();
+        let name = entry
+            .path()
+            .map_err(|e| Error::io("read a name in", archive, e))?
+            .into_owned();
         let Some(relative) = plain_relative(&name) else {
-            return Err(Error::Other(format!("{}: unsafe entry name {name:?}", archive.display())));
+            return Err(Error::Other(format!(
+                "{}: unsafe entry name {name:?}",
+                archive.display()
+            )));
         };
         let target = dest.join(&relative);
         match entry.header().entry_type() {
@@ -167,7 +173,11 @@ fn load_docker_archive(store: &Store, dir: &Path, tag: Option<&str>) -> Result<V
         let tags = match (tag, entry.repo_tags) {
             (Some(tag), _) => vec![tag.to_string()],
             (None, Some(tags)) if !tags.is_empty() => tags,
-            _ => return Err(Error::Other("the archive names no image: pass --tag NAME".into())),
+            _ => {
+                return Err(Error::Other(
+                    "the archive names no image: pass --tag NAME".into(),
+                ));
+            }
         };
         for name in tags {
             names.push(tag_as(store, &name, &descriptor)?);
@@ -192,15 +202,26 @@ fn put_file(store: &Store, path: &Path) -> Result<Descriptor, Error> {
     let gzipped = hashing.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
     let (digest, size) = hashing.finish();
-    let media_type = if gzipped { spec::MEDIA_TYPE_OCI_LAYER_GZIP } else { spec::MEDIA_TYPE_OCI_LAYER };
-    let descriptor = Descriptor { media_type: media_type.into(), digest, size, annotations: None, platform: None };
+    let media_type = if gzipped {
+        spec::MEDIA_TYPE_OCI_LAYER_GZIP
+    } else {
+        spec::MEDIA_TYPE_OCI_LAYER
+    };
+    let descriptor = Descriptor {
+        media_type: media_type.into(),
+        digest,
+        size,
+        annotations: None,
+        platform: None,
+    };
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     store.put_blob(file, &descriptor)?;
     Ok(descriptor)
 }
 
 fn put_manifest(store: &Store, manifest: &Manifest) -> Result<Descriptor, Error> {
-    let bytes = serde_json::to_vec(manifest).map_err(|e| Error::Other(format!("encode a manifest: {e}")))?;
+    let bytes = serde_json::to_vec(manifest)
+        .map_err(|e| Error::Other(format!("encode a manifest: {e}")))?;
     Ok(Descriptor {
         media_type: spec::MEDIA_TYPE_OCI_MANIFEST.into(),
         digest: store.put_bytes(&bytes)?,
@@ -244,19 +265,33 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
             let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
             store.put_blob(file, part)?;
         }
-        let file = File::open(blob(&manifest_desc.digest)).map_err(|e| Error::io("open", blob(&manifest_desc.digest), e))?;
+        let file = File::open(blob(&manifest_desc.digest))
+            .map_err(|e| Error::io("open", blob(&manifest_desc.digest), e))?;
         store.put_blob(file, &manifest_desc)?;
-        let descriptor = Descriptor { annotations: None, platform: None, ..manifest_desc };
-        let ref_name = entry.annotations.as_ref().and_then(|a| a.get(spec::ANNOTATION_REF_NAME));
+        let descriptor = Descriptor {
+            annotations: None,
+            platform: None,
+            ..manifest_desc
+        };
+        let ref_name = entry
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(spec::ANNOTATION_REF_NAME));
         let name = match (tag, ref_name) {
             (Some(tag), _) => tag.to_string(),
-            (None, Some(name)) if name.parse::<Reference>().is_ok() && name.contains('/') => name.clone(),
+            (None, Some(name)) if name.parse::<Reference>().is_ok() && name.contains('/') => {
+                name.clone()
+            }
             (None, Some(name)) => {
                 return Err(Error::Other(format!(
                     "the layout's image is tagged only {name:?}: pass --tag NAME to name it"
                 )));
             }
-            (None, None) => return Err(Error::Other("the layout's image has no name: pass --tag NAME".into())),
+            (None, None) => {
+                return Err(Error::Other(
+                    "the layout's image has no name: pass --tag NAME".into(),
+                ));
+            }
         };
         names.push(tag_as(store, &name, &descriptor)?);
     }
@@ -273,7 +308,10 @@ mod tests {
 
     #[test]
     fn only_plain_relative_names_pass() {
-        assert_eq!(plain_relative(Path::new("./a/b.tar")), Some(PathBuf::from("a/b.tar")));
+        assert_eq!(
+            plain_relative(Path::new("./a/b.tar")),
+            Some(PathBuf::from("a/b.tar"))
+        );
         assert_eq!(plain_relative(Path::new("../x")), None);
         assert_eq!(plain_relative(Path::new("a/../../x")), None);
         assert_eq!(plain_relative(Path::new("/etc/passwd")), None);

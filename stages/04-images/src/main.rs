@@ -105,7 +105,11 @@ struct RunArgs {
     #[arg(value_name = "IMAGE")]
     image: String,
     /// Command and arguments, replacing the image's Cmd.
-    #[arg(value_name = "CMD", trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(
+        value_name = "CMD",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
     command: Vec<OsString>,
 }
 
@@ -153,7 +157,12 @@ fn list_images(root: &Root) -> Result<u8, Error> {
     println!("{:<50} {:<19} {:>10}", "IMAGE", "DIGEST", "SIZE");
     for (name, descriptor) in store.list()? {
         let size = Image::open(&store, &name).map_or(0, |image| {
-            image.manifest.layers.iter().map(|layer| layer.size).sum::<u64>()
+            image
+                .manifest
+                .layers
+                .iter()
+                .map(|layer| layer.size)
+                .sum::<u64>()
         });
         println!(
             "{:<50} sha256:{:<12} {:>10}",
@@ -169,12 +178,18 @@ fn remove_image(root: &Root, name: &str) -> Result<u8, Error> {
     let store = root.store()?;
     let reference: Reference = name.parse()?;
     if !store.untag(&reference.to_string())? {
-        return Err(Error::Other(format!("no image {reference} in the store (see: stage04-images images)")));
+        return Err(Error::Other(format!(
+            "no image {reference} in the store (see: stage04-images images)"
+        )));
     }
     let removed = store.gc()?;
     let layers = image::remove_unused_layers(&store, &root.layers(), &root.containers())?;
     println!("Untagged: {reference}");
-    println!("Deleted {} blobs and {} unpacked layers", removed.len(), layers);
+    println!(
+        "Deleted {} blobs and {} unpacked layers",
+        removed.len(),
+        layers
+    );
     Ok(0)
 }
 
@@ -212,7 +227,12 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
 }
 
 /// Stage 03's recipe: the container in a cgroup with its limits.
-fn run_limited(container: &Container, limits: &Limits, name: &str, stats: bool) -> Result<u8, Error> {
+fn run_limited(
+    container: &Container,
+    limits: &Limits,
+    name: &str,
+    stats: bool,
+) -> Result<u8, Error> {
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
     let mut cgroup = cgroup::create(name, limits)?;
     let started = namespaces::start(container)?;

@@ -19,7 +19,11 @@ use crate::store::Store;
 
 // ANCHOR: pull
 /// Pull `reference` into `store`; the descriptor of the stored manifest.
-pub fn pull(store: &Store, reference: &Reference, options: &RegistryOptions) -> Result<Descriptor, Error> {
+pub fn pull(
+    store: &Store,
+    reference: &Reference,
+    options: &RegistryOptions,
+) -> Result<Descriptor, Error> {
     let mut registry = Registry::connect(reference, options)?;
     let (mut bytes, mut media_type) = registry.manifest(&reference.reference_for_api())?;
     if spec::is_index(&media_type) {
@@ -57,8 +61,11 @@ pub fn pull(store: &Store, reference: &Reference, options: &RegistryOptions) -> 
 
 /// The manifest for this host's platform in an index.
 fn pick_platform(bytes: &[u8], reference: &Reference) -> Result<Descriptor, Error> {
-    let index: Index = serde_json::from_slice(bytes)
-        .map_err(|e| Error::Other(format!("{reference}: the image index is not valid JSON: {e}")))?;
+    let index: Index = serde_json::from_slice(bytes).map_err(|e| {
+        Error::Other(format!(
+            "{reference}: the image index is not valid JSON: {e}"
+        ))
+    })?;
     let platform = spec::host_platform();
     index.pick(&platform).cloned().ok_or_else(|| {
         let offered: Vec<String> = index
@@ -76,7 +83,11 @@ fn pick_platform(bytes: &[u8], reference: &Reference) -> Result<Descriptor, Erro
     })
 }
 
-fn parse_manifest(bytes: &[u8], media_type: &str, reference: &Reference) -> Result<Manifest, Error> {
+fn parse_manifest(
+    bytes: &[u8],
+    media_type: &str,
+    reference: &Reference,
+) -> Result<Manifest, Error> {
     if !spec::is_manifest(media_type) {
         return Err(Error::Other(format!(
             "{reference}: unsupported manifest type {media_type:?} (we read OCI and Docker schema 2 \
@@ -109,7 +120,9 @@ struct Progress {
 
 impl Progress {
     fn new() -> Progress {
-        Progress { bars: std::io::stderr().is_terminal().then(MultiProgress::new) }
+        Progress {
+            bars: std::io::stderr().is_terminal().then(MultiProgress::new),
+        }
     }
 
     fn already_have(&self, blob: &Descriptor) {
@@ -120,9 +133,11 @@ impl Progress {
         let bar = match &self.bars {
             Some(bars) => {
                 let bar = bars.add(ProgressBar::new(blob.size));
-                let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
+                let style = ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
                 bar.set_style(style);
                 bar.set_prefix(format!("Copying blob {}", short(blob)));
                 bar

@@ -59,10 +59,7 @@ pub struct Registry {
 impl Registry {
     pub fn connect(reference: &Reference, options: &RegistryOptions) -> Result<Registry, Error> {
         let insecure = reference.is_insecure_default()
-            || options
-                .insecure_registries
-                .iter()
-                .any(|r| *r == reference.registry);
+            || options.insecure_registries.contains(&reference.registry);
         let scheme = if insecure { "http" } else { "https" };
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false) // we read 401s and their challenge

@@ -1,0 +1,469 @@
+//! Stage 04 on the real kernel, against a real registry: pull, verify,
+//! store, load, unpack, overlay, run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::prelude::*;
+use berth_tests::images::{TestRegistry, add_multi_platform_index, build_image, tool};
+use berth_tests::{Fixture, bin, root_or_skip};
+use predicates::prelude::*;
+use stage04_images::digest::Digest;
+
+/// A registry holding `busybox:latest`, built from the test rootfs with a
+/// Cmd, Env and WorkingDir, and an empty berth root to pull into.
+struct Lab {
+    fx: Fixture,
+    registry: TestRegistry,
+    layout: PathBuf,
+    root: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let fx = Fixture::new();
+        let registry = TestRegistry::start();
+        let layout = fx.dir().join("layout");
+        build_image(
+            &layout,
+            "latest",
+            &fx.rootfs(),
+            &[
+                "--config.cmd=/bin/echo",
+                "--config.cmd=from-cmd",
+                "--config.env=GREETING=hello",
+                "--config.workingdir=/work",
+            ],
+        );
+        registry.push(&layout, "latest", "busybox:latest", "oci", false);
+        let root = tempfile::Builder::new()
+            .prefix("berth-root-")
+            .tempdir()
+            .unwrap();
+        Lab {
+            fx,
+            registry,
+            layout,
+            root,
+        }
+    }
+
+    fn image(&self, name: &str) -> String {
+        format!("{}/{name}", self.registry.host())
+    }
+
+    fn berth(&self) -> Command {
+        let mut command = Command::new(bin("stage04-images"));
+        command.arg("--root").arg(self.root.path());
+        command
+    }
+
+    fn pull(&self, name: &str) -> String {
+        let out = self
+            .berth()
+            .args(["pull", &self.image(name)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pull {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let digest = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("Digest: "))
+            .unwrap();
+        digest.to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.berth().arg("run").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "run {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn store(&self) -> PathBuf {
+        self.root.path().join("images")
+    }
+}
+
+#[test]
+fn pull_by_tag_and_by_digest_then_run_with_the_images_config() {
+    if !root_or_skip("pull_by_tag_and_by_digest_then_run_with_the_images_config") {
+        return;
+    }
+    let lab = Lab::new();
+    let digest = lab.pull("busybox");
+    let by_digest = format!("busybox@{digest}");
+    assert_eq!(lab.pull(&by_digest), digest);
+    lab.berth()
+        .arg("images")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "{}:latest",
+            lab.image("busybox")
+        )))
+        .stdout(predicate::str::contains(lab.image(&by_digest)));
+
+    let image = lab.image("busybox");
+    assert_eq!(lab.run(&[&image]), "from-cmd\n", "Cmd");
+    assert_eq!(
+        lab.run(&[
+            &image,
+            "sh",
+            "-c",
+            "pwd; echo $GREETING; cat /berth-rootfs-marker"
+        ]),
+        "/work\nhello\ninside\n",
+        "WorkingDir, Env and the image's files"
+    );
+    assert_eq!(
+        lab.run(&["--entrypoint", "/bin/echo", &image, "hi"]),
+        "hi\n"
+    );
+    assert_eq!(
+        lab.run(&[
+            "-e",
+            "GREETING=bye",
+            "-w",
+            "/tmp",
+            &image,
+            "sh",
+            "-c",
+            "pwd; echo $GREETING"
+        ]),
+        "/tmp\nbye\n"
+    );
+    assert_eq!(lab.run(&["-u", "nobody", &image, "id", "-u"]), "65534\n");
+}
+
+#[test]
+fn a_second_pull_downloads_nothing() {
+    if !root_or_skip("a_second_pull_downloads_nothing") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.berth()
+        .args(["pull", &lab.image("busybox")])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("Copying blob").count(2));
+    lab.berth()
+        .args(["pull", &lab.image("busybox")])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("Already have blob").count(2))
+        .stderr(predicate::str::contains("Copying blob").not());
+}
+
+#[test]
+fn an_index_yields_the_image_for_this_platform() {
+    if !root_or_skip("an_index_yields_the_image_for_this_platform") {
+        return;
+    }
+    let lab = Lab::new();
+    let (amd64, arm64) = add_multi_platform_index(&lab.layout, "latest", "multi");
+    lab.registry
+        .push(&lab.layout, "multi", "multi:latest", "oci", true);
+    let pulled = lab.pull("multi");
+    assert_eq!(pulled, amd64, "not the amd64 manifest (arm64 is {arm64})");
+    assert_eq!(lab.run(&[&lab.image("multi")]), "from-cmd\n");
+}
+
+#[test]
+fn a_docker_schema_2_image_is_pulled() {
+    if !root_or_skip("a_docker_schema_2_image_is_pulled") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.registry
+        .push(&lab.layout, "latest", "docker-v2:latest", "v2s2", false);
+    let digest = lab.pull("docker-v2");
+    let manifest: Digest = digest.parse().unwrap();
+    let stored =
+        std::fs::read_to_string(lab.store().join("blobs/sha256").join(manifest.hex())).unwrap();
+    assert!(
+        stored.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{stored}"
+    );
+    assert_eq!(
+        lab.run(&[&lab.image("docker-v2"), "cat", "/berth-rootfs-marker"]),
+        "inside\n"
+    );
+}
+
+#[test]
+fn skopeo_reads_the_store_and_a_docker_archive_loads_back() {
+    if !root_or_skip("skopeo_reads_the_store_and_a_docker_archive_loads_back") {
+        return;
+    }
+    let lab = Lab::new();
+    let digest = lab.pull("busybox");
+    let name = format!("{}:latest", lab.image("busybox"));
+    let stored = format!("oci:{}:{name}", lab.store().display());
+    let inspected = tool("skopeo", &["inspect", &stored]);
+    assert!(inspected.contains(&digest), "{inspected}");
+    tool("umoci", &["ls", "--layout", &lab.store().to_string_lossy()]);
+
+    let archive = lab.fx.dir().join("busybox.tar");
+    let dest = format!("docker-archive:{}:copied/busybox:v1", archive.display());
+    tool("skopeo", &["copy", "--quiet", &stored, &dest]);
+    lab.berth()
+        .arg("load")
+        .arg(&archive)
+        .assert()
+        .success()
+        .stdout("Loaded image: docker.io/copied/busybox:v1\n");
+    assert_eq!(
+        lab.run(&["copied/busybox:v1", "cat", "/berth-rootfs-marker"]),
+        "inside\n"
+    );
+}
+
+/// Every file in a directory tree with its size and modification time.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let meta = entry.path().symlink_metadata().unwrap();
+            out.push((entry.path(), meta.size(), meta.mtime()));
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn writes_inside_never_change_the_layer_cache() {
+    if !root_or_skip("writes_inside_never_change_the_layer_cache") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.pull("busybox");
+    let image = lab.image("busybox");
+    lab.run(&[&image, "true"]); // unpacks the layer
+    let layers = lab.root.path().join("layers");
+    let before = snapshot(&layers);
+    let out = lab.run(&[
+        &image,
+        "sh",
+        "-c",
+        "echo changed > /etc/passwd && rm /bin/ls && mkdir /new && echo ok",
+    ]);
+    assert_eq!(out, "ok\n");
+    assert_eq!(before, snapshot(&layers), "the layer cache changed");
+    // The next container starts from the image again.
+    assert_eq!(
+        lab.run(&[
+            &image,
+            "sh",
+            "-c",
+            "head -c 4 /etc/passwd; test -e /bin/ls && echo ls"
+        ]),
+        "rootls\n"
+    );
+    let containers = lab.root.path().join("containers");
+    assert_eq!(
+        std::fs::read_dir(containers).unwrap().count(),
+        0,
+        "a container dir was left"
+    );
+}
+
+#[test]
+fn two_concurrent_pulls_both_succeed() {
+    if !root_or_skip("two_concurrent_pulls_both_succeed") {
+        return;
+    }
+    let lab = Lab::new();
+    // Both start on an empty store at once and race for the same blobs.
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            lab.berth()
+                .args(["pull", &lab.image("busybox")])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let listing = tool("umoci", &["ls", "--layout", &lab.store().to_string_lossy()]);
+    assert_eq!(listing.lines().count(), 1, "{listing}");
+    tool(
+        "skopeo",
+        &[
+            "inspect",
+            &format!(
+                "oci:{}:{}:latest",
+                lab.store().display(),
+                lab.image("busybox")
+            ),
+        ],
+    );
+}
+
+#[test]
+fn rmi_removes_the_image_its_blobs_and_its_layers() {
+    if !root_or_skip("rmi_removes_the_image_its_blobs_and_its_layers") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.pull("busybox");
+    lab.run(&[&lab.image("busybox"), "true"]);
+    lab.berth()
+        .args(["rmi", &lab.image("busybox")])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Deleted 3 blobs and 1 unpacked layers",
+        ));
+    assert_eq!(
+        std::fs::read_dir(lab.store().join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(lab.root.path().join("layers"))
+            .unwrap()
+            .count(),
+        0
+    );
+    lab.berth()
+        .args(["run", &lab.image("busybox")])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "is not in the store; pull it first",
+        ));
+    lab.berth()
+        .args(["rmi", &lab.image("busybox")])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("no image"));
+}
+
+/// A registry of our own that serves a valid manifest whose layer blob is
+/// corrupted in transit.
+fn serve_corrupted_layer() -> String {
+    let layer = gzip_tar_with_file("hello.txt", b"hello\n");
+    let diff_id = Digest::of(&gunzip(&layer));
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{diff_id}"]}}}}"#
+    )
+    .into_bytes();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},
+            "layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":{}}}]}}"#,
+        Digest::of(&config),
+        config.len(),
+        Digest::of(&layer),
+        layer.len()
+    )
+    .into_bytes();
+    let mut corrupted = layer.clone();
+    let middle = corrupted.len() / 2;
+    corrupted[middle] ^= 0xff;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let (config_path, layer_path) = (
+        format!("/v2/bad/blobs/{}", Digest::of(&config)),
+        format!("/v2/bad/blobs/{}", Digest::of(&layer)),
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let path = request.split(' ').nth(1).unwrap_or("").to_string();
+            let (status, body, kind): (&str, &[u8], &str) = match path.as_str() {
+                "/v2/" => ("200 OK", b"{}", "application/json"),
+                "/v2/bad/manifests/latest" => (
+                    "200 OK",
+                    &manifest,
+                    "application/vnd.oci.image.manifest.v1+json",
+                ),
+                p if p == config_path => ("200 OK", &config, "application/octet-stream"),
+                p if p == layer_path => ("200 OK", &corrupted, "application/octet-stream"),
+                _ => ("404 Not Found", b"", "text/plain"),
+            };
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(body);
+        }
+    });
+    host
+}
+
+fn gzip_tar_with_file(name: &str, contents: &[u8]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(contents.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder.append_data(&mut header, name, contents).unwrap();
+    let tar = builder.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out).unwrap();
+    out
+}
+
+#[test]
+fn a_corrupted_blob_fails_the_pull_and_leaves_no_blob() {
+    if !root_or_skip("a_corrupted_blob_fails_the_pull_and_leaves_no_blob") {
+        return;
+    }
+    let host = serve_corrupted_layer();
+    let root = tempfile::Builder::new()
+        .prefix("berth-root-")
+        .tempdir()
+        .unwrap();
+    Command::new(bin("stage04-images"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["pull", &format!("{host}/bad")])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("digest mismatch"));
+    let blobs: Vec<_> = std::fs::read_dir(root.path().join("images/blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        blobs.len(),
+        1,
+        "only the (valid) config may be stored: {blobs:?}"
+    );
+    let index = std::fs::read_to_string(root.path().join("images/index.json")).unwrap();
+    assert!(
+        !index.contains("bad"),
+        "the broken image was tagged: {index}"
+    );
+}
