@@ -10,11 +10,15 @@
 //! All transcripts of one chapter run in order, in one fresh temporary
 //! directory that holds a busybox rootfs named `rootfs` (a chapter that makes
 //! its own says `<!-- transcript: no-rootfs -->`), with the workspace's
-//! binaries first in PATH.
+//! binaries first in PATH and `BERTH_ROOT` pointing into that directory.
+//! A chapter that says `<!-- transcript: registry -->` also gets a registry
+//! of its own on 127.0.0.1, its address in `$REGISTRY`, holding
+//! `busybox:latest` built from that rootfs (Cmd `/bin/sh`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use berth_tests::images::{TestRegistry, build_image};
 use berth_tests::{bin_dir, root_or_skip};
 use stage01_chroot::rootfs::{DEFAULT_BUSYBOX, make_busybox_rootfs};
 
@@ -47,9 +51,19 @@ fn transcripts_match_real_runs() {
             make_busybox_rootfs(&dir.path().join("rootfs"), Path::new(DEFAULT_BUSYBOX))
                 .expect("make the book's rootfs");
         }
+        let registry = text
+            .contains("<!-- transcript: registry -->")
+            .then(|| registry_with_busybox(dir.path()));
+        let mut env = vec![(
+            "BERTH_ROOT".to_string(),
+            dir.path().join("berth").display().to_string(),
+        )];
+        if let Some(registry) = &registry {
+            env.push(("REGISTRY".into(), registry.host()));
+        }
         for step in &steps {
             replayed += 1;
-            let actual = run(&step.command, dir.path());
+            let actual = run(&step.command, dir.path(), &env);
             if !matches(&step.expected, &actual) {
                 failures.push(format!(
                     "{}:{}: `{}`\n--- the book says:\n{}\n--- the run printed:\n{}",
@@ -147,8 +161,23 @@ fn transcript_steps(markdown: &str) -> Vec<Step> {
     steps
 }
 
+/// A registry holding `busybox:latest`, made from `dir/rootfs` with umoci.
+fn registry_with_busybox(dir: &Path) -> TestRegistry {
+    let registry = TestRegistry::start();
+    let layout = tempfile::tempdir().unwrap();
+    let layout = layout.path().join("layout");
+    build_image(
+        &layout,
+        "latest",
+        &dir.join("rootfs"),
+        &["--config.cmd=/bin/sh"],
+    );
+    registry.push(&layout, "latest", "busybox:latest", "oci", false);
+    registry
+}
+
 /// Run `command` in `dir` the way a root shell would, output merged.
-fn run(command: &str, dir: &Path) -> Vec<String> {
+fn run(command: &str, dir: &Path, env: &[(String, String)]) -> Vec<String> {
     let path = format!(
         "{}:{}",
         bin_dir().display(),
@@ -159,6 +188,7 @@ fn run(command: &str, dir: &Path) -> Vec<String> {
         .arg(format!("exec 2>&1\n{command}"))
         .current_dir(dir)
         .env("PATH", path)
+        .envs(env.iter().cloned())
         .output()
         .expect("run /bin/sh");
     String::from_utf8_lossy(&output.stdout)
