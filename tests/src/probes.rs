@@ -10,16 +10,58 @@
 
 use std::process::Command;
 
+use crate::images::{TestRegistry, build_image};
 use crate::{Fixture, bin};
 
 /// One stage binary and the answers we expect from it, probe by probe.
 pub struct Stage {
     pub name: &'static str,
     pub bin: &'static str,
-    /// Options given before ROOTFS (e.g. limits in later stages).
+    /// Options given before ROOTFS (or before IMAGE), e.g. limits.
     pub args: &'static [&'static str],
+    /// Whether the stage runs images (`BIN --root R run ARGS IMAGE CMD`)
+    /// rather than a directory (`BIN ARGS ROOTFS CMD`).
+    pub from_image: bool,
     /// Expected answer per probe, in the order of [`PROBES`].
     pub expected: &'static [bool],
+}
+
+/// The fixture's rootfs as an image: built with umoci, pushed to a registry
+/// of our own, and pulled (verified) into a berth root, for image stages.
+pub struct ImageRoot {
+    _registry: TestRegistry,
+    root: tempfile::TempDir,
+    image: String,
+}
+
+impl ImageRoot {
+    pub fn new(fixture: &Fixture) -> ImageRoot {
+        let registry = TestRegistry::start();
+        let layout = fixture.dir().join("matrix-layout");
+        build_image(&layout, "latest", &fixture.rootfs(), &[]);
+        registry.push(&layout, "latest", "matrix:latest", "oci", false);
+        let root = tempfile::Builder::new()
+            .prefix("berth-root-")
+            .tempdir()
+            .unwrap();
+        let image = format!("{}/matrix:latest", registry.host());
+        let pulled = Command::new(bin("stage04-images"))
+            .arg("--root")
+            .arg(root.path())
+            .args(["pull", &image])
+            .output()
+            .unwrap();
+        assert!(
+            pulled.status.success(),
+            "pull for the matrix: {}",
+            String::from_utf8_lossy(&pulled.stderr)
+        );
+        ImageRoot {
+            _registry: registry,
+            root,
+            image,
+        }
+    }
 }
 
 pub struct Probe {
@@ -72,6 +114,13 @@ pub const PROBES: &[Probe] = &[
         // A burst of 64 processes: a shell exits non-zero when fork fails.
         condition: |_| "! sh -c 'for i in $(seq 64); do sleep 1 & done; wait'".into(),
     },
+    Probe {
+        question: "root filesystem from a verified image",
+        // Pulled by digest-checked blobs, mounted as an overlay of its layers.
+        condition: |_| {
+            "grep -q '^[^ ]* [^ ]* [^ ]* [^ ]* / .* - overlay ' /proc/self/mountinfo".into()
+        },
+    },
 ];
 
 pub const STAGES: &[Stage] = &[
@@ -79,31 +128,52 @@ pub const STAGES: &[Stage] = &[
         name: "01 chroot",
         bin: "stage01-chroot",
         args: &[],
-        expected: &[true, false, false, false, false, false, false],
+        from_image: false,
+        expected: &[true, false, false, false, false, false, false, false],
     },
     Stage {
         name: "02 namespaces",
         bin: "stage02-namespaces",
         args: &[],
-        expected: &[true, true, true, true, true, false, false],
+        from_image: false,
+        expected: &[true, true, true, true, true, false, false, false],
     },
     Stage {
         name: "03 cgroups",
         bin: "stage03-cgroups",
         args: &["--memory", "64m", "--pids-limit", "20"],
-        expected: &[true, true, true, true, true, true, true],
+        from_image: false,
+        expected: &[true, true, true, true, true, true, true, false],
+    },
+    Stage {
+        name: "04 images",
+        bin: "stage04-images",
+        args: &["--memory", "64m", "--pids-limit", "20"],
+        from_image: true,
+        expected: &[true, true, true, true, true, true, true, true],
     },
 ];
 
 /// Ask `probe` inside a container made by `stage`: true = isolated.
-pub fn ask(stage: &Stage, probe: &Probe, fixture: &Fixture) -> bool {
+/// Image stages need `image`.
+pub fn ask(stage: &Stage, probe: &Probe, fixture: &Fixture, image: Option<&ImageRoot>) -> bool {
     let script = format!(
         "if {}; then echo yes; else echo no; fi",
         (probe.condition)(fixture)
     );
-    let output = Command::new(bin(stage.bin))
-        .args(stage.args)
-        .arg(fixture.rootfs())
+    let mut command = Command::new(bin(stage.bin));
+    if stage.from_image {
+        let image = image.expect("an image for an image stage");
+        command
+            .arg("--root")
+            .arg(image.root.path())
+            .arg("run")
+            .args(stage.args)
+            .arg(&image.image);
+    } else {
+        command.args(stage.args).arg(fixture.rootfs());
+    }
+    let output = command
         .args(["/bin/sh", "-c", &script])
         .output()
         .expect("run the stage binary");

@@ -4,7 +4,7 @@
 //! stage to the next, and that the table in the book is this very matrix.
 //! `BERTH_BLESS=1` rewrites the book's table after an intended change.
 
-use berth_tests::probes::{self, PROBES, STAGES};
+use berth_tests::probes::{self, ImageRoot, PROBES, STAGES};
 use berth_tests::{Fixture, root_or_skip};
 
 const BOOK_PAGE: &str = concat!(
@@ -20,6 +20,10 @@ fn every_stage_answers_the_probes_as_expected() {
         return;
     }
     let fixture = Fixture::new();
+    let image = STAGES
+        .iter()
+        .any(|s| s.from_image)
+        .then(|| ImageRoot::new(&fixture));
     let mut rows = Vec::new();
     for stage in STAGES {
         assert_eq!(
@@ -30,7 +34,7 @@ fn every_stage_answers_the_probes_as_expected() {
         );
         let answers: Vec<bool> = PROBES
             .iter()
-            .map(|probe| probes::ask(stage, probe, &fixture))
+            .map(|probe| probes::ask(stage, probe, &fixture, image.as_ref()))
             .collect();
         eprintln!("{}: {answers:?}", stage.name);
         assert_eq!(
