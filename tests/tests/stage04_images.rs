@@ -467,3 +467,174 @@ fn a_corrupted_blob_fails_the_pull_and_leaves_no_blob() {
         "the broken image was tagged: {index}"
     );
 }
+
+/// An OCI layout holding one image whose single layer is `layer` (a plain
+/// tar), tagged `name`.
+fn layout_with_layer(dir: &Path, layer: &[u8], name: &str) -> PathBuf {
+    let layout = dir.join(format!("layout-{}", Digest::of(name.as_bytes()).hex()));
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let digest = Digest::of(bytes);
+        std::fs::write(blobs.join(digest.hex()), bytes).unwrap();
+        (digest, bytes.len())
+    };
+    let (layer_digest, layer_size) = put(layer);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/true"]}},"rootfs":{{"type":"layers","diff_ids":["{layer_digest}"]}}}}"#
+    );
+    let (config_digest, config_size) = put(config.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":{layer_size}}}]}}"#
+    );
+    let (manifest_digest, manifest_size) = put(manifest.as_bytes());
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{manifest_digest}","size":{manifest_size},"annotations":{{"org.opencontainers.image.ref.name":"{name}"}}}}]}}"#
+        ),
+    )
+    .unwrap();
+    layout
+}
+
+/// A tar entry whose name is written raw (tar::Builder refuses `..`).
+fn raw_entry(
+    builder: &mut tar::Builder<Vec<u8>>,
+    name: &str,
+    kind: tar::EntryType,
+    link: &str,
+    data: &[u8],
+) {
+    let mut header = tar::Header::new_gnu();
+    let bytes = name.as_bytes();
+    header.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+    header.set_entry_type(kind);
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    if !link.is_empty() {
+        header.set_link_name(link).unwrap();
+    }
+    header.set_cksum();
+    builder.append(&header, data).unwrap();
+}
+
+#[test]
+fn hostile_layers_cannot_touch_the_host() {
+    if !root_or_skip("hostile_layers_cannot_touch_the_host") {
+        return;
+    }
+    let fx = Fixture::new();
+    let root = tempfile::Builder::new()
+        .prefix("berth-root-")
+        .tempdir()
+        .unwrap();
+    let berth = || {
+        let mut command = Command::new(bin("stage04-images"));
+        command.arg("--root").arg(root.path());
+        command
+    };
+    let target = format!("berth-hostile-{}", std::process::id());
+    let host_file = Path::new("/tmp").join(&target);
+
+    // A `../` path climbing to the host's /tmp: the whole layer is refused.
+    let mut climb = tar::Builder::new(Vec::new());
+    raw_entry(
+        &mut climb,
+        &format!("../../../../../../../../tmp/{target}"),
+        tar::EntryType::Regular,
+        "",
+        b"owned\n",
+    );
+    let layout = layout_with_layer(fx.dir(), &climb.into_inner().unwrap(), "localhost/climb:1");
+    berth().arg("load").arg(&layout).assert().success();
+    berth()
+        .args(["run", "localhost/climb:1"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("escapes the layer").or(predicate::str::contains("..")));
+    assert!(
+        !host_file.exists(),
+        "a hostile layer wrote {}",
+        host_file.display()
+    );
+
+    // A symlink to / and a file through it, a hard link to the host's
+    // /etc/passwd, an absolute path and a device node: neutralised inside.
+    let passwd_before = std::fs::read("/etc/passwd").unwrap();
+    let mut sneaky = tar::Builder::new(Vec::new());
+    raw_entry(&mut sneaky, "escape", tar::EntryType::Symlink, "/", b"");
+    raw_entry(
+        &mut sneaky,
+        &format!("escape/tmp/{target}"),
+        tar::EntryType::Regular,
+        "",
+        b"inside\n",
+    );
+    raw_entry(&mut sneaky, "etc/", tar::EntryType::Directory, "", b"");
+    raw_entry(
+        &mut sneaky,
+        &format!("/{target}-abs"),
+        tar::EntryType::Regular,
+        "",
+        b"abs\n",
+    );
+    raw_entry(&mut sneaky, "null", tar::EntryType::Char, "", b"");
+    let layout = layout_with_layer(
+        fx.dir(),
+        &sneaky.into_inner().unwrap(),
+        "localhost/sneaky:1",
+    );
+    berth().arg("load").arg(&layout).assert().success();
+    // Unpacked (neutralised); the image has no /bin/true to run, hence 127.
+    berth()
+        .args(["run", "localhost/sneaky:1"])
+        .assert()
+        .code(127);
+    let layer_dir = std::fs::read_dir(root.path().join("layers"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(layer_dir.join("tmp").join(&target)).unwrap(),
+        "inside\n"
+    );
+    assert!(
+        layer_dir.join(format!("{target}-abs")).exists(),
+        "the absolute path lands inside"
+    );
+    assert!(
+        !layer_dir.join("null").exists(),
+        "a device node was made from an image"
+    );
+    assert!(!host_file.exists(), "the symlinked parent led outside");
+    assert!(!Path::new("/").join(format!("{target}-abs")).exists());
+
+    let mut link = tar::Builder::new(Vec::new());
+    raw_entry(
+        &mut link,
+        "stolen",
+        tar::EntryType::Link,
+        "/etc/passwd",
+        b"",
+    );
+    let layout = layout_with_layer(fx.dir(), &link.into_inner().unwrap(), "localhost/link:1");
+    berth().arg("load").arg(&layout).assert().success();
+    berth()
+        .args(["run", "localhost/link:1"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("stolen"));
+    assert_eq!(
+        std::fs::read("/etc/passwd").unwrap(),
+        passwd_before,
+        "the host's /etc/passwd changed"
+    );
+}
