@@ -226,6 +226,16 @@ fn skopeo_reads_the_store_and_a_docker_archive_loads_back() {
         lab.run(&["copied/busybox:v1", "cat", "/berth-rootfs-marker"]),
         "inside\n"
     );
+
+    let oci_archive = lab.fx.dir().join("busybox-oci.tar");
+    let dest = format!("oci-archive:{}:copied/busybox:v2", oci_archive.display());
+    tool("skopeo", &["copy", "--quiet", &stored, &dest]);
+    lab.berth()
+        .arg("load")
+        .arg(&oci_archive)
+        .assert()
+        .success()
+        .stdout("Loaded image: docker.io/copied/busybox:v2\n");
 }
 
 /// Every file in a directory tree with its size and modification time.
@@ -357,9 +367,10 @@ fn rmi_removes_the_image_its_blobs_and_its_layers() {
         .stderr(predicate::str::contains("no image"));
 }
 
-/// A registry of our own that serves a valid manifest whose layer blob is
-/// corrupted in transit.
-fn serve_corrupted_layer() -> String {
+/// A tiny registry of our own serving one image, `tiny:latest`, for what
+/// the real one won't do: corrupt a blob in transit, or demand a Bearer token
+/// the way Docker Hub does (`/token` hands one out for the login user:pass).
+fn serve_tiny_image(corrupt: bool, require_token: bool) -> String {
     let layer = gzip_tar_with_file("hello.txt", b"hello\n");
     let diff_id = Digest::of(&gunzip(&layer));
     let config = format!(
@@ -376,37 +387,66 @@ fn serve_corrupted_layer() -> String {
         layer.len()
     )
     .into_bytes();
-    let mut corrupted = layer.clone();
-    let middle = corrupted.len() / 2;
-    corrupted[middle] ^= 0xff;
+    let mut served_layer = layer.clone();
+    if corrupt {
+        let middle = served_layer.len() / 2;
+        served_layer[middle] ^= 0xff;
+    }
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let host = listener.local_addr().unwrap().to_string();
     let (config_path, layer_path) = (
-        format!("/v2/bad/blobs/{}", Digest::of(&config)),
-        format!("/v2/bad/blobs/{}", Digest::of(&layer)),
+        format!("/v2/tiny/blobs/{}", Digest::of(&config)),
+        format!("/v2/tiny/blobs/{}", Digest::of(&layer)),
+    );
+    let challenge = format!(
+        "Bearer realm=\"http://{host}/token\",service=\"tiny\",scope=\"repository:tiny:pull\""
     );
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut request = String::new();
             reader.read_line(&mut request).unwrap();
+            let mut authorization = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("authorization") {
+                        authorization = value.trim().to_string();
+                    }
+                }
+            }
             let path = request.split(' ').nth(1).unwrap_or("").to_string();
+            let token_ok = !require_token || authorization == "Bearer tiny-token";
             let (status, body, kind): (&str, &[u8], &str) = match path.as_str() {
-                "/v2/" => ("200 OK", b"{}", "application/json"),
-                "/v2/bad/manifests/latest" => (
+                p if p.starts_with("/token") && authorization == "Basic dXNlcjpwYXNz" => (
+                    "200 OK",
+                    br#"{"access_token":"tiny-token"}"#,
+                    "application/json",
+                ),
+                p if p.starts_with("/token") => ("401 Unauthorized", b"", "text/plain"),
+                _ if !token_ok => ("401 Unauthorized", b"", "text/plain"),
+                "/v2/tiny/manifests/latest" => (
                     "200 OK",
                     &manifest,
                     "application/vnd.oci.image.manifest.v1+json",
                 ),
                 p if p == config_path => ("200 OK", &config, "application/octet-stream"),
-                p if p == layer_path => ("200 OK", &corrupted, "application/octet-stream"),
+                p if p == layer_path => ("200 OK", &served_layer, "application/octet-stream"),
                 _ => ("404 Not Found", b"", "text/plain"),
             };
             let mut stream = stream;
+            let auth_header = if status.starts_with("401") && !path.starts_with("/token") {
+                format!("WWW-Authenticate: {challenge}\r\n")
+            } else {
+                String::new()
+            };
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status}\r\n{auth_header}Content-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
             let _ = stream.write_all(body);
@@ -439,7 +479,7 @@ fn a_corrupted_blob_fails_the_pull_and_leaves_no_blob() {
     if !root_or_skip("a_corrupted_blob_fails_the_pull_and_leaves_no_blob") {
         return;
     }
-    let host = serve_corrupted_layer();
+    let host = serve_tiny_image(true, false);
     let root = tempfile::Builder::new()
         .prefix("berth-root-")
         .tempdir()
@@ -447,7 +487,7 @@ fn a_corrupted_blob_fails_the_pull_and_leaves_no_blob() {
     Command::new(bin("stage04-images"))
         .arg("--root")
         .arg(root.path())
-        .args(["pull", &format!("{host}/bad")])
+        .args(["pull", &format!("{host}/tiny")])
         .assert()
         .code(125)
         .stderr(predicate::str::contains("digest mismatch"));
@@ -637,4 +677,48 @@ fn hostile_layers_cannot_touch_the_host() {
         passwd_before,
         "the host's /etc/passwd changed"
     );
+}
+
+#[test]
+fn a_registry_that_wants_a_bearer_token_gets_one() {
+    if !root_or_skip("a_registry_that_wants_a_bearer_token_gets_one") {
+        return;
+    }
+    let host = serve_tiny_image(false, true);
+    let image = format!("{host}/tiny");
+    let root = tempfile::Builder::new()
+        .prefix("berth-root-")
+        .tempdir()
+        .unwrap();
+    let pull = || {
+        let mut command = Command::new(bin("stage04-images"));
+        command.arg("--root").arg(root.path()).arg("pull");
+        command
+    };
+    // No login: the token service says no, and we say what to do.
+    pull()
+        .arg(&image)
+        .env("DOCKER_CONFIG", root.path())
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("refused us"))
+        .stderr(predicate::str::contains("--creds"));
+    // A login on the command line...
+    pull()
+        .args(["--creds", "user:pass", &image])
+        .assert()
+        .success();
+    // ...or from a Docker-style auth file.
+    let auth = root.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"dXNlcjpwYXNz"}}}}}}"#),
+    )
+    .unwrap();
+    pull()
+        .arg("--auth-file")
+        .arg(&auth)
+        .arg(&image)
+        .assert()
+        .success();
 }
