@@ -413,10 +413,10 @@ fn serve_tiny_image(corrupt: bool, require_token: bool) -> String {
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
                     break;
                 }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("authorization") {
-                        authorization = value.trim().to_string();
-                    }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("authorization")
+                {
+                    authorization = value.trim().to_string();
                 }
             }
             let path = request.split(' ').nth(1).unwrap_or("").to_string();
