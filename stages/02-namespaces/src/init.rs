@@ -46,7 +46,11 @@ fn set_up(container: &Container) -> Result<(), Error> {
     sethostname(&container.hostname)
         .map_err(|e| Error::Other(format!("sethostname {}: {e}", container.hostname)))?;
     network::loopback_up().map_err(|e| Error::Other(format!("bring up lo: {e}")))?;
-    mounts::prepare_root(&container.rootfs, container.root_mount.as_ref())?;
+    mounts::prepare_root(
+        &container.rootfs,
+        container.root_mount.as_ref(),
+        &container.binds,
+    )?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! on the host, and all of it disappears when the container's last process
 //! exits and the namespace with it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, pivot_root};
@@ -87,7 +87,11 @@ const DEV_LINKS: &[(&str, &str)] = &[
 
 // ANCHOR: prepare_root
 /// Turn `rootfs` into the calling process's `/`, with /proc, /sys and /dev.
-pub fn prepare_root(rootfs: &Path, root_mount: Option<&RootMount>) -> Result<(), Error> {
+pub fn prepare_root(
+    rootfs: &Path,
+    root_mount: Option<&RootMount>,
+    binds: &[(PathBuf, PathBuf)],
+) -> Result<(), Error> {
     // 1. Stop mount events from travelling between our table and the host's.
     remount("/", MsFlags::MS_REC | MsFlags::MS_PRIVATE)?;
     // 2. pivot_root needs the new root to be a mount point: bind it onto
@@ -105,14 +109,18 @@ pub fn prepare_root(rootfs: &Path, root_mount: Option<&RootMount>) -> Result<(),
             Error::Other(format!("mount {} on {}: {err}", m.fstype, rootfs.display()))
         })?,
     }
-    // 3. The kernel file systems and devices, below the new root.
+    // 3. Files from the host over files of the rootfs (e.g. /etc/hosts).
+    for (source, target) in binds {
+        bind_file(source, rootfs, target)?;
+    }
+    // 4. The kernel file systems and devices, below the new root.
     for m in KERNEL_MOUNTS {
         if m.target == "dev/pts" {
             add_devices(rootfs)?; // /dev is mounted by now
         }
         mount_kernel_fs(rootfs, m)?;
     }
-    // 4. Swap roots and drop the old one.
+    // 5. Swap roots and drop the old one.
     pivot_into(rootfs)
 }
 
@@ -146,6 +154,30 @@ fn add_devices(rootfs: &Path) -> Result<(), Error> {
         std::os::unix::fs::symlink(points_to, &link).map_err(|e| Error::io("symlink", &link, e))?;
     }
     Ok(())
+}
+
+/// Bind a host file over `target` inside `rootfs`, made (as a plain empty
+/// file) first if the rootfs lacks it. We haven't pivoted yet, so a symlink
+/// in the rootfs would resolve against the *host's* root: refuse parents
+/// that lead out, and replace a symlink at the target itself.
+fn bind_file(source: &Path, rootfs: &Path, target: &Path) -> Result<(), Error> {
+    let target = rootfs.join(target.strip_prefix("/").unwrap_or(target));
+    let parent = target.parent().unwrap_or(rootfs);
+    make_dir(parent)?;
+    let real_parent = std::fs::canonicalize(parent).map_err(|e| Error::io("resolve", parent, e))?;
+    if !real_parent.starts_with(rootfs) {
+        return Err(Error::Other(format!(
+            "{} leads out of the container's root (a symlink in the image); can't bind {} there",
+            parent.display(),
+            source.display()
+        )));
+    }
+    let is_file = std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_file());
+    if !is_file {
+        let _ = std::fs::remove_file(&target);
+        std::fs::write(&target, b"").map_err(|e| Error::io("create", &target, e))?;
+    }
+    bind(source, &target)
 }
 
 fn bind(source: &Path, target: &Path) -> Result<(), Error> {

@@ -55,6 +55,9 @@ pub struct Container {
     /// A file system to mount as the root inside the container's mount
     /// namespace, instead of bind-mounting `rootfs` (stage 04: an overlay).
     pub root_mount: Option<RootMount>,
+    /// Host files to bind-mount over files inside, `(host path, path
+    /// inside)`, like the `/etc/hosts` a network gives each container.
+    pub binds: Vec<(PathBuf, PathBuf)>,
     pub process: Process,
     pub hostname: String,
     /// `Some` to give the container a user namespace with this mapping.
@@ -83,6 +86,7 @@ impl Container {
             user_map: namespaces.userns.then_some(IdMap::DEFAULT),
             process: Process::from_args(&command),
             root_mount: None,
+            binds: Vec::new(),
         })
     }
 

@@ -216,6 +216,7 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
     let container = Container {
         rootfs: dirs.merged.clone(),
         root_mount: Some(overlay_mount(&layers, &dirs)?),
+        binds: Vec::new(),
         process,
         hostname: args.hostname.unwrap_or_else(|| id.clone()),
         user_map: None,
