@@ -13,6 +13,7 @@
 //! it with the image's config.
 
 pub mod auth;
+pub mod cli;
 pub mod digest;
 pub mod image;
 pub mod layers;

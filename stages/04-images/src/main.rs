@@ -4,17 +4,16 @@
 //! an OCI image from a registry, verified, unpacked once per layer, and
 //! stacked with overlayfs under a writable directory of its own.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use stage01_chroot::{Error, checks, exit};
 use stage02_namespaces::{Container, hostname, namespaces, supervise};
-use stage03_cgroups::limits::LimitArgs;
 use stage03_cgroups::{Limits, cgroup, report};
 use stage04_images::auth::Credentials;
-use stage04_images::image::{self, Image, Overrides};
+use stage04_images::cli::RunArgs;
+use stage04_images::image::{self, Image};
 use stage04_images::overlay::{ContainerDirs, overlay_mount};
 use stage04_images::reference::Reference;
 use stage04_images::registry::RegistryOptions;
@@ -77,40 +76,6 @@ struct PullArgs {
     /// 127.0.0.1 always may.
     #[arg(long, value_name = "HOST")]
     insecure_registry: Vec<String>,
-}
-
-#[derive(clap::Args)]
-struct RunArgs {
-    #[command(flatten)]
-    limits: LimitArgs,
-    /// When the container ends, print what its cgroup measured on stderr.
-    #[arg(long)]
-    stats: bool,
-    /// Hostname inside (default: the container's random ID).
-    #[arg(long, value_name = "NAME", value_parser = hostname::parse)]
-    hostname: Option<String>,
-    /// Replace the image's Entrypoint (its Cmd is dropped too).
-    #[arg(long, value_name = "PROGRAM")]
-    entrypoint: Option<String>,
-    /// Set an environment variable: KEY=VALUE, or KEY to pass ours on.
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
-    env: Vec<String>,
-    /// Working directory inside (default: the image's WorkingDir, or /).
-    #[arg(short, long, value_name = "DIR")]
-    workdir: Option<PathBuf>,
-    /// Run as USER[:GROUP], names from the image's /etc/passwd (default: the image's User, or root).
-    #[arg(short, long, value_name = "USER")]
-    user: Option<String>,
-    /// The image, as pulled.
-    #[arg(value_name = "IMAGE")]
-    image: String,
-    /// Command and arguments, replacing the image's Cmd.
-    #[arg(
-        value_name = "CMD",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    command: Vec<OsString>,
 }
 
 fn parse_creds(text: &str) -> Result<Credentials, String> {
@@ -200,14 +165,7 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
     let store = root.store()?;
     let image = Image::open(&store, &args.image)?;
     let layers = image.unpacked_layers(&store, &root.layers())?;
-    let overrides = Overrides {
-        entrypoint: args.entrypoint,
-        command: args.command,
-        env: args.env,
-        workdir: args.workdir,
-        user: args.user,
-    };
-    let process = image::process(&image.config, &overrides)?;
+    let process = image::process(&image.config, &args.overrides())?;
 
     // The container's own writable layer, and the overlay of them all, which
     // init mounts as its root inside its own mount namespace.
