@@ -44,11 +44,23 @@ const DIRECTORIES: &[(&str, u32)] = &[
 /// an empty directory. It is built beside `target` and renamed into place at
 /// the end, so a failure never leaves a half-made rootfs behind.
 pub fn make_busybox_rootfs(target: &Path, busybox: &Path) -> Result<(), Error> {
+    make_rootfs(target, busybox, false)
+}
+
+/// [`make_busybox_rootfs`], and with `resolver` also [`add_name_service`].
+pub fn make_rootfs(target: &Path, busybox: &Path, resolver: bool) -> Result<(), Error> {
     check_busybox(busybox)?;
     check_target(target)?;
 
     let staging = staging_dir(target)?;
     let built = fill_rootfs(&staging, busybox)
+        .and_then(|()| {
+            if resolver {
+                add_name_service(&staging)
+            } else {
+                Ok(())
+            }
+        })
         .and_then(|()| fs::rename(&staging, target).map_err(|e| Error::io("rename", target, e)));
     if built.is_err() {
         let _ = fs::remove_dir_all(&staging);
@@ -73,6 +85,47 @@ fn fill_rootfs(root: &Path, busybox: &Path) -> Result<(), Error> {
     Ok(())
 }
 // ANCHOR_END: make_rootfs
+
+/// glibc's name-service libraries: a statically linked busybox still loads
+/// these at run time to resolve names (`nc web 80`, `ping web`).
+const NAME_SERVICE_LIBS: &[&str] = &[
+    "libc.so.6",
+    "libnss_files.so.2",
+    "libnss_dns.so.2",
+    "libresolv.so.2",
+];
+
+/// Let busybox resolve host names inside `root`: copy the host's glibc
+/// name-service modules into the same directory inside, and say in
+/// `/etc/nsswitch.conf` to look in `/etc/hosts`, then DNS. Real images carry
+/// their own C library; our busybox-only rootfs needs this for names.
+pub fn add_name_service(root: &Path) -> Result<(), Error> {
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .map_err(|e| Error::io("read", "/proc/self/maps", e))?;
+    // Where this (dynamically linked) program's own libc came from.
+    let libc = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.ends_with("/libc.so.6"))
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            Error::Other("can't find the host's libc.so.6 to copy its name service".into())
+        })?;
+    let dir = libc.parent().unwrap_or(Path::new("/"));
+    let inside = root.join(dir.strip_prefix("/").unwrap_or(dir));
+    make_dir(&inside, 0o755)?;
+    for lib in NAME_SERVICE_LIBS {
+        let source = dir.join(lib);
+        if source.exists() {
+            install_file(&inside.join(lib), &read(&source)?, 0o755)?;
+        }
+    }
+    install_file(
+        &root.join("etc/nsswitch.conf"),
+        b"hosts: files dns\n",
+        0o644,
+    )
+}
 
 /// The paths busybox wants its applets at, like `bin/ls` and `usr/bin/env`.
 fn busybox_applets(busybox: &Path) -> Result<Vec<PathBuf>, Error> {

@@ -1,1 +1,515 @@
-//! (being written)
+//! IP address management: which container holds which address of a network.
+//!
+//! Each lease is a small JSON file named after its address, `<dir>/10.77.0.2`,
+//! so the file system does the bookkeeping: taking an address is creating
+//! its file, releasing it is removing the file. Two rules keep it sound:
+//!
+//! - Every change happens under an exclusive `flock` on `<dir>/.lock`, so two
+//!   `berth run` processes can't pick the same free address at once.
+//! - A lease names its owner process by PID *and* start time. When a process
+//!   dies without releasing (crash, `kill -9`), the next allocation sees that
+//!   the owner is gone and reclaims the address. The start time matters
+//!   because PIDs are reused: a new process with the old PID started later.
+
+use std::collections::HashSet;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use stage01_chroot::Error;
+
+use crate::subnet::Subnet;
+
+type Result<T> = std::result::Result<T, Error>;
+
+const LOCK_FILE: &str = ".lock";
+/// Lease files are written here first, then renamed into place. A leftover
+/// one is from a writer that crashed: the lock holder may delete it.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// Who holds an address: the container, its name (for `/etc/hosts`), and the
+/// process whose life the lease follows.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub container: String,
+    pub name: Option<String>,
+    pub pid: i32,
+    /// Field 22 of `/proc/<pid>/stat`: clock ticks after boot at which the
+    /// process started. PID plus start time names one process for good.
+    pub start_time: u64,
+}
+
+/// A lease owned by the calling process: it lasts while this process lives.
+pub fn owner_self(container: &str, name: Option<&str>) -> Result<Lease> {
+    owner(std::process::id() as i32, container, name)
+}
+
+/// A lease owned by process `pid` (say, a container's monitor process).
+pub fn owner(pid: i32, container: &str, name: Option<&str>) -> Result<Lease> {
+    let start_time = process_start_time(pid).ok_or_else(|| {
+        Error::Other(format!(
+            "cannot read the start time of process {pid} from /proc/{pid}/stat; \
+             is /proc mounted and is the process alive?"
+        ))
+    })?;
+    Ok(Lease {
+        container: container.to_string(),
+        name: name.map(str::to_string),
+        pid,
+        start_time,
+    })
+}
+
+/// The start time of process `pid` (field 22 of `/proc/<pid>/stat`), or
+/// `None` if there is no such process.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    proc_stat(pid).map(|(_, start_time)| start_time)
+}
+
+/// The state letter and start time of `pid`, from `/proc/<pid>/stat`.
+fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    if pid <= 0 {
+        return None;
+    }
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    // "1234 (comm) S 1 ...": comm is the program name, and it may hold
+    // spaces and ')' itself, e.g. "(a) b)". Only the LAST ')' ends it.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    // After comm come field 3 (state) ... field 22 (starttime).
+    let state = fields.next()?.chars().next()?;
+    let start_time = fields.nth(22 - 4)?.parse().ok()?;
+    Some((state, start_time))
+}
+
+/// Whether the process that took `lease` is still running. A zombie has
+/// exited and only waits for its parent to read its status: it will never
+/// release anything, so it counts as gone.
+fn owner_alive(lease: &Lease) -> bool {
+    match proc_stat(lease.pid) {
+        Some((state, start_time)) => start_time == lease.start_time && !matches!(state, 'Z' | 'X'),
+        None => false,
+    }
+}
+
+/// The leases of one network, kept in one directory.
+#[derive(Debug, Clone)]
+pub struct Ipam {
+    dir: PathBuf,
+    subnet: Subnet,
+}
+
+impl Ipam {
+    /// The leases of `subnet` in `dir` (e.g. `<root>/networks/<name>/leases`).
+    /// Nothing is touched until the first allocation creates the directory.
+    pub fn new(dir: &Path, subnet: Subnet) -> Ipam {
+        Ipam {
+            dir: dir.to_path_buf(),
+            subnet,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn subnet(&self) -> Subnet {
+        self.subnet
+    }
+
+    // ANCHOR: allocate
+    /// Take the lowest free address of the subnet for `lease`.
+    pub fn allocate(&self, lease: &Lease) -> Result<Ipv4Addr> {
+        // Hold the lock from looking until the lease file exists: otherwise
+        // two processes could both see .2 free and both take it.
+        let _lock = self.lock(true)?.ok_or_else(|| self.vanished())?;
+        let taken: HashSet<Ipv4Addr> = self
+            .reclaim_stale()?
+            .into_iter()
+            .map(|(address, _)| address)
+            .collect();
+        let address = self
+            .subnet
+            .hosts()
+            .find(|address| !taken.contains(address))
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "network {} is full: all {} container addresses are leased; \
+                     remove containers you no longer need, or create a network \
+                     with a larger subnet",
+                    self.subnet,
+                    self.subnet.hosts().count()
+                ))
+            })?;
+        let json = serde_json::to_vec_pretty(lease)
+            .map_err(|e| Error::Other(format!("cannot encode the lease of {address}: {e}")))?;
+        // Write + rename: a crash leaves either no lease or a whole one.
+        write_atomic(&self.dir, &self.dir.join(address.to_string()), &json)?;
+        Ok(address)
+    }
+    // ANCHOR_END: allocate
+
+    /// Give `address` back. Releasing an address that has no lease is fine:
+    /// cleanup may run twice, or after the owner was reclaimed.
+    pub fn release(&self, address: Ipv4Addr) -> Result<()> {
+        let Some(_lock) = self.lock(false)? else {
+            return Ok(()); // no lease directory: nothing was ever leased.
+        };
+        let path = self.dir.join(address.to_string());
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove lease file", &path, e)),
+        }
+    }
+
+    /// The live leases, lowest address first. Stale ones are reclaimed first,
+    /// so what this returns is what is really in use.
+    pub fn leases(&self) -> Result<Vec<(Ipv4Addr, Lease)>> {
+        match self.lock(false)? {
+            Some(_lock) => self.reclaim_stale(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Whether no live lease is left (so the network may be removed).
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.leases()?.is_empty())
+    }
+
+    /// Take the exclusive lock. With `create` false and no lease directory,
+    /// returns `None` instead of creating it: reading must not leave
+    /// directories behind for a network that was removed.
+    fn lock(&self, create: bool) -> Result<Option<Flock<File>>> {
+        if create {
+            // 0700: leases name containers and processes; they are root's business.
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir)
+                .map_err(|e| Error::io("create lease directory", &self.dir, e))?;
+        }
+        let path = self.dir.join(LOCK_FILE);
+        let mut file = match OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if !create && e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("open lease lock file", &path, e)),
+        };
+        // flock locks the open file description, so separate opens exclude
+        // each other even between threads of one process.
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusive) {
+                Ok(locked) => return Ok(Some(locked)),
+                Err((unlocked, Errno::EINTR)) => file = unlocked,
+                Err((_, errno)) => {
+                    return Err(Error::io("flock", &path, io::Error::from(errno)));
+                }
+            }
+        }
+    }
+
+    fn vanished(&self) -> Error {
+        Error::Other(format!(
+            "lease directory {} disappeared while allocating; was the network removed?",
+            self.dir.display()
+        ))
+    }
+
+    /// Read every lease, delete those whose owner is gone, return the rest
+    /// sorted by address. The caller must hold the lock.
+    fn reclaim_stale(&self) -> Result<Vec<(Ipv4Addr, Lease)>> {
+        let mut live = Vec::new();
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| Error::io("list leases", &self.dir, e))?;
+        let mut removed = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list leases", &self.dir, e))?;
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            let path = entry.path();
+            if file_name.starts_with(TEMP_PREFIX) {
+                // Only lock holders write temp files, and we hold the lock.
+                remove_if_present(&path)?;
+                continue;
+            }
+            let Ok(address) = file_name.parse::<Ipv4Addr>() else {
+                continue; // .lock, or something that is not ours.
+            };
+            let lease = read_lease(&path)?;
+            if owner_alive(&lease) {
+                live.push((address, lease));
+            } else {
+                remove_if_present(&path)?;
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        live.sort_by_key(|(address, _)| *address);
+        Ok(live)
+    }
+}
+
+fn read_lease(path: &Path) -> Result<Lease> {
+    let bytes = fs::read(path).map_err(|e| Error::io("read lease file", path, e))?;
+    // Leases are written atomically, so a bad one was edited by hand or hit
+    // by a disk error. Guessing could hand its address out twice: stop.
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Other(format!(
+            "lease file {} is not a valid lease ({e}); if no container uses that \
+             address any more, delete the file",
+            path.display()
+        ))
+    })
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove stale lease file", path, e)),
+    }
+}
+
+/// Write a temp file in `dir`, fsync it, rename it to `path`, fsync `dir`:
+/// after a crash, `path` is absent or whole, never half written.
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    // PID + a counter: unique among threads and processes (each holds the
+    // lock anyway, but a stale name from a crash must not collide).
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
+    let written = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&temp, path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(Error::io("write lease file", path, e));
+    }
+    sync_dir(dir)
+}
+
+/// A rename or unlink is only durable once the directory itself is synced.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync lease directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    fn subnet(text: &str) -> Subnet {
+        text.parse().unwrap()
+    }
+
+    fn ip(text: &str) -> Ipv4Addr {
+        text.parse().unwrap()
+    }
+
+    fn me(container: &str) -> Lease {
+        owner_self(container, Some(container)).unwrap()
+    }
+
+    /// A lease whose owner has exited and been reaped.
+    fn dead_lease(container: &str) -> Lease {
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        // Until we wait, the child is alive or a zombie: /proc still has it.
+        let start_time = process_start_time(pid).unwrap();
+        child.wait().unwrap();
+        Lease {
+            container: container.to_string(),
+            name: None,
+            pid,
+            start_time,
+        }
+    }
+
+    #[test]
+    fn start_time_of_self_and_of_nobody() {
+        let mine = process_start_time(std::process::id() as i32).unwrap();
+        assert!(mine > 0);
+        assert_eq!(process_start_time(1 << 30), None);
+        assert_eq!(process_start_time(0), None);
+        assert_eq!(process_start_time(-5), None);
+    }
+
+    #[test]
+    fn stat_parsing_survives_odd_program_names() {
+        // A program may name itself "a) b (c" (prctl PR_SET_NAME).
+        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1 2\n";
+        assert_eq!(parse_stat(line), Some(('S', 987654)));
+        assert_eq!(parse_stat("42 (x) Z 1 2 3"), None);
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn allocates_distinct_addresses_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("networks/n/leases");
+        let ipam = Ipam::new(&dir, subnet("10.77.0.0/24"));
+        assert!(ipam.is_empty().unwrap());
+        assert!(!dir.exists(), "reading must not create the directory");
+
+        assert_eq!(ipam.allocate(&me("a")).unwrap(), ip("10.77.0.2"));
+        assert_eq!(ipam.allocate(&me("b")).unwrap(), ip("10.77.0.3"));
+        assert_eq!(ipam.allocate(&me("c")).unwrap(), ip("10.77.0.4"));
+        let mode = fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+
+        let leases = ipam.leases().unwrap();
+        let names: Vec<_> = leases
+            .iter()
+            .map(|(a, l)| (a.to_string(), l.container.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("10.77.0.2".to_string(), "a"),
+                ("10.77.0.3".to_string(), "b"),
+                ("10.77.0.4".to_string(), "c")
+            ]
+        );
+        assert_eq!(leases[0].1, me("a"));
+        assert!(!ipam.is_empty().unwrap());
+    }
+
+    #[test]
+    fn release_then_reuse_lowest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.0/24"));
+        let a = ipam.allocate(&me("a")).unwrap();
+        let b = ipam.allocate(&me("b")).unwrap();
+        ipam.release(a).unwrap();
+        ipam.release(a).unwrap(); // twice is fine
+        assert_eq!(ipam.leases().unwrap().len(), 1);
+        assert_eq!(ipam.allocate(&me("c")).unwrap(), a);
+        ipam.release(a).unwrap();
+        ipam.release(b).unwrap();
+        assert!(ipam.is_empty().unwrap());
+        // Releasing in a network that never leased anything is fine too.
+        let never = Ipam::new(&tmp.path().join("nothing"), subnet("10.78.0.0/24"));
+        never.release(ip("10.78.0.2")).unwrap();
+        assert!(!tmp.path().join("nothing").exists());
+    }
+
+    #[test]
+    fn lease_of_dead_process_is_reclaimed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.0/24"));
+        let dead = dead_lease("ghost");
+        assert_eq!(ipam.allocate(&dead).unwrap(), ip("10.77.0.2"));
+        assert!(tmp.path().join("10.77.0.2").exists());
+        // Its owner is gone: the address is free again.
+        assert!(ipam.is_empty().unwrap());
+        assert!(!tmp.path().join("10.77.0.2").exists());
+        assert_eq!(ipam.allocate(&dead).unwrap(), ip("10.77.0.2"));
+        assert_eq!(ipam.allocate(&me("live")).unwrap(), ip("10.77.0.2"));
+    }
+
+    #[test]
+    fn reused_pid_with_other_start_time_is_stale() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.0/24"));
+        let mut impostor = me("old");
+        impostor.start_time += 1; // our PID, but "another" process
+        ipam.allocate(&impostor).unwrap();
+        assert!(ipam.is_empty().unwrap());
+    }
+
+    #[test]
+    fn leftover_temp_file_is_cleaned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.0/24"));
+        fs::write(tmp.path().join(".tmp-99999-0"), b"{half").unwrap();
+        assert_eq!(ipam.allocate(&me("a")).unwrap(), ip("10.77.0.2"));
+        assert!(!tmp.path().join(".tmp-99999-0").exists());
+    }
+
+    #[test]
+    fn corrupt_lease_is_an_error_not_a_free_address() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.0/24"));
+        fs::write(tmp.path().join("10.77.0.2"), b"garbage").unwrap();
+        let err = ipam.allocate(&me("a")).unwrap_err().to_string();
+        assert!(
+            err.contains("10.77.0.2") && err.contains("delete the file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn concurrent_allocations_get_distinct_addresses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("leases");
+        let threads: Vec<_> = (0..20)
+            .map(|i| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    // Each thread its own Ipam and its own open of the lock,
+                    // as separate processes would have.
+                    let ipam = Ipam::new(&dir, subnet("10.77.0.0/24"));
+                    ipam.allocate(&me(&format!("c{i}"))).unwrap()
+                })
+            })
+            .collect();
+        let addresses: HashSet<Ipv4Addr> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(addresses.len(), 20);
+        let expected: HashSet<Ipv4Addr> = subnet("10.77.0.0/24").hosts().take(20).collect();
+        assert_eq!(addresses, expected);
+        let ipam = Ipam::new(&dir, subnet("10.77.0.0/24"));
+        assert_eq!(ipam.leases().unwrap().len(), 20);
+    }
+
+    #[test]
+    fn full_network_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.4/30"));
+        assert_eq!(ipam.allocate(&me("a")).unwrap(), ip("10.77.0.6"));
+        let err = ipam.allocate(&me("b")).unwrap_err().to_string();
+        assert!(err.contains("network 10.77.0.4/30 is full"), "{err}");
+        ipam.release(ip("10.77.0.6")).unwrap();
+        assert_eq!(ipam.allocate(&me("b")).unwrap(), ip("10.77.0.6"));
+    }
+
+    #[test]
+    fn lease_json_round_trips() {
+        let lease = Lease {
+            container: "abc".into(),
+            name: Some("web".into()),
+            pid: 7,
+            start_time: 99,
+        };
+        let json = serde_json::to_string(&lease).unwrap();
+        assert_eq!(
+            json,
+            r#"{"container":"abc","name":"web","pid":7,"start_time":99}"#
+        );
+        assert_eq!(serde_json::from_str::<Lease>(&json).unwrap(), lease);
+    }
+}

@@ -1,1 +1,437 @@
-//! (being written)
+//! Networks as berth keeps them: `<root>/networks/<name>.json` holds the
+//! name, subnet and bridge; `<root>/networks/<name>/leases/` the addresses in
+//! use. A network's bridge is (re)made on demand, so a reboot, which wipes
+//! all links, costs nothing.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use stage01_chroot::Error;
+
+use crate::firewall::{self, NetworkRule, PortRule, Ruleset};
+use crate::ipam::{Ipam, process_start_time};
+use crate::netlink::Netlink;
+use crate::subnet::Subnet;
+
+/// The network containers join when they name none.
+pub const DEFAULT_NETWORK: &str = "berth";
+/// Its subnet unless `BERTH_DEFAULT_SUBNET` says otherwise, or the network is
+/// created by hand first (`network create berth --subnet ...`). A /24 deep in
+/// 10/8, away from the 10.0.x and 10.1.x that home routers and clouds like.
+pub const DEFAULT_SUBNET: &str = "10.77.0.0/24";
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Network {
+    pub name: String,
+    pub subnet: Subnet,
+    pub bridge: String,
+}
+
+impl Network {
+    pub fn gateway(&self) -> std::net::Ipv4Addr {
+        self.subnet.gateway()
+    }
+}
+
+/// A published port, with the process that owns it, kept while it runs.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PortOwner {
+    pub pid: i32,
+    pub start_time: u64,
+    pub rules: Vec<PortRule>,
+}
+
+/// All networks under one state root.
+pub struct Networks {
+    dir: PathBuf,
+    /// berth's nftables table for this state root.
+    table: String,
+}
+
+impl Networks {
+    pub fn open(root: &Path) -> Result<Networks, Error> {
+        let dir = root.join("networks");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| Error::io("create", &dir, e))?;
+        Ok(Networks {
+            dir,
+            table: firewall::table_for(root),
+        })
+    }
+
+    /// Serialise changes to networks, ports and the firewall between processes.
+    pub fn lock(&self) -> Result<Flock<std::fs::File>, Error> {
+        let path = self.dir.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io("lock", &path, e.into()))
+    }
+
+    pub fn ipam(&self, network: &Network) -> Ipam {
+        Ipam::new(&self.dir.join(&network.name).join("leases"), network.subnet)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    /// Define a network. Its name becomes the bridge's (`bth-NAME`, so at
+    /// most 11 characters); its subnet must not overlap another network's.
+    pub fn create(&self, name: &str, subnet: Option<Subnet>) -> Result<Network, Error> {
+        check_name(name)?;
+        let _lock = self.lock()?;
+        self.create_locked(name, subnet)
+    }
+
+    fn create_locked(&self, name: &str, subnet: Option<Subnet>) -> Result<Network, Error> {
+        if self.file(name).exists() {
+            return Err(Error::Other(format!("network {name} already exists")));
+        }
+        let subnet = match subnet {
+            Some(subnet) => subnet,
+            None if name == DEFAULT_NETWORK => default_subnet()?,
+            None => self.free_subnet()?,
+        };
+        if let Some(other) = self
+            .list()?
+            .into_iter()
+            .find(|n| n.subnet.overlaps(&subnet))
+        {
+            return Err(Error::Other(format!(
+                "subnet {subnet} overlaps network {} ({}); choose another with --subnet",
+                other.name, other.subnet
+            )));
+        }
+        let bridge = if name == DEFAULT_NETWORK {
+            "berth0".to_string()
+        } else {
+            format!("bth-{name}")
+        };
+        let network = Network {
+            name: name.into(),
+            subnet,
+            bridge,
+        };
+        let json = serde_json::to_vec_pretty(&network).map_err(|e| Error::Other(e.to_string()))?;
+        write_atomically(&self.file(name), &json)?;
+        Ok(network)
+    }
+
+    /// A network by name; the default one is created on first use.
+    pub fn get(&self, name: &str) -> Result<Network, Error> {
+        match std::fs::read(self.file(name)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Other(format!("{}: {e}", self.file(name).display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && name == DEFAULT_NETWORK => {
+                let _lock = self.lock()?;
+                match self.create_locked(name, None) {
+                    Err(_) if self.file(name).exists() => self.get(name), // created meanwhile
+                    other => other,
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Other(format!(
+                "no network {name}; create it with: stage05-networks network create {name}"
+            ))),
+            Err(e) => Err(Error::io("read", self.file(name), e)),
+        }
+    }
+
+    pub fn list(&self) -> Result<Vec<Network>, Error> {
+        let mut networks = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io("read", &self.dir, e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = name.strip_suffix(".json") {
+                networks.push(self.get(name)?);
+            }
+        }
+        networks.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(networks)
+    }
+
+    /// Remove a network that no container uses: its bridge, leases, rules.
+    pub fn remove(&self, name: &str) -> Result<(), Error> {
+        let network = self.get_existing(name)?;
+        let _lock = self.lock()?;
+        let users = self.ipam(&network).leases()?;
+        if !users.is_empty() {
+            let names: Vec<String> = users
+                .iter()
+                .map(|(_, lease)| {
+                    lease
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| lease.container.clone())
+                })
+                .collect();
+            return Err(Error::Other(format!(
+                "network {name} is in use by {} container(s): {}; stop them first",
+                names.len(),
+                names.join(", ")
+            )));
+        }
+        let mut netlink = Netlink::open()?;
+        if let Some(index) = netlink.link_index(&network.bridge)? {
+            netlink.delete_link(index)?;
+        }
+        std::fs::remove_file(self.file(name))
+            .map_err(|e| Error::io("remove", self.file(name), e))?;
+        let _ = std::fs::remove_dir_all(self.dir.join(name));
+        self.sync_firewall_locked()
+    }
+
+    fn get_existing(&self, name: &str) -> Result<Network, Error> {
+        if !self.file(name).exists() {
+            return Err(Error::Other(format!(
+                "no network {name} (see: stage05-networks network ls)"
+            )));
+        }
+        self.get(name)
+    }
+
+    // ANCHOR: ensure_bridge
+    /// Make the network's bridge if it isn't there: a virtual switch holding
+    /// the gateway address, so the host routes the subnet to it.
+    pub fn ensure_bridge(&self, network: &Network) -> Result<(), Error> {
+        let mut netlink = Netlink::open()?;
+        if netlink.link_index(&network.bridge)?.is_none() {
+            let index = netlink.create_bridge(&network.bridge)?;
+            netlink.add_address(index, network.gateway(), network.subnet.prefix_len)?;
+            netlink.set_up(index)?;
+        }
+        firewall::enable_forwarding(&network.bridge)
+    }
+    // ANCHOR_END: ensure_bridge
+
+    /// Record (or with `None`, forget) a container's published ports.
+    pub fn set_ports(&self, container: &str, rules: Option<&[PortRule]>) -> Result<(), Error> {
+        let path = self.dir.join("ports").join(format!("{container}.json"));
+        match rules {
+            Some(rules) if !rules.is_empty() => {
+                let pid = std::process::id() as i32;
+                let owner = PortOwner {
+                    pid,
+                    start_time: process_start_time(pid).unwrap_or(0),
+                    rules: rules.to_vec(),
+                };
+                let json = serde_json::to_vec(&owner).map_err(|e| Error::Other(e.to_string()))?;
+                write_atomically(&path, &json)
+            }
+            _ => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(Error::io("remove", &path, e))
+                }
+                _ => Ok(()),
+            },
+        }
+    }
+
+    // ANCHOR: publish
+    /// Publish a container's ports: refuse a port another container or a host
+    /// program already has, record them, and rewrite the firewall.
+    pub fn publish(&self, container: &str, rules: &[PortRule]) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let published = self.live_ports()?;
+        for rule in rules {
+            let taken = published
+                .iter()
+                .any(|p| p.host_port == rule.host_port && p.protocol == rule.protocol);
+            if taken {
+                return Err(Error::Other(format!(
+                    "port {}/{} is already published by another container",
+                    rule.host_port,
+                    rule.protocol.as_str()
+                )));
+            }
+            check_port_free(rule)?;
+        }
+        self.set_ports(container, Some(rules))?;
+        self.sync_firewall_locked()
+    }
+    // ANCHOR_END: publish
+
+    /// Forget a container's ports and rewrite the firewall without them.
+    pub fn unpublish(&self, container: &str) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        self.set_ports(container, None)?;
+        self.sync_firewall_locked()
+    }
+
+    /// Rewrite the `/etc/hosts` of every container on `network`.
+    pub fn update_hosts(&self, network: &Network, containers: &Path) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        crate::hosts::update_network(containers, &self.ipam(network).leases()?)
+    }
+
+    /// Published ports of live containers; files of dead ones are removed.
+    pub fn live_ports(&self) -> Result<Vec<PortRule>, Error> {
+        let dir = self.dir.join("ports");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(Vec::new());
+        };
+        let mut rules = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(owner) = serde_json::from_slice::<PortOwner>(
+                &std::fs::read(entry.path()).unwrap_or_default(),
+            ) else {
+                continue;
+            };
+            if process_start_time(owner.pid) == Some(owner.start_time) {
+                rules.extend(owner.rules);
+            } else {
+                let _ = std::fs::remove_file(entry.path()); // its owner crashed
+            }
+        }
+        Ok(rules)
+    }
+
+    // ANCHOR: sync_firewall
+    /// Rewrite berth's nftables table from what exists now: masquerade for
+    /// every network whose bridge is up, DNAT for every live published port.
+    pub fn sync_firewall(&self) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        self.sync_firewall_locked()
+    }
+
+    fn sync_firewall_locked(&self) -> Result<(), Error> {
+        let mut netlink = Netlink::open()?;
+        let mut networks = Vec::new();
+        for network in self.list()? {
+            if netlink.link_index(&network.bridge)?.is_some() {
+                networks.push(NetworkRule {
+                    bridge: network.bridge,
+                    subnet: network.subnet,
+                });
+            }
+        }
+        let ports = self.live_ports()?;
+        firewall::apply(&self.table, &Ruleset { networks, ports })
+    }
+    // ANCHOR_END: sync_firewall
+
+    /// A /24 in 10.78.0.0 - 10.127.255.0 that no network uses yet.
+    fn free_subnet(&self) -> Result<Subnet, Error> {
+        let taken = self.list()?;
+        (78u8..=127)
+            .flat_map(|b| (0u8..=255).map(move |c| format!("10.{b}.{c}.0/24")))
+            .filter_map(|s| s.parse::<Subnet>().ok())
+            .find(|s| !taken.iter().any(|n| n.subnet.overlaps(s)))
+            .ok_or_else(|| Error::Other("no free subnet left; give one with --subnet".into()))
+    }
+}
+
+/// A host program listening on the port would never see its connections
+/// again once we DNAT them: refuse, as `docker run -p` does.
+fn check_port_free(rule: &PortRule) -> Result<(), Error> {
+    let address = (std::net::Ipv4Addr::UNSPECIFIED, rule.host_port);
+    let free = match rule.protocol {
+        firewall::Protocol::Tcp => std::net::TcpListener::bind(address).map(drop),
+        firewall::Protocol::Udp => std::net::UdpSocket::bind(address).map(drop),
+    };
+    free.map_err(|e| {
+        Error::Other(format!(
+            "port {}/{} is in use on the host ({e}); choose another host port",
+            rule.host_port,
+            rule.protocol.as_str()
+        ))
+    })
+}
+
+fn default_subnet() -> Result<Subnet, Error> {
+    std::env::var("BERTH_DEFAULT_SUBNET")
+        .unwrap_or_else(|_| DEFAULT_SUBNET.to_string())
+        .parse()
+}
+
+/// Lowercase letters, digits and `-`, at most 11 characters (bridge names
+/// are limited to 15, and we put `bth-` in front).
+fn check_name(name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 11
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok || name == DEFAULT_NETWORK {
+        Ok(())
+    } else {
+        Err(Error::Other(format!(
+            "{name:?} is not a valid network name: use up to 11 lowercase letters, digits and '-'"
+        )))
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
+    }
+    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&temp, bytes)
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| Error::io("write", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_in_a_bridge_name() {
+        assert!(check_name("web").is_ok());
+        assert!(check_name("a-b-1").is_ok());
+        for bad in ["", "UPPER", "has space", "-lead", "twelve-chars"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn networks_are_defined_listed_and_kept_apart() {
+        let root = tempfile::tempdir().unwrap();
+        let networks = Networks::open(root.path()).unwrap();
+        let web = networks
+            .create("web", Some("10.250.1.0/24".parse().unwrap()))
+            .unwrap();
+        assert_eq!(web.bridge, "bth-web");
+        let err = networks
+            .create("db", Some("10.250.1.0/25".parse().unwrap()))
+            .unwrap_err();
+        assert!(err.to_string().contains("overlaps network web"), "{err}");
+        let auto = networks.create("db", None).unwrap();
+        assert!(!auto.subnet.overlaps(&web.subnet));
+        assert!(
+            networks
+                .create("db", None)
+                .unwrap_err()
+                .to_string()
+                .contains("already exists")
+        );
+        let default = networks.get(DEFAULT_NETWORK).unwrap();
+        assert_eq!(
+            (default.bridge.as_str(), default.subnet.to_string()),
+            ("berth0", DEFAULT_SUBNET.to_string())
+        );
+        let names: Vec<String> = networks
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        assert_eq!(names, ["berth", "db", "web"]);
+        assert!(
+            networks
+                .get("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("network create nope")
+        );
+    }
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use stage01_chroot::rootfs::{DEFAULT_BUSYBOX, make_busybox_rootfs};
+use stage01_chroot::rootfs::{DEFAULT_BUSYBOX, make_rootfs};
 
 /// Make a minimal root filesystem (busybox, /etc/passwd, /etc/group, empty
 /// /proc /sys /dev /tmp, and the /bin/chroot-escape demo) in DIR.
@@ -24,11 +24,16 @@ struct Cli {
     /// A statically linked busybox to copy in.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_BUSYBOX)]
     busybox: PathBuf,
+
+    /// Also copy the host's glibc name-service modules in, so that busybox
+    /// can resolve names from /etc/hosts and DNS (needed for networks).
+    #[arg(long)]
+    resolver: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match make_busybox_rootfs(&cli.target, &cli.busybox) {
+    match make_rootfs(&cli.target, &cli.busybox, cli.resolver) {
         Ok(()) => {
             println!("rootfs ready in {}", cli.target.display());
             ExitCode::SUCCESS
