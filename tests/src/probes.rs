@@ -29,6 +29,7 @@ pub struct Stage {
 /// The fixture's rootfs as an image: built with umoci, pushed to a registry
 /// of our own, and pulled (verified) into a berth root, for image stages.
 pub struct ImageRoot {
+    peer: Option<std::process::Child>,
     _registry: TestRegistry,
     root: tempfile::TempDir,
     image: String,
@@ -36,6 +37,15 @@ pub struct ImageRoot {
 
 impl ImageRoot {
     pub fn new(fixture: &Fixture) -> ImageRoot {
+        // A page for the peer, and glibc's name service so busybox can
+        // resolve `peer` (both harmless to the directory stages' probes).
+        stage01_chroot::rootfs::add_name_service(&fixture.rootfs()).unwrap();
+        std::fs::create_dir_all(fixture.rootfs().join("srv/peer")).unwrap();
+        std::fs::write(
+            fixture.rootfs().join("srv/peer/index.html"),
+            "peer-says-hi\n",
+        )
+        .unwrap();
         let registry = TestRegistry::start();
         let layout = fixture.dir().join("matrix-layout");
         build_image(&layout, "latest", &fixture.rootfs(), &[]);
@@ -57,9 +67,86 @@ impl ImageRoot {
             String::from_utf8_lossy(&pulled.stderr)
         );
         ImageRoot {
+            peer: None,
             _registry: registry,
             root,
             image,
+        }
+    }
+
+    /// Start the container `peer` on network `matrix` (stage 05), serving
+    /// `peer-says-hi`; wait until the host can fetch it.
+    pub fn start_peer(&mut self) {
+        let berth = || {
+            let mut command = Command::new(bin("stage05-networks"));
+            command.arg("--root").arg(self.root.path());
+            command
+        };
+        let created = berth()
+            .args(["network", "create", "matrix", "--subnet", "10.251.0.0/24"])
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let peer = berth()
+            .args([
+                "run",
+                "--name",
+                "peer",
+                "--network",
+                "matrix",
+                &self.image,
+                "httpd",
+                "-f",
+                "-p",
+                "80",
+                "-h",
+                "/srv/peer",
+            ])
+            .spawn()
+            .unwrap();
+        self.peer = Some(peer);
+        let leases = self.root.path().join("networks/matrix/leases");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let address = std::fs::read_dir(&leases).ok().and_then(|mut dir| {
+                dir.find_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_string_lossy()
+                        .parse::<std::net::Ipv4Addr>()
+                        .ok()
+                })
+            });
+            if let Some(address) = address
+                && std::net::TcpStream::connect((address, 80)).is_ok()
+            {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the matrix's peer never came up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ImageRoot {
+    /// Stop the peer and remove its network.
+    fn drop(&mut self) {
+        if let Some(mut peer) = self.peer.take() {
+            let pid = nix::unistd::Pid::from_raw(peer.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = peer.wait();
+            let _ = Command::new(bin("stage05-networks"))
+                .arg("--root")
+                .arg(self.root.path())
+                .args(["network", "rm", "matrix"])
+                .output();
         }
     }
 }
@@ -100,8 +187,16 @@ pub const PROBES: &[Probe] = &[
         },
     },
     Probe {
-        question: "own network (only `lo`)",
-        condition: |_| "test -z \"$(ip -o link show | grep -v ': lo:')\"".into(),
+        question: "own network (no host interface inside)",
+        // Interfaces are told apart by hardware address: the container's own
+        // eth0 (stage 05) may share a name with one of the host's.
+        condition: |_| {
+            let macs = host_macs();
+            format!(
+                "ip -o link show > /tmp/links; ! grep -q -i -E '{}' /tmp/links",
+                macs.join("|")
+            )
+        },
     },
     Probe {
         question: "memory limit enforced",
@@ -121,6 +216,14 @@ pub const PROBES: &[Probe] = &[
             "grep -q '^[^ ]* [^ ]* [^ ]* [^ ]* / .* - overlay ' /proc/self/mountinfo".into()
         },
     },
+    Probe {
+        question: "reach a peer by name",
+        // The matrix runs a container named `peer` on network `matrix`,
+        // serving a page; only a container on that network finds it.
+        condition: |_| {
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 peer 80 | grep -q peer-says-hi".into()
+        },
+    },
 ];
 
 pub const STAGES: &[Stage] = &[
@@ -129,28 +232,42 @@ pub const STAGES: &[Stage] = &[
         bin: "stage01-chroot",
         args: &[],
         from_image: false,
-        expected: &[true, false, false, false, false, false, false, false],
+        expected: &[true, false, false, false, false, false, false, false, false],
     },
     Stage {
         name: "02 namespaces",
         bin: "stage02-namespaces",
         args: &[],
         from_image: false,
-        expected: &[true, true, true, true, true, false, false, false],
+        expected: &[true, true, true, true, true, false, false, false, false],
     },
     Stage {
         name: "03 cgroups",
         bin: "stage03-cgroups",
         args: &["--memory", "64m", "--pids-limit", "20"],
         from_image: false,
-        expected: &[true, true, true, true, true, true, true, false],
+        expected: &[true, true, true, true, true, true, true, false, false],
     },
     Stage {
         name: "04 images",
         bin: "stage04-images",
         args: &["--memory", "64m", "--pids-limit", "20"],
         from_image: true,
-        expected: &[true, true, true, true, true, true, true, true],
+        expected: &[true, true, true, true, true, true, true, true, false],
+    },
+    Stage {
+        name: "05 networks",
+        bin: "stage05-networks",
+        args: &[
+            "--network",
+            "matrix",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "20",
+        ],
+        from_image: true,
+        expected: &[true, true, true, true, true, true, true, true, true],
     },
 ];
 
@@ -206,6 +323,20 @@ pub fn render(rows: &[(&Stage, Vec<bool>)]) -> String {
         }
     }
     table + "\n"
+}
+
+/// The hardware addresses of the host's interfaces (not loopback's zeros).
+pub fn host_macs() -> Vec<String> {
+    let mut macs: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("address")).ok())
+        .map(|mac| mac.trim().to_string())
+        .filter(|mac| mac.len() == 17 && mac != "00:00:00:00:00:00")
+        .collect();
+    macs.sort();
+    macs.dedup();
+    macs
 }
 
 /// This machine's hostname, as the host sees it.

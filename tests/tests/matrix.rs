@@ -20,10 +20,15 @@ fn every_stage_answers_the_probes_as_expected() {
         return;
     }
     let fixture = Fixture::new();
-    let image = STAGES
+    let mut image = STAGES
         .iter()
         .any(|s| s.from_image)
         .then(|| ImageRoot::new(&fixture));
+    if let Some(image) = image.as_mut()
+        && STAGES.iter().any(|s| s.bin == "stage05-networks")
+    {
+        image.start_peer();
+    }
     let mut rows = Vec::new();
     for stage in STAGES {
         assert_eq!(
