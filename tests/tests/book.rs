@@ -13,7 +13,9 @@
 //! binaries first in PATH and `BERTH_ROOT` pointing into that directory.
 //! A chapter that says `<!-- transcript: registry -->` also gets a registry
 //! of its own on 127.0.0.1, its address in `$REGISTRY`, holding
-//! `busybox:latest` built from that rootfs (Cmd `/bin/sh`).
+//! `busybox:latest` built from that rootfs (Cmd `/bin/sh`);
+//! `<!-- transcript: registry-with-resolver -->` first adds glibc's name
+//! service to the rootfs (`berth-mkrootfs --resolver`), for networks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,8 +53,11 @@ fn transcripts_match_real_runs() {
             make_busybox_rootfs(&dir.path().join("rootfs"), Path::new(DEFAULT_BUSYBOX))
                 .expect("make the book's rootfs");
         }
+        if text.contains("<!-- transcript: registry-with-resolver -->") {
+            stage01_chroot::rootfs::add_name_service(&dir.path().join("rootfs")).unwrap();
+        }
         let registry = text
-            .contains("<!-- transcript: registry -->")
+            .contains("<!-- transcript: registry")
             .then(|| registry_with_busybox(dir.path()));
         let mut env = vec![(
             "BERTH_ROOT".to_string(),
