@@ -144,7 +144,7 @@ pub fn report(program: &str, name: &str, limits: &Limits, usage: &Usage, code: u
             "a process in the container was killed"
         };
         eprintln!(
-            "stage03-cgroups: {victim}: out of memory{}",
+            "{program}: {victim}: out of memory{}",
             limit.unwrap_or_default()
         );
     }

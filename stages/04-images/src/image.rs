@@ -51,6 +51,14 @@ impl Image {
     // ANCHOR: layers
     /// Each layer's directory in the cache, bottom first, unpacked on first use.
     pub fn unpacked_layers(&self, store: &Store, cache: &Path) -> Result<Vec<PathBuf>, Error> {
+        if self.manifest.layers.len() != self.config.rootfs.diff_ids.len() {
+            return Err(Error::Other(format!(
+                "{}: the manifest has {} layers but the config {} diff IDs",
+                self.reference,
+                self.manifest.layers.len(),
+                self.config.rootfs.diff_ids.len()
+            )));
+        }
         self.manifest
             .layers
             .iter()

@@ -244,6 +244,13 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
     let index: Index = serde_json::from_slice(&read(&dir.join("index.json"))?)
         .map_err(|e| Error::Other(format!("{}: index.json is not valid: {e}", dir.display())))?;
     let blob = |digest: &Digest| dir.join("blobs/sha256").join(digest.hex());
+    if tag.is_some() && index.manifests.len() > 1 {
+        return Err(Error::Other(format!(
+            "{} holds {} images; --tag names only one: load a layout with a single image",
+            dir.display(),
+            index.manifests.len()
+        )));
+    }
     let _lock = store.lock()?;
     let mut names = Vec::new();
     for entry in &index.manifests {
@@ -260,6 +267,17 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
         }
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Other(format!("a manifest in the layout is not valid: {e}")))?;
+        let config: ImageConfig = serde_json::from_slice(&read(&blob(&manifest.config.digest))?)
+            .map_err(|e| {
+                Error::Other(format!("an image config in the layout is not valid: {e}"))
+            })?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(Error::Other(format!(
+                "an image in the layout has {} layers but its config {} diff IDs",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            )));
+        }
         for part in std::iter::once(&manifest.config).chain(&manifest.layers) {
             let path = blob(&part.digest);
             let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;

@@ -171,17 +171,19 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
     // init mounts as its root inside its own mount namespace.
     let id = hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?;
     let dirs = ContainerDirs::create(&root.containers(), &id)?;
-    let container = Container {
-        rootfs: dirs.merged.clone(),
-        root_mount: Some(overlay_mount(&layers, &dirs)?),
-        binds: Vec::new(),
-        process,
-        hostname: args.hostname.unwrap_or_else(|| id.clone()),
-        user_map: None,
-    };
     let limits = Limits::from(&args.limits);
-    let result = run_limited(&container, &limits, &format!("berth-{id}"), args.stats);
-    dirs.remove()?; // the container's writes go with it
+    let result = overlay_mount(&layers, &dirs).and_then(|root_mount| {
+        let container = Container {
+            rootfs: dirs.merged.clone(),
+            root_mount: Some(root_mount),
+            binds: Vec::new(),
+            process,
+            hostname: args.hostname.unwrap_or_else(|| id.clone()),
+            user_map: None,
+        };
+        run_limited(&container, &limits, &format!("berth-{id}"), args.stats)
+    });
+    dirs.remove()?; // the container's writes go with it, on success or not
     result
 }
 

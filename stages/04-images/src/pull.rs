@@ -38,8 +38,13 @@ pub fn pull(
     let progress = Progress::new();
     for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
         if store.has_blob(&blob.digest) {
-            progress.already_have(blob);
-            continue;
+            if blob_size(store, blob) == Some(blob.size) {
+                progress.already_have(blob);
+                continue;
+            }
+            // Damaged in the store (truncated, say): fetch it again.
+            let path = store.blob_path(&blob.digest);
+            std::fs::remove_file(&path).map_err(|e| Error::io("remove damaged blob", &path, e))?;
         }
         let (reader, _length) = registry.blob(&blob.digest)?;
         store.put_blob(progress.track(blob, reader), blob)?; // verifies the digest
@@ -58,6 +63,12 @@ pub fn pull(
     Ok(descriptor)
 }
 // ANCHOR_END: pull
+
+fn blob_size(store: &Store, blob: &Descriptor) -> Option<u64> {
+    std::fs::metadata(store.blob_path(&blob.digest))
+        .ok()
+        .map(|m| m.len())
+}
 
 /// The manifest for this host's platform in an index.
 fn pick_platform(bytes: &[u8], reference: &Reference) -> Result<Descriptor, Error> {

@@ -3,7 +3,8 @@
 //! A layer is a tar stream written by someone we do not trust. A hostile
 //! one names paths like `../x` or `/etc/x`, plants a symlink `a -> /` and
 //! then writes `a/etc/passwd`, or hard-links `/etc/shadow`. So we do not use
-//! `tar::Archive::unpack` (see DESIGN.md): we read entries with `tar` and
+//! `tar::Archive::unpack` (it skips `..` silently, refuses real images'
+//! `lib -> usr/lib` links, and knows no whiteouts): we read entries with `tar` and
 //! create each one ourselves, in three steps:
 //!
 //! 1. clean the entry's path lexically, refusing any `..` that climbs out;
