@@ -304,6 +304,8 @@ fn two_concurrent_pulls_both_succeed() {
         .map(|_| {
             lab.berth()
                 .args(["pull", &lab.image("busybox")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap()
         })
