@@ -520,3 +520,34 @@ fn a_network_in_use_cannot_be_removed() {
         .code(125)
         .stderr(predicate::str::contains("already exists"));
 }
+
+#[test]
+fn a_container_cannot_reach_the_hosts_loopback_services() {
+    if !root_or_skip("a_container_cannot_reach_the_hosts_loopback_services") {
+        return;
+    }
+    let net = Net::new();
+    let _network = net.network("t-lonet", "10.252.8.0/24");
+    // A service the host offers on loopback only.
+    let service = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = service.local_addr().unwrap().port();
+    service.set_nonblocking(true).unwrap();
+    // Root in its own namespace can route 127.0.0.1 out of eth0 (the
+    // CVE-2020-8558 trick); berth's firewall must drop it on the bridge.
+    let attack = format!(
+        "gw=$(ip route | awk '/default/ {{print $3}}'); \
+         echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet; \
+         echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet; \
+         ip addr del 127.0.0.1/8 dev lo && ip route add 127.0.0.1/32 via $gw && \
+         timeout 5 sh -c 'echo hi | nc -w 2 127.0.0.1 {port}' && echo reached"
+    );
+    let out = net.run(&["--network", "t-lonet"], &["sh", "-c", &attack]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("reached"),
+        "the container reached the host's loopback"
+    );
+    assert!(
+        service.accept().is_err(),
+        "the host's loopback service got a connection from a container"
+    );
+}

@@ -191,6 +191,27 @@ pub fn render(table: &str, rules: &Ruleset) -> String {
     }
     s.push_str("\t}\n");
     // ANCHOR_END: render_isolation
+
+    // ANCHOR: render_localnet
+    // route_localnet (which lets the host's own 127.0.0.1 reach published
+    // ports) would also let a container, root in its own namespace, route
+    // packets *to* 127.0.0.1 over the bridge and reach services that listen
+    // only on the host's loopback (the CVE-2020-8558 class). Nothing from a
+    // bridge may be addressed to loopback.
+    s.push_str("\tchain input {\n");
+    s.push_str("\t\ttype filter hook input priority filter; policy accept;\n");
+    // Replies to the host's own connections to published ports arrive from
+    // the bridge, de-NATed back to 127.0.0.1: they are established, let them in.
+    s.push_str("\t\tct state established,related accept\n");
+    for net in &rules.networks {
+        let _ = writeln!(
+            s,
+            "\t\tiifname \"{}\" ip daddr 127.0.0.0/8 drop",
+            net.bridge
+        );
+    }
+    s.push_str("\t}\n");
+    // ANCHOR_END: render_localnet
     s.push_str("}\n");
     s
 }
@@ -432,6 +453,11 @@ table ip berth {
 \t\tct state established,related accept
 \t\tct status dnat accept
 \t}
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tct state established,related accept
+\t\tiifname \"bth-fwtest\" ip daddr 127.0.0.0/8 drop
+\t}
 }
 ";
         assert_eq!(render(TABLE, &web()), expected);
@@ -447,7 +473,15 @@ table ip berth {
         let script = render(TABLE, &rules);
         assert!(script.contains("\t\tiifname \"bth-fwtest\" oifname \"bth-b\" drop\n"));
         assert!(script.contains("\t\tiifname \"bth-b\" oifname \"bth-fwtest\" drop\n"));
-        assert_eq!(script.matches(" drop\n").count(), 2);
+        let pair_drops = script
+            .lines()
+            .filter(|l| l.contains("iifname") && l.contains("oifname") && l.ends_with(" drop"));
+        assert_eq!(pair_drops.count(), 2, "one drop per ordered pair");
+        assert_eq!(
+            script.matches(" ip daddr 127.0.0.0/8 drop\n").count(),
+            2,
+            "loopback, per bridge"
+        );
         // The accepts come before the drops: rule order is evaluation order.
         let accept = script.find("ct state established,related accept").unwrap();
         assert!(accept < script.find(" drop\n").unwrap());

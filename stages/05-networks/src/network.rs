@@ -180,7 +180,9 @@ impl Networks {
             )));
         }
         let mut netlink = Netlink::open()?;
-        if let Some(index) = netlink.link_index(&network.bridge)? {
+        if let Some(index) = netlink.link_index(&network.bridge)?
+            && self.is_ours(&mut netlink, index, &network)?
+        {
             netlink.delete_link(index)?;
         }
         std::fs::remove_file(self.file(name))
@@ -203,14 +205,34 @@ impl Networks {
     /// the gateway address, so the host routes the subnet to it.
     pub fn ensure_bridge(&self, network: &Network) -> Result<(), Error> {
         let mut netlink = Netlink::open()?;
-        if netlink.link_index(&network.bridge)?.is_none() {
-            let index = netlink.create_bridge(&network.bridge)?;
-            netlink.add_address(index, network.gateway(), network.subnet.prefix_len)?;
-            netlink.set_up(index)?;
+        match netlink.link_index(&network.bridge)? {
+            None => {
+                let index = netlink.create_bridge(&network.bridge)?;
+                netlink.add_address(index, network.gateway(), network.subnet.prefix_len)?;
+                netlink.set_up(index)?;
+            }
+            // Bridge names are host-wide, networks belong to one state root:
+            // a bridge of that name without our gateway is someone else's.
+            Some(index) if !self.is_ours(&mut netlink, index, network)? => {
+                return Err(Error::Other(format!(
+                    "a bridge {} already exists without {}/{}: another berth state root (or \
+                     another tool) uses that name; choose another network name",
+                    network.bridge,
+                    network.gateway(),
+                    network.subnet.prefix_len
+                )));
+            }
+            Some(_) => {}
         }
         firewall::enable_forwarding(&network.bridge)
     }
     // ANCHOR_END: ensure_bridge
+
+    /// Does the bridge at `index` carry this network's gateway address?
+    fn is_ours(&self, netlink: &mut Netlink, index: u32, network: &Network) -> Result<bool, Error> {
+        let gateway = (network.gateway(), network.subnet.prefix_len);
+        Ok(netlink.ipv4_addresses(index)?.contains(&gateway))
+    }
 
     /// Record (or with `None`, forget) a container's published ports.
     pub fn set_ports(&self, container: &str, rules: Option<&[PortRule]>) -> Result<(), Error> {
