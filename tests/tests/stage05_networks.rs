@@ -482,6 +482,19 @@ fn twenty_concurrent_containers_get_distinct_addresses_and_leave_nothing() {
 
     drop(network); // network rm
     assert!(!host_links().contains("bth-t-many"), "the bridge is left");
+    let table = stage05_networks::firewall::table_for(net.root.path());
+    let tables = String::from_utf8_lossy(
+        &Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        !tables.contains(&table),
+        "berth's nft table {table} is left:\n{tables}"
+    );
     net.berth()
         .args(["network", "ls"])
         .assert()
