@@ -220,3 +220,43 @@ pub fn add_multi_platform_index(layout: &Path, tag: &str, index_tag: &str) -> (S
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
     (amd64_digest, arm_digest)
 }
+
+/// An image in a berth root: `rootfs` built into `busybox:latest` with
+/// umoci, pushed to a registry of its own, and pulled (digests verified) into
+/// a fresh state root. The registry lives as long as this does.
+pub struct PulledImage {
+    pub registry: TestRegistry,
+    pub root: TempDir,
+    /// The reference to run, `127.0.0.1:PORT/busybox:latest`.
+    pub image: String,
+}
+
+impl PulledImage {
+    pub fn new(work: &Path, rootfs: &Path) -> PulledImage {
+        let registry = TestRegistry::start();
+        let layout = work.join("pulled-layout");
+        build_image(&layout, "latest", rootfs, &[]);
+        registry.push(&layout, "latest", "busybox:latest", "oci", false);
+        let root = tempfile::Builder::new()
+            .prefix("berth-root-")
+            .tempdir()
+            .unwrap();
+        let image = format!("{}/busybox:latest", registry.host());
+        let pulled = Command::new(crate::bin("stage04-images"))
+            .arg("--root")
+            .arg(root.path())
+            .args(["pull", &image])
+            .output()
+            .unwrap();
+        assert!(
+            pulled.status.success(),
+            "pull {image}: {}",
+            String::from_utf8_lossy(&pulled.stderr)
+        );
+        PulledImage {
+            registry,
+            root,
+            image,
+        }
+    }
+}

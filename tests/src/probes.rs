@@ -10,7 +10,7 @@
 
 use std::process::Command;
 
-use crate::images::{TestRegistry, build_image};
+use crate::images::PulledImage;
 use crate::{Fixture, bin};
 
 /// One stage binary and the answers we expect from it, probe by probe.
@@ -30,9 +30,7 @@ pub struct Stage {
 /// of our own, and pulled (verified) into a berth root, for image stages.
 pub struct ImageRoot {
     peer: Option<std::process::Child>,
-    _registry: TestRegistry,
-    root: tempfile::TempDir,
-    image: String,
+    pulled: PulledImage,
 }
 
 impl ImageRoot {
@@ -46,32 +44,8 @@ impl ImageRoot {
             "peer-says-hi\n",
         )
         .unwrap();
-        let registry = TestRegistry::start();
-        let layout = fixture.dir().join("matrix-layout");
-        build_image(&layout, "latest", &fixture.rootfs(), &[]);
-        registry.push(&layout, "latest", "matrix:latest", "oci", false);
-        let root = tempfile::Builder::new()
-            .prefix("berth-root-")
-            .tempdir()
-            .unwrap();
-        let image = format!("{}/matrix:latest", registry.host());
-        let pulled = Command::new(bin("stage04-images"))
-            .arg("--root")
-            .arg(root.path())
-            .args(["pull", &image])
-            .output()
-            .unwrap();
-        assert!(
-            pulled.status.success(),
-            "pull for the matrix: {}",
-            String::from_utf8_lossy(&pulled.stderr)
-        );
-        ImageRoot {
-            peer: None,
-            _registry: registry,
-            root,
-            image,
-        }
+        let pulled = PulledImage::new(fixture.dir(), &fixture.rootfs());
+        ImageRoot { peer: None, pulled }
     }
 
     /// Start the container `peer` on network `matrix` (stage 05), serving
@@ -79,7 +53,7 @@ impl ImageRoot {
     pub fn start_peer(&mut self) {
         let berth = || {
             let mut command = Command::new(bin("stage05-networks"));
-            command.arg("--root").arg(self.root.path());
+            command.arg("--root").arg(self.pulled.root.path());
             command
         };
         let created = berth()
@@ -98,7 +72,7 @@ impl ImageRoot {
                 "peer",
                 "--network",
                 "matrix",
-                &self.image,
+                &self.pulled.image,
                 "httpd",
                 "-f",
                 "-p",
@@ -109,7 +83,7 @@ impl ImageRoot {
             .spawn()
             .unwrap();
         self.peer = Some(peer);
-        let leases = self.root.path().join("networks/matrix/leases");
+        let leases = self.pulled.root.path().join("networks/matrix/leases");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
             let address = std::fs::read_dir(&leases).ok().and_then(|mut dir| {
@@ -144,7 +118,7 @@ impl Drop for ImageRoot {
             let _ = peer.wait();
             let _ = Command::new(bin("stage05-networks"))
                 .arg("--root")
-                .arg(self.root.path())
+                .arg(self.pulled.root.path())
                 .args(["network", "rm", "matrix"])
                 .output();
         }
@@ -283,10 +257,10 @@ pub fn ask(stage: &Stage, probe: &Probe, fixture: &Fixture, image: Option<&Image
         let image = image.expect("an image for an image stage");
         command
             .arg("--root")
-            .arg(image.root.path())
+            .arg(image.pulled.root.path())
             .arg("run")
             .args(stage.args)
-            .arg(&image.image);
+            .arg(&image.pulled.image);
     } else {
         command.args(stage.args).arg(fixture.rootfs());
     }

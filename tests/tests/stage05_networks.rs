@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::prelude::*;
-use berth_tests::images::{TestRegistry, build_image};
+use berth_tests::images::PulledImage;
 use berth_tests::{Fixture, bin, root_or_skip};
 use predicates::prelude::*;
 
@@ -19,9 +19,7 @@ use predicates::prelude::*;
 /// writes a truncated layer when the tar's last entry is a regular file.)
 struct Net {
     _fx: Fixture,
-    _registry: TestRegistry,
-    root: tempfile::TempDir,
-    image: String,
+    pulled: PulledImage,
 }
 
 impl Net {
@@ -35,32 +33,13 @@ impl Net {
             "hello from the web container\n",
         )
         .unwrap();
-        let registry = TestRegistry::start();
-        let layout = fx.dir().join("layout");
-        build_image(&layout, "latest", &fx.rootfs(), &[]);
-        registry.push(&layout, "latest", "busybox:latest", "oci", false);
-        let root = tempfile::Builder::new()
-            .prefix("berth-root-")
-            .tempdir()
-            .unwrap();
-        let image = format!("{}/busybox:latest", registry.host());
-        Command::new(bin("stage04-images"))
-            .arg("--root")
-            .arg(root.path())
-            .args(["pull", &image])
-            .assert()
-            .success();
-        Net {
-            _fx: fx,
-            _registry: registry,
-            root,
-            image,
-        }
+        let pulled = PulledImage::new(fx.dir(), &fx.rootfs());
+        Net { _fx: fx, pulled }
     }
 
     fn berth(&self) -> Command {
         let mut command = Command::new(bin("stage05-networks"));
-        command.arg("--root").arg(self.root.path());
+        command.arg("--root").arg(self.pulled.root.path());
         command
     }
 
@@ -81,7 +60,7 @@ impl Net {
             .berth()
             .arg("run")
             .args(options)
-            .arg(&self.image)
+            .arg(&self.pulled.image)
             .args(command)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -94,7 +73,7 @@ impl Net {
         self.berth()
             .arg("run")
             .args(options)
-            .arg(&self.image)
+            .arg(&self.pulled.image)
             .args(command)
             .output()
             .unwrap()
@@ -102,6 +81,7 @@ impl Net {
 
     fn leases(&self, network: &str) -> Vec<Ipv4Addr> {
         let dir = self
+            .pulled
             .root
             .path()
             .join("networks")
@@ -294,7 +274,14 @@ fn a_published_port_reaches_the_container_from_the_host() {
     // The same host port again, and a port a host program holds: refused.
     net.berth()
         .arg("run")
-        .args(["--network", "t-ports", "-p", &publish, &net.image, "true"])
+        .args([
+            "--network",
+            "t-ports",
+            "-p",
+            &publish,
+            &net.pulled.image,
+            "true",
+        ])
         .assert()
         .code(125)
         .stderr(predicate::str::contains("already published"));
@@ -307,7 +294,7 @@ fn a_published_port_reaches_the_container_from_the_host() {
             "t-ports",
             "-p",
             &format!("{busy_port}:80"),
-            &net.image,
+            &net.pulled.image,
             "true",
         ])
         .assert()
@@ -446,7 +433,7 @@ fn twenty_concurrent_containers_get_distinct_addresses_and_leave_nothing() {
                 .args([
                     "--network",
                     "t-many",
-                    &net.image,
+                    &net.pulled.image,
                     "sh",
                     "-c",
                     "ip -o -4 addr show eth0; sleep 1",
@@ -477,12 +464,12 @@ fn twenty_concurrent_containers_get_distinct_addresses_and_leave_nothing() {
         "a veth was left:\n{}",
         host_links()
     );
-    let ports = net.root.path().join("networks/ports");
+    let ports = net.pulled.root.path().join("networks/ports");
     assert_eq!(std::fs::read_dir(&ports).map(|d| d.count()).unwrap_or(0), 0);
 
     drop(network); // network rm
     assert!(!host_links().contains("bth-t-many"), "the bridge is left");
-    let table = stage05_networks::firewall::table_for(net.root.path());
+    let table = stage05_networks::firewall::table_for(net.pulled.root.path());
     let tables = String::from_utf8_lossy(
         &Command::new("nft")
             .args(["list", "tables"])
