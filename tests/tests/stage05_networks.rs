@@ -513,6 +513,22 @@ fn a_network_in_use_cannot_be_removed() {
         .assert()
         .code(125)
         .stderr(predicate::str::contains("in use by 1 container(s): sleepy"));
+    // Its name is taken on that network, too.
+    net.berth()
+        .args([
+            "run",
+            "--name",
+            "sleepy",
+            "--network",
+            "t-busy",
+            &net.pulled.image,
+            "true",
+        ])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "a container named sleepy is already on network t-busy",
+        ));
     sleeper.stop();
     net.berth()
         .args(["network", "create", "t-busy", "--subnet", "10.252.7.0/24"])

@@ -251,6 +251,19 @@ fn attach<'a>(
         address,
         host_end: host_end.clone(),
     };
+    // Names must be unique on a network, or /etc/hosts would be ambiguous.
+    if let Some(name) = plug.name {
+        let leases = plug.networks.ipam(network).leases()?;
+        if leases
+            .iter()
+            .any(|(_, l)| l.name.as_deref() == Some(name) && l.container != plug.id)
+        {
+            return Err(Error::Other(format!(
+                "a container named {name} is already on network {}; choose another --name",
+                network.name
+            )));
+        }
+    }
 
     // The cable: one end on the bridge, the other moved into the container.
     let peer = format!("bthc{}", &plug.id[..8]);
