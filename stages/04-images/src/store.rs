@@ -619,7 +619,8 @@ fn create_temp(dir: &Path) -> Result<(PathBuf, File)> {
 
 /// Write + fsync a temp file, rename it over `path`, fsync the directory:
 /// after a crash, `path` holds the old content or the new, never half.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// (Stage 05 keeps its network files and address leases the same way.)
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let (temp_path, mut file) = create_temp(dir)?;
     let written = file
@@ -633,8 +634,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
-/// A rename is only durable once the directory itself is synced.
-fn sync_dir(dir: &Path) -> Result<()> {
+/// A rename or unlink is only durable once the directory itself is synced.
+pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync directory", dir, e))

@@ -13,16 +13,17 @@
 
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use stage01_chroot::Error;
+
+use stage04_images::store::{sync_dir, write_atomic};
 
 use crate::subnet::Subnet;
 
@@ -153,7 +154,7 @@ impl Ipam {
         let json = serde_json::to_vec_pretty(lease)
             .map_err(|e| Error::Other(format!("cannot encode the lease of {address}: {e}")))?;
         // Write + rename: a crash leaves either no lease or a whole one.
-        write_atomic(&self.dir, &self.dir.join(address.to_string()), &json)?;
+        write_atomic(&self.dir.join(address.to_string()), &json)?;
         Ok(address)
     }
     // ANCHOR_END: allocate
@@ -284,37 +285,6 @@ fn remove_if_present(path: &Path) -> Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("remove stale lease file", path, e)),
     }
-}
-
-/// Write a temp file in `dir`, fsync it, rename it to `path`, fsync `dir`:
-/// after a crash, `path` is absent or whole, never half written.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    // PID + a counter: unique among threads and processes (each holds the
-    // lock anyway, but a stale name from a crash must not collide).
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let temp = dir.join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .and_then(|mut file| {
-            file.write_all(bytes)?;
-            file.sync_all()
-        })
-        .and_then(|()| fs::rename(&temp, path));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&temp);
-        return Err(Error::io("write lease file", path, e));
-    }
-    sync_dir(dir)
-}
-
-/// A rename or unlink is only durable once the directory itself is synced.
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync lease directory", dir, e))
 }
 
 #[cfg(test)]

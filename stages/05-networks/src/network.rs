@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use stage01_chroot::Error;
 
+use stage04_images::store::write_atomic;
+
 use crate::firewall::{self, NetworkRule, PortRule, Ruleset};
 use crate::ipam::{Ipam, process_start_time};
 use crate::netlink::Netlink;
@@ -122,7 +124,7 @@ impl Networks {
             bridge,
         };
         let json = serde_json::to_vec_pretty(&network).map_err(|e| Error::Other(e.to_string()))?;
-        write_atomically(&self.file(name), &json)?;
+        write_atomic(&self.file(name), &json)?;
         Ok(network)
     }
 
@@ -246,7 +248,9 @@ impl Networks {
                     rules: rules.to_vec(),
                 };
                 let json = serde_json::to_vec(&owner).map_err(|e| Error::Other(e.to_string()))?;
-                write_atomically(&path, &json)
+                let dir = self.dir.join("ports");
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+                write_atomic(&path, &json)
             }
             _ => match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -390,16 +394,6 @@ fn check_name(name: &str) -> Result<(), Error> {
             "{name:?} is not a valid network name: use up to 11 lowercase letters, digits and '-'"
         )))
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
-    }
-    let temp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&temp, bytes)
-        .and_then(|()| std::fs::rename(&temp, path))
-        .map_err(|e| Error::io("write", path, e))
 }
 
 #[cfg(test)]
