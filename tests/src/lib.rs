@@ -7,10 +7,12 @@
 pub mod fixture;
 pub mod images;
 pub mod probes;
+pub mod process;
 
 use std::path::PathBuf;
 
 pub use fixture::Fixture;
+pub use process::Running;
 
 /// The opt-out variable for root-only tests (never set in CI).
 pub const SKIP_ROOT_VAR: &str = "BERTH_SKIP_ROOT_TESTS";

@@ -29,7 +29,7 @@ pub struct Stage {
 /// The fixture's rootfs as an image: built with umoci, pushed to a registry
 /// of our own, and pulled (verified) into a berth root, for image stages.
 pub struct ImageRoot {
-    peer: Option<std::process::Child>,
+    peer: Option<crate::Running>,
     pulled: PulledImage,
 }
 
@@ -82,7 +82,7 @@ impl ImageRoot {
             ])
             .spawn()
             .unwrap();
-        self.peer = Some(peer);
+        self.peer = Some(crate::Running::new(peer));
         let leases = self.pulled.root.path().join("networks/matrix/leases");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
@@ -112,10 +112,8 @@ impl ImageRoot {
 impl Drop for ImageRoot {
     /// Stop the peer and remove its network.
     fn drop(&mut self) {
-        if let Some(mut peer) = self.peer.take() {
-            let pid = nix::unistd::Pid::from_raw(peer.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let _ = peer.wait();
+        if let Some(peer) = self.peer.take() {
+            peer.stop();
             let _ = Command::new(bin("stage05-networks"))
                 .arg("--root")
                 .arg(self.pulled.root.path())

@@ -2,12 +2,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::prelude::*;
 use berth_tests::probes::host_hostname;
-use berth_tests::{Fixture, bin, root_or_skip};
+use berth_tests::{Fixture, Running, bin, root_or_skip};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use predicates::prelude::*;
@@ -32,18 +32,30 @@ fn stdout_of(command: &mut Command) -> String {
 }
 
 /// Start a container that prints "ready" once its command runs.
-fn start_ready(fixture: &Fixture, options: &[&str], script: &str) -> Child {
-    let mut child = stage02(fixture, options)
-        .args(["/bin/sh", "-c", &format!("echo ready; {script}")])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+fn start_ready(fixture: &Fixture, options: &[&str], script: &str) -> Running {
+    let mut child = Running::new(
+        stage02(fixture, options)
+            .args(["/bin/sh", "-c", &format!("echo ready; {script}")])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "ready\n");
     child
+}
+
+/// Waits (up to 5 s) until exactly one host process runs `cmdline`: the
+/// "ready" line comes from the shell just before it execs the command.
+fn wait_for_one_process(cmdline: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while processes_running(cmdline).len() != 1 {
+        assert!(Instant::now() < deadline, "`{cmdline}` never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Host PIDs whose command line is exactly `cmdline` (words joined by spaces).
@@ -313,7 +325,7 @@ fn sigterm_ends_the_container_within_a_second() {
     let fx = Fixture::new();
     let sleeper = format!("sleep 7{}", std::process::id());
     let mut child = start_ready(&fx, &[], &format!("exec {sleeper}"));
-    assert_eq!(processes_running(&sleeper).len(), 1);
+    wait_for_one_process(&sleeper);
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let sent = Instant::now();
@@ -349,6 +361,7 @@ fn killing_the_stage_binary_takes_the_container_down() {
         let sleeper = format!("sleep 8{i}{}", std::process::id());
         // The command ignores SIGTERM; only the kernel's SIGKILL stops it.
         let mut child = start_ready(&fx, options, &format!("trap '' TERM; {sleeper}"));
+        wait_for_one_process(&sleeper);
         child.kill().unwrap(); // SIGKILL: the stage binary gets no chance to clean up
         child.wait().unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);

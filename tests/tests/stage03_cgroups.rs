@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use assert_cmd::prelude::*;
-use berth_tests::{Fixture, bin, root_or_skip};
+use berth_tests::{Fixture, Running, bin, root_or_skip};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use predicates::prelude::*;
@@ -118,6 +118,7 @@ fn a_fork_bomb_is_contained_by_the_pids_limit() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(Running::new)
         .unwrap();
 
     // The host stays responsive while the bomb goes off.
@@ -129,7 +130,7 @@ fn a_fork_bomb_is_contained_by_the_pids_limit() {
         "the host is not responsive"
     );
 
-    let output = child.wait_with_output().unwrap();
+    let output = child.wait_at_most(Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("can't fork"),
@@ -198,6 +199,7 @@ fn its_cgroups_exist_while_it_runs_and_are_gone_after() {
     ])
     .stdout(Stdio::piped())
     .spawn()
+    .map(Running::new)
     .unwrap();
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     let mut inside = String::new();
@@ -370,7 +372,7 @@ fn the_v2_backend_runs_on_a_real_cgroup2() {
             "20"
         );
     }
-    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let mut sleeper = Running::new(Command::new("sleep").arg("30").spawn().unwrap());
     cgroup
         .add_process(Pid::from_raw(sleeper.id() as i32))
         .unwrap();

@@ -6,12 +6,12 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::prelude::*;
 use berth_tests::images::PulledImage;
-use berth_tests::{Fixture, bin, root_or_skip};
+use berth_tests::{Fixture, Running, bin, root_or_skip};
 use predicates::prelude::*;
 
 /// A berth root holding `busybox`, pulled from a registry of our own; the
@@ -55,7 +55,7 @@ impl Net {
     }
 
     /// `run [options] IMAGE CMD...` in the background.
-    fn start(&self, options: &[&str], command: &[&str]) -> Background {
+    fn start(&self, options: &[&str], command: &[&str]) -> Running {
         let child = self
             .berth()
             .arg("run")
@@ -66,7 +66,7 @@ impl Net {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Background(Some(child))
+        Running::new(child)
     }
 
     fn run(&self, options: &[&str], command: &[&str]) -> Output {
@@ -114,27 +114,6 @@ impl Drop for NetworkGuard<'_> {
 }
 
 /// A container running in the background; stopped (SIGTERM) on drop.
-struct Background(Option<Child>);
-
-impl Background {
-    fn stop(&mut self) -> Output {
-        let child = self.0.take().unwrap();
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        child.wait_with_output().unwrap()
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if self.0.is_some() {
-            self.stop();
-        }
-    }
-}
-
 fn stdout(output: &Output) -> String {
     assert!(
         output.status.success(),
@@ -177,7 +156,7 @@ fn containers_on_one_network_reach_each_other_by_name_and_address() {
     }
     let net = Net::new();
     let _network = net.network("t-names", "10.252.1.0/24");
-    let mut web = net.start(
+    let web = net.start(
         &["--name", "web", "--network", "t-names"],
         &["httpd", "-f", "-p", "80", "-h", "/srv/www"],
     );
@@ -426,7 +405,7 @@ fn twenty_concurrent_containers_get_distinct_addresses_and_leave_nothing() {
     }
     let net = Net::new();
     let network = net.network("t-many", "10.252.6.0/24");
-    let children: Vec<Child> = (0..20)
+    let children: Vec<Running> = (0..20)
         .map(|_| {
             net.berth()
                 .arg("run")
@@ -441,13 +420,14 @@ fn twenty_concurrent_containers_get_distinct_addresses_and_leave_nothing() {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
+                .map(Running::new)
                 .unwrap()
         })
         .collect();
     let mut addresses: Vec<String> = children
         .into_iter()
         .map(|child| {
-            let out = child.wait_with_output().unwrap();
+            let out = child.wait_at_most(Duration::from_secs(60));
             let text = stdout(&out);
             text.split_whitespace()
                 .nth(3)
@@ -496,7 +476,7 @@ fn a_network_in_use_cannot_be_removed() {
     }
     let net = Net::new();
     let _network = net.network("t-busy", "10.252.7.0/24");
-    let mut sleeper = net.start(
+    let sleeper = net.start(
         &["--name", "sleepy", "--network", "t-busy"],
         &["sh", "-c", "echo up; sleep 30"],
     );
