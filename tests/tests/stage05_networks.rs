@@ -4,7 +4,7 @@
 //! Bridges and nftables tables are host-wide, so every test uses networks of
 //! its own names and subnets.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -405,7 +405,9 @@ fn twenty_concurrent_containers_get_distinct_addresses_and_leave_nothing() {
     }
     let net = Net::new();
     let network = net.network("t-many", "10.252.6.0/24");
-    let children: Vec<Running> = (0..20)
+    // Each container prints its address and stays up, so all 20 hold their
+    // leases at once (an address freed by an exited one may be reused).
+    let mut children: Vec<Running> = (0..20)
         .map(|_| {
             net.berth()
                 .arg("run")
@@ -415,7 +417,7 @@ fn twenty_concurrent_containers_get_distinct_addresses_and_leave_nothing() {
                     &net.pulled.image,
                     "sh",
                     "-c",
-                    "ip -o -4 addr show eth0; sleep 1",
+                    "ip -o -4 addr show eth0; exec sleep 120",
                 ])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -425,16 +427,21 @@ fn twenty_concurrent_containers_get_distinct_addresses_and_leave_nothing() {
         })
         .collect();
     let mut addresses: Vec<String> = children
-        .into_iter()
+        .iter_mut()
         .map(|child| {
-            let out = child.wait_at_most(Duration::from_secs(60));
-            let text = stdout(&out);
-            text.split_whitespace()
+            let mut line = String::new();
+            BufReader::new(child.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            line.split_whitespace()
                 .nth(3)
-                .expect("an address")
+                .unwrap_or_else(|| panic!("no address in {line:?}"))
                 .to_string()
         })
         .collect();
+    for child in children {
+        child.stop();
+    }
     addresses.sort();
     addresses.dedup();
     assert_eq!(addresses.len(), 20, "addresses given twice: {addresses:?}");
