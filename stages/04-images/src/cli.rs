@@ -1,13 +1,19 @@
-//! The options of `run` that come from the image stage, for every stage
-//! after it to flatten into its own `run`.
+//! The command line of the image stage: the image commands, and the
+//! options of `run` that every stage after it flattens into its own `run`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use stage01_chroot::Error;
 use stage02_namespaces::hostname;
 use stage03_cgroups::limits::LimitArgs;
 
-use crate::image::Overrides;
+use crate::auth::Credentials;
+use crate::image::{self, Image, Overrides};
+use crate::reference::Reference;
+use crate::registry::RegistryOptions;
+use crate::root::Root;
+use crate::{load, pull};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
@@ -54,4 +60,119 @@ impl RunArgs {
             user: self.user.clone(),
         }
     }
+}
+
+/// The image commands of stage 04, which every later binary (the engine's
+/// `berth` too) offers as they are.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ImageCommand {
+    /// Download an image from a registry into the store.
+    Pull(PullArgs),
+    /// List the images in the store.
+    Images,
+    /// Load an image from a docker-archive or oci-archive file, or an OCI layout directory.
+    Load {
+        /// The archive or directory (e.g. made by `skopeo copy ... docker-archive:FILE`).
+        #[arg(value_name = "FILE")]
+        path: PathBuf,
+        /// Name to tag the image with, when the archive carries none.
+        #[arg(long, value_name = "NAME")]
+        tag: Option<String>,
+    },
+    /// Remove an image's tag, then every blob and layer nothing else uses.
+    Rmi {
+        #[arg(value_name = "IMAGE")]
+        image: String,
+    },
+}
+
+/// Carry out an image command; `program` names the binary in messages.
+pub fn image_command(root: &Root, command: ImageCommand, program: &str) -> Result<u8, Error> {
+    match command {
+        ImageCommand::Pull(args) => pull_image(root, args),
+        ImageCommand::Images => list_images(root),
+        ImageCommand::Load { path, tag } => {
+            for name in load::load(&root.store()?, &path, tag.as_deref())? {
+                println!("Loaded image: {name}");
+            }
+            Ok(0)
+        }
+        ImageCommand::Rmi { image } => remove_image(root, &image, program),
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PullArgs {
+    /// Image reference: NAME[:TAG] or NAME@sha256:DIGEST (busybox means
+    /// docker.io/library/busybox:latest).
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Log in with USER:PASSWORD (otherwise the auth file is consulted).
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_creds)]
+    pub creds: Option<Credentials>,
+    /// A Docker-style config.json with logins (default ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Allow plain HTTP to this registry (HOST[:PORT]); localhost and
+    /// 127.0.0.1 always may.
+    #[arg(long, value_name = "HOST")]
+    pub insecure_registry: Vec<String>,
+}
+
+fn parse_creds(text: &str) -> Result<Credentials, String> {
+    Credentials::parse(text).map_err(|e| e.to_string())
+}
+
+pub fn pull_image(root: &Root, args: PullArgs) -> Result<u8, Error> {
+    let reference: Reference = args.reference.parse()?;
+    let options = RegistryOptions {
+        insecure_registries: args.insecure_registry,
+        credentials: args.creds,
+        auth_file: args.auth_file,
+    };
+    let descriptor = pull::pull(&root.store()?, &reference, &options)?;
+    println!("{reference}");
+    println!("Digest: {}", descriptor.digest);
+    Ok(0)
+}
+
+pub fn list_images(root: &Root) -> Result<u8, Error> {
+    let store = root.store()?;
+    println!("{:<50} {:<19} {:>10}", "IMAGE", "DIGEST", "SIZE");
+    for (name, descriptor) in store.list()? {
+        let size = Image::open(&store, &name).map_or(0, |image| {
+            image
+                .manifest
+                .layers
+                .iter()
+                .map(|layer| layer.size)
+                .sum::<u64>()
+        });
+        println!(
+            "{:<50} sha256:{:<12} {:>10}",
+            name,
+            &descriptor.digest.hex()[..12],
+            stage03_cgroups::limits::format_size(size)
+        );
+    }
+    Ok(0)
+}
+
+pub fn remove_image(root: &Root, name: &str, program: &str) -> Result<u8, Error> {
+    let store = root.store()?;
+    let reference: Reference = name.parse()?;
+    if !store.untag(&reference.to_string())? {
+        return Err(Error::Other(format!(
+            "no image {reference} in the store (see: {program} images)"
+        )));
+    }
+    let removed = store.gc()?;
+    let layers = image::remove_unused_layers(&store, &root.layers(), &root.containers())?;
+    println!("Untagged: {reference}");
+    println!(
+        "Deleted {} blobs and {} unpacked layers",
+        removed.len(),
+        layers
+    );
+    Ok(0)
 }

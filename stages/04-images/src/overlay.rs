@@ -26,15 +26,20 @@ pub struct ContainerDirs {
 }
 
 impl ContainerDirs {
-    /// Make the directories of a new container.
-    pub fn create(containers: &Path, id: &str) -> Result<ContainerDirs, Error> {
+    /// The directories of container `id`, made or not.
+    pub fn open(containers: &Path, id: &str) -> ContainerDirs {
         let dir = containers.join(id);
-        let dirs = ContainerDirs {
+        ContainerDirs {
             upper: dir.join("upper"),
             work: dir.join("work"),
             merged: dir.join("merged"),
             dir,
-        };
+        }
+    }
+
+    /// Make the directories of a new container.
+    pub fn create(containers: &Path, id: &str) -> Result<ContainerDirs, Error> {
+        let dirs = ContainerDirs::open(containers, id);
         std::fs::create_dir_all(containers).map_err(|e| Error::io("create", containers, e))?;
         std::fs::create_dir(&dirs.dir)
             .map_err(|e| Error::io("create container directory", &dirs.dir, e))?;

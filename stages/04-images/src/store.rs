@@ -526,14 +526,15 @@ impl Drop for StoreLock {
     }
 }
 
-/// Open (creating) the lock file and wait for the exclusive lock.
-fn lock_file(path: &Path) -> Result<Flock<File>> {
+/// Open (creating) the lock file and wait for the exclusive lock. (Stage 05's
+/// networks and the engine's containers are locked the same way.)
+pub fn lock_file(path: &Path) -> Result<Flock<File>> {
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(|e| Error::io("open image store lock file", path, e))?;
+        .map_err(|e| Error::io("open lock file", path, e))?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusive) {
             Ok(locked) => return Ok(locked),

@@ -11,8 +11,11 @@
 //! Modules in the order things happen: [`subnet`] and [`network`] (what a
 //! network is, on disk), [`ipam`] (an address for each container),
 //! [`netlink`] (bridge, veth, address, route: the kernel's network API),
-//! [`firewall`] (NAT and published ports with nftables), [`hosts`] (names).
+//! [`firewall`] (NAT and published ports with nftables), [`hosts`] (names),
+//! and [`attach`], which plugs a starting container in with all of them.
 
+pub mod attach;
+pub mod cli;
 pub mod firewall;
 pub mod hosts;
 pub mod ipam;

@@ -5,24 +5,22 @@
 //! now plugged into a network: a veth pair to the network's bridge, an
 //! address, a default route, NAT to the world, published ports, and names.
 
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use stage01_chroot::{Error, checks, exit};
-use stage02_namespaces::{Container, Started, hostname, namespaces, supervise};
+use stage02_namespaces::{Container, hostname, namespaces, supervise};
 use stage03_cgroups::{Limits, cgroup, report};
 use stage04_images::cli::RunArgs;
 use stage04_images::image::{self, Image};
 use stage04_images::overlay::{ContainerDirs, overlay_mount};
 use stage04_images::root::{DEFAULT_ROOT, Root};
-use stage05_networks::firewall::{self, PortRule};
+use stage05_networks::attach::{Plug, attach};
+use stage05_networks::cli::{NetworkCommand, network_command};
+use stage05_networks::firewall;
 use stage05_networks::hosts::NameFiles;
-use stage05_networks::ipam;
-use stage05_networks::netlink::{Netlink, in_netns_of};
-use stage05_networks::network::{DEFAULT_NETWORK, Network, Networks};
-use stage05_networks::subnet::Subnet;
+use stage05_networks::network::{DEFAULT_NETWORK, Networks};
 
 /// Run containers from images on networks: by name to each other, NATed to
 /// the world, with published ports. Needs root. Images come from
@@ -54,25 +52,6 @@ enum Command {
     Run(NetRunArgs),
 }
 
-#[derive(Subcommand)]
-enum NetworkCommand {
-    /// Define a network (a bridge, a subnet, NAT to the world).
-    Create {
-        #[arg(value_name = "NAME")]
-        name: String,
-        /// Its IPv4 subnet, e.g. 10.88.0.0/24 (default: a free /24 in 10.78-127.x).
-        #[arg(long, value_name = "CIDR")]
-        subnet: Option<Subnet>,
-    },
-    /// List networks.
-    Ls,
-    /// Remove a network no container uses, with its bridge and rules.
-    Rm {
-        #[arg(value_name = "NAME")]
-        name: String,
-    },
-}
-
 #[derive(clap::Args)]
 struct NetRunArgs {
     /// Name the container: others on its network reach it by this name.
@@ -99,32 +78,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
     let root = Root::open(&cli.root)?;
     let networks = Networks::open(root.dir())?;
     match cli.command {
-        Command::Network(NetworkCommand::Create { name, subnet }) => {
-            let network = networks.create(&name, subnet)?;
-            println!("{}\t{}\t{}", network.name, network.subnet, network.bridge);
-            Ok(0)
-        }
-        Command::Network(NetworkCommand::Ls) => {
-            println!(
-                "{:<12} {:<18} {:<15} CONTAINERS",
-                "NAME", "SUBNET", "BRIDGE"
-            );
-            for network in networks.list()? {
-                let users = networks.ipam(&network).leases()?.len();
-                println!(
-                    "{:<12} {:<18} {:<15} {users}",
-                    network.name,
-                    network.subnet.to_string(),
-                    network.bridge
-                );
-            }
-            Ok(0)
-        }
-        Command::Network(NetworkCommand::Rm { name }) => {
-            networks.remove(&name)?;
-            println!("{name}");
-            Ok(0)
-        }
+        Command::Network(command) => network_command(&networks, command),
         Command::Run(args) => run(&root, &networks, args),
     }
 }
@@ -174,6 +128,7 @@ fn run(root: &Root, networks: &Networks, args: NetRunArgs) -> Result<u8, Error> 
         })
     });
     let plug = Plug {
+        program: "stage05-networks",
         networks,
         network: network.as_ref(),
         id: &id,
@@ -211,128 +166,3 @@ fn run_plugged(container: &Container, plug: &Plug, args: &RunArgs) -> Result<u8,
     Ok(code)
 }
 // ANCHOR_END: recipe
-
-/// What a container needs to join its network.
-struct Plug<'a> {
-    networks: &'a Networks,
-    network: Option<&'a Network>,
-    id: &'a str,
-    name: Option<&'a str>,
-    publish: &'a [(firewall::Protocol, u16, u16)],
-    containers: &'a Path,
-}
-
-/// A container on a network. Dropping it undoes everything `attach` did.
-struct Attachment<'a> {
-    plug: &'a Plug<'a>,
-    network: &'a Network,
-    address: Ipv4Addr,
-    host_end: String,
-}
-
-// ANCHOR: attach
-/// Plug the (waiting) container into `network`: an address, a veth pair
-/// from the bridge to its namespace, its published ports and its name.
-fn attach<'a>(
-    plug: &'a Plug<'a>,
-    network: &'a Network,
-    started: &Started,
-) -> Result<Attachment<'a>, Error> {
-    {
-        let _lock = plug.networks.lock()?;
-        plug.networks.ensure_bridge(network)?;
-    }
-    let lease = ipam::owner_self(plug.id, plug.name)?;
-    let address = plug.networks.ipam(network).allocate(&lease)?;
-    let host_end = format!("bth{}", &plug.id[..8]);
-    let attachment = Attachment {
-        plug,
-        network,
-        address,
-        host_end: host_end.clone(),
-    };
-    // Names must be unique on a network, or /etc/hosts would be ambiguous.
-    if let Some(name) = plug.name {
-        let leases = plug.networks.ipam(network).leases()?;
-        if leases
-            .iter()
-            .any(|(_, l)| l.name.as_deref() == Some(name) && l.container != plug.id)
-        {
-            return Err(Error::Other(format!(
-                "a container named {name} is already on network {}; choose another --name",
-                network.name
-            )));
-        }
-    }
-
-    // The cable: one end on the bridge, the other moved into the container.
-    let peer = format!("bthc{}", &plug.id[..8]);
-    let mut netlink = Netlink::open()?;
-    let host_index = netlink.create_veth(&host_end, &peer)?;
-    let bridge = netlink
-        .link_index(&network.bridge)?
-        .ok_or_else(|| Error::Other(format!("bridge {} vanished", network.bridge)))?;
-    netlink.set_master(host_index, bridge)?;
-    netlink.set_up(host_index)?;
-    let peer_index = netlink
-        .link_index(&peer)?
-        .ok_or_else(|| Error::Other(format!("veth end {peer} vanished")))?;
-    netlink.set_netns_pid(peer_index, started.pid().as_raw())?;
-
-    // Inside: call it eth0, give it the address, route everything via the gateway.
-    let (prefix, gateway) = (network.subnet.prefix_len, network.gateway());
-    in_netns_of(started.pid().as_raw(), move || {
-        let mut netlink = Netlink::open()?;
-        let index = netlink
-            .link_index(&peer)?
-            .ok_or_else(|| Error::Other(format!("{peer} is not in the container")))?;
-        netlink.rename(index, "eth0")?;
-        netlink.add_address(index, address, prefix)?;
-        netlink.set_up(index)?;
-        netlink.add_default_route(gateway)
-    })?;
-
-    let rules: Vec<PortRule> = plug
-        .publish
-        .iter()
-        .map(|(protocol, host_port, container_port)| PortRule {
-            protocol: *protocol,
-            host_port: *host_port,
-            container: address,
-            container_port: *container_port,
-            bridge: network.bridge.clone(),
-        })
-        .collect();
-    plug.networks.publish(plug.id, &rules)?;
-    plug.networks.update_hosts(network, plug.containers)?;
-    Ok(attachment)
-}
-// ANCHOR_END: attach
-
-impl Drop for Attachment<'_> {
-    fn drop(&mut self) {
-        let networks = self.plug.networks;
-        let warn = |what: &str, result: Result<(), Error>| {
-            if let Err(err) = result {
-                eprintln!("stage05-networks: warning: {what}: {err}");
-            }
-        };
-        // The veth pair usually died with the container's namespace already.
-        warn(
-            "remove veth",
-            Netlink::open().and_then(|mut netlink| match netlink.link_index(&self.host_end)? {
-                Some(index) => netlink.delete_link(index),
-                None => Ok(()),
-            }),
-        );
-        warn("unpublish ports", networks.unpublish(self.plug.id));
-        warn(
-            "release address",
-            networks.ipam(self.network).release(self.address),
-        );
-        warn(
-            "update names",
-            networks.update_hosts(self.network, self.plug.containers),
-        );
-    }
-}

@@ -6,7 +6,7 @@
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use stage01_chroot::Error;
 
 use stage04_images::store::write_atomic;
@@ -67,15 +67,7 @@ impl Networks {
 
     /// Serialise changes to networks, ports and the firewall between processes.
     pub fn lock(&self) -> Result<Flock<std::fs::File>, Error> {
-        let path = self.dir.join(".lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io("lock", &path, e.into()))
+        stage04_images::store::lock_file(&self.dir.join(".lock"))
     }
 
     pub fn ipam(&self, network: &Network) -> Ipam {
