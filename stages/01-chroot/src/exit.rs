@@ -35,6 +35,19 @@ pub fn spawn_error(err: std::io::Error, command: &OsStr, rootfs: &Path) -> Error
     }
 }
 
+/// The name this binary was started as (`stage04-images`, `berth`), for
+/// library messages that tell the user which command to type next.
+pub fn program() -> String {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            Path::new(&arg0)
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "berth".into())
+}
+
 /// How a stage binary ends: with the container's exit code, or with the
 /// error, prefixed by the program's name, and that error's exit code.
 pub fn finish(program: &str, result: Result<u8, Error>) -> std::process::ExitCode {

@@ -27,7 +27,8 @@ impl Image {
         let reference: Reference = name.parse()?;
         let descriptor = store.resolve(&reference.to_string())?.ok_or_else(|| {
             Error::Other(format!(
-                "image {reference} is not in the store; pull it first: stage04-images pull {name}"
+                "image {reference} is not in the store; pull it first: {} pull {name}",
+                stage01_chroot::exit::program()
             ))
         })?;
         let manifest: Manifest = parse(

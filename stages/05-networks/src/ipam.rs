@@ -92,12 +92,17 @@ fn parse_stat(stat: &str) -> Option<(char, u64)> {
     Some((state, start_time))
 }
 
-/// Whether the process that took `lease` is still running. A zombie has
+/// Whether the process that took `lease` is still running.
+fn owner_alive(lease: &Lease) -> bool {
+    process_alive(lease.pid, lease.start_time)
+}
+
+/// Whether process `pid`, started at `start_time`, still runs. A zombie has
 /// exited and only waits for its parent to read its status: it will never
 /// release anything, so it counts as gone.
-fn owner_alive(lease: &Lease) -> bool {
-    match proc_stat(lease.pid) {
-        Some((state, start_time)) => start_time == lease.start_time && !matches!(state, 'Z' | 'X'),
+pub fn process_alive(pid: i32, start_time: u64) -> bool {
+    match proc_stat(pid) {
+        Some((state, started)) => started == start_time && !matches!(state, 'Z' | 'X'),
         None => false,
     }
 }

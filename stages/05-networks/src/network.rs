@@ -133,7 +133,8 @@ impl Networks {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Other(format!(
-                "no network {name}; create it with: stage05-networks network create {name}"
+                "no network {name}; create it with: {} network create {name}",
+                stage01_chroot::exit::program()
             ))),
             Err(e) => Err(Error::io("read", self.file(name), e)),
         }
@@ -188,7 +189,8 @@ impl Networks {
     fn get_existing(&self, name: &str) -> Result<Network, Error> {
         if !self.file(name).exists() {
             return Err(Error::Other(format!(
-                "no network {name} (see: stage05-networks network ls)"
+                "no network {name} (see: {} network ls)",
+                stage01_chroot::exit::program()
             )));
         }
         self.get(name)

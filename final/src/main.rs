@@ -1,0 +1,303 @@
+//! `berth`: run containers from images, in the foreground or in the
+//! background, and manage them. The recipe is stage 05's; the engine adds
+//! records, monitors, exec, logs and the commands around them.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use berth::exec::{ExecOptions, exec};
+use berth::record::Spec;
+use berth::run::{self, Ready};
+use berth::{Engine, control, show};
+use clap::{Parser, Subcommand};
+use nix::sys::signal::Signal;
+use stage01_chroot::{Error, checks, exit};
+use stage02_namespaces::hostname;
+use stage04_images::cli::{ImageCommand, RunArgs, image_command};
+use stage04_images::reference::Reference;
+use stage04_images::root::DEFAULT_ROOT;
+use stage05_networks::cli::{NetworkCommand, network_command};
+use stage05_networks::network::DEFAULT_NETWORK;
+
+/// A daemonless container engine: pull images, run containers from them
+/// (in the foreground or detached), exec into them, read their logs, stop
+/// and remove them, and connect them with networks. Needs root.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Examples:\n  berth pull 127.0.0.1:5000/busybox\n  \
+                  berth run --rm 127.0.0.1:5000/busybox echo hello\n  \
+                  berth run -d --name web -p 8080:80 127.0.0.1:5000/busybox httpd -f -p 80\n  \
+                  berth exec web ps\n  berth logs web\n  berth stop web && berth rm web"
+)]
+struct Cli {
+    /// Directory for all state: images, layers, containers, networks.
+    #[arg(long, global = true, env = "BERTH_ROOT", default_value = DEFAULT_ROOT, value_name = "DIR")]
+    root: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+// Parsed once per run: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command in a new container from an image.
+    Run(EngineRunArgs),
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// List containers (running ones; all with -a).
+    Ps {
+        /// Show all containers, exited ones too.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Print what a detached container wrote to stdout and stderr.
+    Logs {
+        /// Keep printing new output until the container ends.
+        #[arg(short, long)]
+        follow: bool,
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
+    /// Stop containers: SIGTERM, then SIGKILL after a grace period.
+    Stop {
+        /// Seconds to wait after SIGTERM before SIGKILL.
+        #[arg(short, long, default_value_t = 10, value_name = "SECONDS")]
+        time: u64,
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to containers (default SIGKILL).
+    Kill {
+        /// The signal, e.g. TERM, SIGHUP or 9.
+        #[arg(short, long, default_value = "KILL", value_parser = parse_signal)]
+        signal: Signal,
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers: their record, log and writable layer.
+    Rm {
+        /// Kill running ones first.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// Show what berth knows about a container, as JSON.
+    Inspect {
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
+    #[command(flatten)]
+    Image(ImageCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// (internal) Wait for a detached container; started by `run -d`.
+    #[command(hide = true)]
+    Monitor {
+        #[arg(long, value_name = "FD")]
+        ready_fd: i32,
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct EngineRunArgs {
+    /// Run in the background and print the container's ID; its output goes
+    /// to its log (berth logs).
+    #[arg(short, long)]
+    detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Name the container: commands and other containers on its network
+    /// find it by this name.
+    #[arg(long, value_name = "NAME", value_parser = hostname::parse)]
+    name: Option<String>,
+    /// The network to join, or `none` for only `lo`.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_NETWORK)]
+    network: String,
+    /// Publish a port: HOSTPORT:CONTAINERPORT[/tcp|udp].
+    #[arg(short, long = "publish", value_name = "HOST:CONTAINER")]
+    publish: Vec<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// Set an environment variable: KEY=VALUE, or KEY to pass ours on.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory inside (default: the container's).
+    #[arg(short, long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    /// Run as USER[:GROUP] (default: the container's user).
+    #[arg(short, long, value_name = "USER")]
+    user: Option<String>,
+    #[arg(value_name = "CONTAINER")]
+    container: String,
+    /// The command and its arguments.
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<OsString>,
+}
+
+fn parse_signal(text: &str) -> Result<Signal, String> {
+    if let Ok(number) = text.parse::<i32>() {
+        return Signal::try_from(number).map_err(|_| format!("no signal number {number}"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse()
+        .map_err(|_| format!("unknown signal {text} (try TERM, INT, HUP, KILL or a number)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    exit::finish("berth", dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> Result<u8, Error> {
+    checks::require_root("containers, images and networks need root")?;
+    let engine = Engine::open(&cli.root)?;
+    match cli.command {
+        Command::Run(args) => run_command(&engine, args),
+        Command::Monitor { ready_fd, id } => {
+            let ready = Ready::from_fd(ready_fd)?;
+            run::execute(&engine, engine.containers.load(&id)?, ready)
+        }
+        Command::Exec(args) => {
+            let record = engine.containers.find(&args.container)?;
+            let options = ExecOptions {
+                command: args.command,
+                env: args.env,
+                workdir: args.workdir,
+                user: args.user,
+            };
+            exec(&engine, &record, options)
+        }
+        Command::Ps { all } => show::ps(&engine, all).map(|()| 0),
+        Command::Logs { follow, container } => {
+            show::logs(&engine, &engine.containers.find(&container)?, follow).map(|()| 0)
+        }
+        Command::Inspect { container } => {
+            show::inspect(&engine.containers.find(&container)?).map(|()| 0)
+        }
+        Command::Stop { time, containers } => for_each(&engine, &containers, |record| {
+            control::stop(record, Duration::from_secs(time))
+        }),
+        Command::Kill { signal, containers } => for_each(&engine, &containers, |record| {
+            control::signal(record, signal)
+        }),
+        Command::Rm { force, containers } => for_each(&engine, &containers, |record| {
+            control::remove(&engine, record, force)
+        }),
+        Command::Image(ImageCommand::Rmi { image }) => {
+            refuse_image_in_use(&engine, &image)?;
+            image_command(&engine.root, ImageCommand::Rmi { image }, "berth")
+        }
+        Command::Image(command) => image_command(&engine.root, command, "berth"),
+        Command::Network(command) => network_command(&engine.networks, command),
+    }
+}
+
+fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
+    let run = args.run;
+    let command = run
+        .command
+        .into_iter()
+        .map(|word| {
+            word.into_string().map_err(|word| {
+                Error::Other(format!(
+                    "{}: berth keeps commands as UTF-8 text",
+                    word.to_string_lossy()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = Spec {
+        image: run.image,
+        entrypoint: run.entrypoint,
+        command,
+        env: run.env,
+        workdir: run.workdir,
+        user: run.user,
+        hostname: run.hostname,
+        memory: run.limits.memory,
+        cpu: run.limits.cpus.map(|c| (c.quota_us, c.period_us)),
+        pids_limit: run.limits.pids_limit,
+        network: args.network,
+        publish: args.publish,
+        auto_remove: args.rm,
+        detached: args.detach,
+        stats: run.stats,
+    };
+    let record = run::create(engine, args.name, spec)?;
+    if args.detach {
+        run::detach(engine, &record)?;
+        println!("{}", record.id);
+        Ok(0)
+    } else {
+        run::execute(engine, record, Ready::Nobody)
+    }
+}
+
+/// Do `action` to each named container; print each name done, like Docker.
+/// All are tried; the first error is returned.
+fn for_each(
+    engine: &Engine,
+    keys: &[String],
+    action: impl Fn(&berth::record::Record) -> Result<(), Error>,
+) -> Result<u8, Error> {
+    let mut first_error = None;
+    for key in keys {
+        match engine
+            .containers
+            .find(key)
+            .and_then(|record| action(&record))
+        {
+            Ok(()) => println!("{key}"),
+            Err(err) if first_error.is_none() => first_error = Some(err),
+            Err(err) => eprintln!("berth: {err}"),
+        }
+    }
+    first_error.map_or(Ok(0), Err)
+}
+
+/// `rmi` must not pull an image from under a container that uses it.
+fn refuse_image_in_use(engine: &Engine, image: &str) -> Result<(), Error> {
+    let wanted = image.parse::<Reference>()?.to_string();
+    let users: Vec<String> = engine
+        .containers
+        .list()?
+        .into_iter()
+        .filter(|r| {
+            r.spec
+                .image
+                .parse::<Reference>()
+                .is_ok_and(|i| i.to_string() == wanted)
+        })
+        .map(|r| r.display_name().to_string())
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Other(format!(
+        "image {wanted} is used by container(s) {}: remove them first (berth rm)",
+        users.join(", ")
+    )))
+}

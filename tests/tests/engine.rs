@@ -1,0 +1,494 @@
+//! The engine, `berth`, on the real kernel: containers that outlive the
+//! command that started them, exec into them, their logs, stop and rm, and
+//! the errors a user meets. Every test has its own state root; those that
+//! use a network make one of their own (10.254.x).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use assert_cmd::prelude::*;
+use berth_tests::images::PulledImage;
+use berth_tests::{Fixture, bin, root_or_skip};
+use predicates::prelude::*;
+
+/// A berth root holding busybox (with a web page at /srv/www), pulled from
+/// a registry of our own. On drop, every container in it is removed (`rm
+/// -f`) and then every network it made.
+struct Lab {
+    _fx: Fixture,
+    pulled: PulledImage,
+    networks: Vec<String>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let fx = Fixture::new();
+        stage01_chroot::rootfs::add_name_service(&fx.rootfs()).unwrap();
+        std::fs::create_dir_all(fx.rootfs().join("srv/www")).unwrap();
+        std::fs::write(fx.rootfs().join("srv/www/index.html"), "hello from web\n").unwrap();
+        let pulled = PulledImage::new(fx.dir(), &fx.rootfs());
+        Lab {
+            _fx: fx,
+            pulled,
+            networks: Vec::new(),
+        }
+    }
+
+    fn berth(&self) -> Command {
+        let mut command = Command::new(bin("berth"));
+        command.arg("--root").arg(self.pulled.root.path());
+        command
+    }
+
+    /// `berth ARGS...`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "berth {args:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `berth run OPTIONS IMAGE CMD...`.
+    fn run(&self, options: &[&str], command: &[&str]) -> Output {
+        self.berth()
+            .arg("run")
+            .args(options)
+            .arg(&self.pulled.image)
+            .args(command)
+            .output()
+            .unwrap()
+    }
+
+    /// `berth run -d OPTIONS IMAGE CMD...`; the container's ID.
+    fn detach(&self, options: &[&str], command: &[&str]) -> String {
+        let out = self.run(&[&["-d"], options].concat(), command);
+        assert!(
+            out.status.success(),
+            "run -d: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()),
+            "not an ID: {id:?}"
+        );
+        id
+    }
+
+    fn network(&mut self, name: &str, subnet: &str) {
+        self.ok(&["network", "create", name, "--subnet", subnet]);
+        self.networks.push(name.into());
+    }
+
+    fn containers_dir(&self) -> std::path::PathBuf {
+        self.pulled.root.path().join("containers")
+    }
+
+    fn container_dirs(&self) -> Vec<String> {
+        std::fs::read_dir(self.containers_dir())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for id in self.container_dirs() {
+            let _ = self.berth().args(["rm", "-f", &id]).output();
+        }
+        for name in &self.networks {
+            let _ = self.berth().args(["network", "rm", name]).output();
+        }
+    }
+}
+
+/// Wait until `check` holds, or fail after 10 s saying `what`.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// berth-<id> cgroup directories on the host, in any hierarchy.
+fn cgroups_of(id: &str) -> Vec<String> {
+    let out = Command::new("find")
+        .args(["/sys/fs/cgroup", "-maxdepth", "6", "-type", "d", "-name"])
+        .arg(format!("berth-{id}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_detached_container_runs_on_and_is_stopped_and_removed() {
+    if !root_or_skip("a_detached_container_runs_on_and_is_stopped_and_removed") {
+        return;
+    }
+    let lab = Lab::new();
+    let id = lab.detach(
+        &["--name", "box", "--network", "none"],
+        &["sh", "-c", "echo started; echo oops >&2; exec sleep 600"],
+    );
+
+    // `berth run -d` has returned; the container lives on.
+    let ps = lab.ok(&["ps"]);
+    let line = ps.lines().find(|l| l.starts_with(&id)).expect("in ps");
+    assert!(line.contains("Up ") && line.ends_with("box"), "{ps}");
+    assert!(!cgroups_of(&id).is_empty(), "no cgroup while it runs");
+    eventually("its output is in its log", || {
+        lab.ok(&["logs", "box"]) == "started\noops\n"
+    });
+    assert_eq!(
+        lab.ok(&["logs", &id[..6]]),
+        "started\noops\n",
+        "by ID prefix"
+    );
+
+    // Stop: SIGTERM reaches the command, 128 + 15 is recorded.
+    assert_eq!(lab.ok(&["stop", "box"]), "box\n");
+    let all = lab.ok(&["ps", "-a"]);
+    assert!(all.contains("Exited (143)"), "{all}");
+    assert!(
+        !lab.ok(&["ps"]).contains(&id),
+        "stopped but listed as running"
+    );
+    let record: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "box"])).unwrap();
+    assert_eq!(record["state"]["exit_code"], 143);
+    assert!(cgroups_of(&id).is_empty(), "its cgroup outlived it");
+
+    // rm: the record, log and writable layer go.
+    assert!(lab.containers_dir().join(&id).exists());
+    assert_eq!(lab.ok(&["rm", "box"]), "box\n");
+    assert!(!lab.containers_dir().join(&id).exists());
+    assert!(!lab.ok(&["ps", "-a"]).contains(&id));
+}
+
+#[test]
+fn exec_joins_the_running_containers_namespaces_root_and_cgroup() {
+    if !root_or_skip("exec_joins_the_running_containers_namespaces_root_and_cgroup") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.detach(
+        &["--name", "box", "--network", "none", "-e", "GREETING=hi"],
+        &["sh", "-c", "echo from-main > /tmp/mark; exec sleep 600"],
+    );
+    eventually("the main process wrote its mark", || {
+        lab.berth()
+            .args(["exec", "box", "cat", "/tmp/mark"])
+            .output()
+            .is_ok_and(|o| o.stdout == b"from-main\n")
+    });
+    // Its hostname, its processes (the main one is there, the host's aren't).
+    assert_eq!(lab.ok(&["exec", "box", "hostname"]), "box\n");
+    let ps = lab.ok(&["exec", "box", "ps", "-o", "pid,args"]);
+    assert!(ps.contains("sleep 600"), "{ps}");
+    assert!(ps.lines().count() < 6, "host processes visible:\n{ps}");
+    // Its environment, with ours on top; its cgroup (at the root of its
+    // cgroup namespace, so really in it); the exit code comes back.
+    assert_eq!(
+        lab.ok(&["exec", "box", "sh", "-c", "echo $GREETING"]),
+        "hi\n"
+    );
+    assert_eq!(
+        lab.ok(&[
+            "exec",
+            "-e",
+            "GREETING=bye",
+            "box",
+            "sh",
+            "-c",
+            "echo $GREETING"
+        ]),
+        "bye\n"
+    );
+    let cgroup = lab.ok(&["exec", "box", "cat", "/proc/self/cgroup"]);
+    for line in cgroup.lines().filter(|l| {
+        ["memory", "pids", "cpuacct"].iter().any(|c| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|cs| cs.split(',').any(|x| x == *c))
+        })
+    }) {
+        assert!(
+            line.ends_with(":/"),
+            "exec'd process not in the container's cgroup: {line}"
+        );
+    }
+    lab.berth()
+        .args(["exec", "box", "sh", "-c", "exit 5"])
+        .assert()
+        .code(5);
+    lab.berth()
+        .args(["exec", "box", "/bin/no-such-program"])
+        .assert()
+        .code(127)
+        .stderr(predicate::str::contains("command not found"));
+    lab.ok(&["stop", "-t", "1", "box"]);
+    lab.berth()
+        .args(["exec", "box", "true"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("container box is not running"));
+}
+
+#[test]
+fn foreground_runs_pass_the_exit_code_and_rm_cleans_up() {
+    if !root_or_skip("foreground_runs_pass_the_exit_code_and_rm_cleans_up") {
+        return;
+    }
+    let lab = Lab::new();
+    let out = lab.run(
+        &["--rm", "--network", "none"],
+        &["sh", "-c", "echo out; exit 7"],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(out.stdout, b"out\n");
+    assert!(
+        lab.container_dirs().is_empty(),
+        "--rm left {:?}",
+        lab.container_dirs()
+    );
+
+    let kept = lab.run(
+        &["--network", "none", "--name", "kept"],
+        &["sh", "-c", "exit 3"],
+    );
+    assert_eq!(kept.status.code(), Some(3));
+    assert!(lab.ok(&["ps", "-a"]).contains("Exited (3)"));
+    lab.berth()
+        .args(["logs", "kept"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("ran in the foreground"));
+    lab.ok(&["rm", "kept"]);
+
+    // A detached --rm container removes itself when it ends.
+    lab.detach(&["--rm", "--network", "none"], &["sleep", "0.2"]);
+    eventually("the --rm container is gone", || {
+        lab.container_dirs().is_empty()
+    });
+}
+
+#[test]
+fn stop_kills_a_container_that_ignores_sigterm() {
+    if !root_or_skip("stop_kills_a_container_that_ignores_sigterm") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.detach(
+        &["--name", "stubborn", "--network", "none"],
+        &[
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while true; do sleep 1; done",
+        ],
+    );
+    eventually("ready", || lab.ok(&["logs", "stubborn"]) == "ready\n");
+    lab.ok(&["stop", "--time", "1", "stubborn"]);
+    assert!(lab.ok(&["ps", "-a"]).contains("Exited (137)"));
+
+    lab.detach(
+        &["--name", "killed", "--network", "none"],
+        &["sleep", "600"],
+    );
+    lab.ok(&["kill", "-s", "TERM", "killed"]);
+    eventually("killed exits", || {
+        lab.ok(&["ps", "-a"]).matches("Exited").count() == 2
+    });
+    let record: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "killed"])).unwrap();
+    assert_eq!(record["state"]["exit_code"], 143);
+}
+
+#[test]
+fn logs_follow_until_the_container_ends() {
+    if !root_or_skip("logs_follow_until_the_container_ends") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.detach(
+        &["--name", "talker", "--network", "none"],
+        &["sh", "-c", "echo one; sleep 1; echo two"],
+    );
+    // -f returns by itself once the container has ended, with everything.
+    let followed = lab.ok(&["logs", "-f", "talker"]);
+    assert_eq!(followed, "one\ntwo\n");
+    assert!(lab.ok(&["ps", "-a"]).contains("Exited (0)"));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_leaves_nothing() {
+    if !root_or_skip("bad_input_gets_a_clear_error_and_leaves_nothing") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.berth()
+        .args(["run", "no-such-image", "true"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "is not in the store; pull it first: berth pull",
+        ));
+    lab.berth()
+        .args(["run", "--network", "nowhere", &lab.pulled.image, "true"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("no network nowhere"));
+    lab.berth()
+        .args(["run", "-p", "80:http", &lab.pulled.image, "true"])
+        .assert()
+        .code(125);
+    lab.berth()
+        .args([
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--memory",
+            "1k",
+            &lab.pulled.image,
+            "true",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--memory"));
+    assert!(
+        lab.container_dirs().is_empty(),
+        "left: {:?}",
+        lab.container_dirs()
+    );
+
+    lab.detach(&["--name", "one", "--network", "none"], &["sleep", "600"]);
+    lab.berth()
+        .args([
+            "run",
+            "--name",
+            "one",
+            "--network",
+            "none",
+            &lab.pulled.image,
+            "true",
+        ])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("the name one is taken"));
+    lab.berth()
+        .args(["rm", "one"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("is running: stop it first"));
+    lab.berth()
+        .args(["rmi", &lab.pulled.image])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("is used by container(s) one"));
+    lab.berth()
+        .args(["logs", "nobody"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("no such container: nobody"));
+    lab.berth().args(["exec", "one"]).assert().code(2);
+    assert_eq!(lab.container_dirs().len(), 1);
+    lab.ok(&["rm", "-f", "one"]);
+    assert!(lab.container_dirs().is_empty());
+    // Without containers, the image can go.
+    lab.ok(&["rmi", &lab.pulled.image]);
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    Some(reply)
+}
+
+#[test]
+fn detached_containers_serve_each_other_by_name_and_the_host_by_port() {
+    if !root_or_skip("detached_containers_serve_each_other_by_name_and_the_host_by_port") {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.network("t-engine", "10.254.1.0/24");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    lab.detach(
+        &[
+            "--name",
+            "web",
+            "--network",
+            "t-engine",
+            "-p",
+            &format!("{port}:80"),
+        ],
+        &["httpd", "-f", "-p", "80", "-h", "/srv/www"],
+    );
+    eventually("the host reaches web through the published port", || {
+        http_get(port).is_some_and(|r| r.contains("hello from web"))
+    });
+    let fetched = lab.run(
+        &["--rm", "--network", "t-engine"],
+        &[
+            "sh",
+            "-c",
+            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 80",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&fetched.stdout).contains("hello from web"),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "web"])).unwrap();
+    assert!(
+        record["state"]["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.254.1.")
+    );
+
+    // The network can't go while web is on it; after rm it can.
+    lab.berth()
+        .args(["network", "rm", "t-engine"])
+        .assert()
+        .failure();
+    lab.ok(&["rm", "-f", "web"]);
+    let leases = lab.pulled.root.path().join("networks/t-engine/leases");
+    assert!(
+        addresses_leased(&leases).is_empty(),
+        "a lease outlived the container"
+    );
+    lab.ok(&["network", "rm", "t-engine"]);
+    lab.networks.clear();
+}
+
+/// The addresses with a lease file in `dir` (its lock file is not one).
+fn addresses_leased(dir: &Path) -> Vec<std::net::Ipv4Addr> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
