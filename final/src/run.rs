@@ -242,9 +242,11 @@ fn start_monitor(engine: &Engine, record: &Record) -> Result<(), Error> {
         pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
     let write_fd = write_end.as_raw_fd();
 
-    let mut command = Command::new("/proc/self/exe");
+    // Our own binary: the path /proc/self/exe points at, so that `ps`
+    // shows the monitor as berth.
+    let berth = std::env::current_exe().map_err(|e| Error::io("find", "/proc/self/exe", e))?;
+    let mut command = Command::new(&berth);
     command
-        .arg0(PROGRAM)
         .arg("--root")
         .arg(engine.root.dir())
         .args(["monitor", "--ready-fd", "3", &record.id])
@@ -272,7 +274,7 @@ fn start_monitor(engine: &Engine, record: &Record) -> Result<(), Error> {
     }
     let mut monitor = command
         .spawn()
-        .map_err(|e| Error::io("start the monitor", "/proc/self/exe", e))?;
+        .map_err(|e| Error::io("start the monitor", &berth, e))?;
     drop(write_end);
 
     let mut answer = String::new();

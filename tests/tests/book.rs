@@ -80,6 +80,7 @@ fn transcripts_match_real_runs() {
                 ));
             }
         }
+        remove_engine_leftovers(&dir.path().join("berth"));
     }
     assert!(replayed > 0, "no transcript found in {BOOK_SRC}");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -164,6 +165,36 @@ fn transcript_steps(markdown: &str) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// A chapter that failed halfway may leave berth containers running and
+/// networks made: remove them, as a reader would with `rm -f`/`network rm`.
+fn remove_engine_leftovers(root: &Path) {
+    let berth = |args: &[&str]| {
+        Command::new(bin_dir().join("berth"))
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .output()
+    };
+    let names = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(root.join(dir))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for id in names("containers") {
+        let _ = berth(&["rm", "-f", &id]);
+    }
+    for network in names("networks") {
+        if root.join("networks").join(&network).is_dir() {
+            let _ = berth(&["network", "rm", &network]);
+        }
+    }
 }
 
 /// A registry holding `busybox:latest`, made from `dir/rootfs` with umoci.
