@@ -3,7 +3,8 @@
 //! A container is nothing but a set of namespaces and a cgroup, so joining
 //! one means joining those: `setns` into each namespace of its init, its
 //! root as ours, its cgroup, and then a fork, because a process never moves
-//! into a PID namespace itself; only its children are born there.
+//! into a PID namespace itself; only its children are born there. The
+//! child is hardened as the container's first process was (see `harden`).
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -19,6 +20,7 @@ use stage03_cgroups::layout::{self, Layout};
 use stage04_images::image::{self, Image, Overrides};
 
 use crate::Engine;
+use crate::harden::{self, Hardening};
 use crate::record::Record;
 
 /// What `berth exec` runs, and how.
@@ -84,6 +86,13 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
         .collect::<Result<Vec<_>, Error>>()?;
     let root = open(&format!("/proc/{pid}/root"))?;
     let cgroups = cgroup_procs_of(pid)?;
+    let hardening = match spec.privileged {
+        true => None,
+        false => {
+            harden::protect_our_binary()?; // the child is a copy of us until it execs
+            Some(Hardening::new(false)?)
+        }
+    };
 
     // Into its namespaces and its root.
     for (file, flag) in &namespaces {
@@ -109,7 +118,11 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            supervise::reset_signals_for_exec().map_err(std::io::Error::from)
+            supervise::reset_signals_for_exec()?;
+            match &hardening {
+                Some(hardening) => hardening.apply(),
+                None => Ok(()),
+            }
         });
     }
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;

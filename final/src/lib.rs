@@ -9,6 +9,7 @@
 
 pub mod control;
 pub mod exec;
+pub mod harden;
 pub mod record;
 pub mod run;
 pub mod show;

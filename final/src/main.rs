@@ -125,6 +125,10 @@ struct EngineRunArgs {
     /// Publish a port: HOSTPORT:CONTAINERPORT[/tcp|udp].
     #[arg(short, long = "publish", value_name = "HOST:CONTAINER")]
     publish: Vec<String>,
+    /// Drop the secure defaults: keep every capability, no seccomp filter,
+    /// /proc unmasked (as the workshop's stages run).
+    #[arg(long)]
+    privileged: bool,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -245,6 +249,7 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         auto_remove: args.rm,
         detached: args.detach,
         stats: run.stats,
+        privileged: args.privileged,
     };
     let record = run::create(engine, args.name, spec)?;
     if args.detach {

@@ -58,6 +58,9 @@ pub struct Spec {
     pub detached: bool,
     /// `--stats`: when it ends, print what its cgroup measured.
     pub stats: bool,
+    /// `--privileged`: none of the secure defaults (see `harden`).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 impl Spec {

@@ -25,6 +25,7 @@ use stage05_networks::hosts::NameFiles;
 use stage05_networks::network::Network;
 
 use crate::Engine;
+use crate::harden::{self, Hardening};
 use crate::record::{Proc, Record, Spec, Status, now};
 
 /// What `berth run` prints its warnings as.
@@ -163,10 +164,17 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
         process,
         hostname,
         user_map: None,
+        before_exec: match spec.privileged {
+            true => None,
+            false => Some(Hardening::new(true)?.into_before_exec()),
+        },
     };
 
     // Limits, namespaces, network; then it may go.
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
+    if !spec.privileged {
+        harden::protect_our_binary()?; // init, our clone, inherits it
+    }
     let limits = spec.limits();
     let cgroup_name = format!("berth-{id}");
     let mut cgroup = cgroup::create(&cgroup_name, &limits)?;

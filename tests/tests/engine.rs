@@ -492,3 +492,48 @@ fn addresses_leased(dir: &Path) -> Vec<std::net::Ipv4Addr> {
         })
         .unwrap_or_default()
 }
+
+/// The bounding set berth leaves: Docker's defaults less CAP_MKNOD.
+const KEPT_CAPABILITIES: &str = "00000000a00425fb";
+
+#[test]
+fn secure_defaults_hold_in_containers_and_in_exec() {
+    if !root_or_skip("secure_defaults_hold_in_containers_and_in_exec") {
+        return;
+    }
+    let lab = Lab::new();
+    // Each line prints whether one thing a hardened root must not do failed.
+    let probe = "grep -E '^(CapBnd|CapEff|CapInh|NoNewPrivs|Seccomp):' /proc/self/status; \
+                 hostname other 2>/dev/null || echo 'no sethostname'; \
+                 mknod /tmp/disk b 8 0 2>/dev/null || echo 'no mknod'; \
+                 unshare -U true 2>/dev/null || echo 'no user namespace'; \
+                 [ -s /proc/timer_list ] || echo 'timer_list masked'; \
+                 (echo 1 > /proc/sys/vm/drop_caches) 2>/dev/null || echo '/proc/sys read-only'; \
+                 readlink /proc/1/exe >/dev/null 2>&1 || echo 'init binary hidden'; \
+                 touch /tmp/f && chown 1000 /tmp/f && echo 'chown works'";
+    let expected = format!(
+        "CapInh:\t0000000000000000\nCapEff:\t{KEPT_CAPABILITIES}\nCapBnd:\t{KEPT_CAPABILITIES}\n\
+         NoNewPrivs:\t1\nSeccomp:\t2\nno sethostname\nno mknod\nno user namespace\n\
+         timer_list masked\n/proc/sys read-only\ninit binary hidden\nchown works\n"
+    );
+    let out = lab.run(&["--rm", "--network", "none"], &["sh", "-c", probe]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+
+    // exec'd processes get the same.
+    lab.detach(&["--name", "box", "--network", "none"], &["sleep", "600"]);
+    assert_eq!(lab.ok(&["exec", "box", "sh", "-c", probe]), expected);
+
+    // --privileged: the stages' way, every capability and no filter.
+    let privileged = lab.run(
+        &["--rm", "--network", "none", "--privileged"],
+        &[
+            "sh",
+            "-c",
+            "grep -E '^Seccomp:' /proc/self/status; hostname other && echo renamed",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&privileged.stdout),
+        "Seccomp:\t0\nrenamed\n"
+    );
+}

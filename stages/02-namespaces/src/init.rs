@@ -57,9 +57,18 @@ fn set_up(container: &Container) -> Result<(), Error> {
 /// Start the command as our child, then be its init until it exits.
 fn start_command(container: &Container) -> Result<u8, Error> {
     let mut command = container.process.to_command(&container.hostname)?;
-    // SAFETY: runs between fork and exec and only changes the signal mask.
-    // The command must not inherit the signals init blocked for sigwait.
-    unsafe { command.pre_exec(|| Ok(supervise::reset_signals_for_exec()?)) };
+    let before_exec = container.before_exec.clone();
+    // SAFETY: runs between fork and exec. The command must not inherit the
+    // signals init blocked for sigwait; the engine's step is its own.
+    unsafe {
+        command.pre_exec(move || {
+            supervise::reset_signals_for_exec()?;
+            match &before_exec {
+                Some(step) => (step.0)(),
+                None => Ok(()),
+            }
+        })
+    };
     let child = command.spawn().map_err(|err| {
         stage01_chroot::exit::spawn_error(err, container.process.program(), &container.rootfs)
     })?;

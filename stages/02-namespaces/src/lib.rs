@@ -27,5 +27,5 @@ pub mod network;
 pub mod process;
 pub mod supervise;
 
-pub use namespaces::{Container, IdMap, RootMount, Running, Started};
+pub use namespaces::{BeforeExec, Container, IdMap, RootMount, Running, Started};
 pub use process::Process;

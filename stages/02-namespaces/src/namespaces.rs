@@ -9,6 +9,7 @@
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::sched::{CloneFlags, clone};
@@ -62,6 +63,19 @@ pub struct Container {
     pub hostname: String,
     /// `Some` to give the container a user namespace with this mapping.
     pub user_map: Option<IdMap>,
+    /// Run in the command's process just before it execs; the engine
+    /// hardens its containers there. The stages leave it `None`.
+    pub before_exec: Option<BeforeExec>,
+}
+
+/// A step for the command's process between fork and exec.
+#[derive(Clone)]
+pub struct BeforeExec(pub Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for BeforeExec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BeforeExec(..)")
+    }
 }
 
 /// `mount -t FSTYPE -o OPTIONS SOURCE <rootfs>`.
@@ -84,6 +98,7 @@ impl Container {
                 None => hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?,
             },
             user_map: namespaces.userns.then_some(IdMap::DEFAULT),
+            before_exec: None,
             process: Process::from_args(&command),
             root_mount: None,
             binds: Vec::new(),

@@ -76,6 +76,7 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
             process,
             hostname: args.hostname.unwrap_or_else(|| id.clone()),
             user_map: None,
+            before_exec: None,
         };
         run_limited(&container, &limits, &format!("berth-{id}"), args.stats)
     });
