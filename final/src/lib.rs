@@ -7,9 +7,12 @@
 //! and remove it ([`control`]). Like Podman, it has no daemon: every `berth`
 //! command reads and writes the state under one root directory, with locks.
 
+pub mod build;
 pub mod control;
+pub mod dockerfile;
 pub mod exec;
 pub mod harden;
+pub mod layer;
 pub mod record;
 pub mod run;
 pub mod show;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use berth::build::{BuildOptions, build};
 use berth::exec::{ExecOptions, exec};
 use berth::record::Spec;
 use berth::run::{self, Ready};
@@ -21,9 +22,9 @@ use stage04_images::root::DEFAULT_ROOT;
 use stage05_networks::cli::{NetworkCommand, network_command};
 use stage05_networks::network::DEFAULT_NETWORK;
 
-/// A daemonless container engine: pull images, run containers from them
-/// (in the foreground or detached), exec into them, read their logs, stop
-/// and remove them, and connect them with networks. Needs root.
+/// A daemonless container engine: pull and build images, run containers
+/// from them (in the foreground or detached), exec into them, read their
+/// logs, stop and remove them, and connect them with networks. Needs root.
 #[derive(Parser)]
 #[command(
     version,
@@ -92,6 +93,8 @@ enum Command {
         #[arg(value_name = "CONTAINER")]
         container: String,
     },
+    /// Build an image from a Dockerfile.
+    Build(BuildArgs),
     #[command(flatten)]
     Image(ImageCommand),
     /// Manage networks.
@@ -131,6 +134,31 @@ struct EngineRunArgs {
     privileged: bool,
     #[command(flatten)]
     run: RunArgs,
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Name (and tag) of the image, e.g. web:1 (required).
+    #[arg(short, long, value_name = "NAME[:TAG]")]
+    tag: String,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short, long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Set a build-time variable declared with ARG.
+    #[arg(long = "build-arg", value_name = "NAME=VALUE", value_parser = parse_build_arg)]
+    build_args: Vec<(String, String)>,
+    /// Run every RUN step, even those with a cached layer.
+    #[arg(long)]
+    no_cache: bool,
+    /// The directory COPY and ADD take files from.
+    #[arg(value_name = "CONTEXT")]
+    context: PathBuf,
+}
+
+fn parse_build_arg(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
 }
 
 #[derive(clap::Args)]
@@ -210,6 +238,16 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Rm { force, containers } => for_each(&engine, &containers, |record| {
             control::remove(&engine, record, force)
         }),
+        Command::Build(args) => {
+            let options = BuildOptions {
+                context: args.context,
+                dockerfile: args.file,
+                tag: args.tag,
+                build_args: args.build_args.into_iter().collect(),
+                no_cache: args.no_cache,
+            };
+            build(&engine, options).map(|_| 0)
+        }
         Command::Image(ImageCommand::Rmi { image }) => {
             refuse_image_in_use(&engine, &image)?;
             image_command(&engine.root, ImageCommand::Rmi { image }, "berth")

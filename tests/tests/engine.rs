@@ -537,3 +537,156 @@ fn secure_defaults_hold_in_containers_and_in_exec() {
         "Seccomp:\t0\nrenamed\n"
     );
 }
+
+/// A build context: a Dockerfile and the files it copies.
+fn context(dir: &Path, dockerfile: &str) -> std::path::PathBuf {
+    let context = dir.join("context");
+    std::fs::create_dir_all(context.join("site/css")).unwrap();
+    std::fs::write(context.join("site/index.html"), "built page\n").unwrap();
+    std::fs::write(context.join("site/css/a.css"), "body {}\n").unwrap();
+    std::fs::write(context.join("greeting.txt"), "hello\n").unwrap();
+    std::fs::write(context.join("Dockerfile"), dockerfile).unwrap();
+    context
+}
+
+const DOCKERFILE: &str = r#"FROM IMAGE
+ARG WHO=world
+ENV GREETING="hello ${WHO}" APP=/app
+WORKDIR $APP
+# a file made, one deleted, a directory replaced whole
+RUN echo "made by RUN" > made.txt && rm /bin/vi && rm -r /srv && mkdir /srv && echo new > /srv/only
+COPY site /site
+COPY greeting.txt ./
+CMD ["sh", "-c", "echo $GREETING; pwd; cat made.txt greeting.txt /site/index.html; ls /srv; [ -e /bin/vi ] || echo 'no vi'"]
+"#;
+
+#[test]
+fn build_makes_an_image_that_runs_caches_its_steps_and_other_tools_read() {
+    if !root_or_skip("build_makes_an_image_that_runs_caches_its_steps_and_other_tools_read") {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(dir.path(), &DOCKERFILE.replace("IMAGE", &lab.pulled.image));
+    let ctx = ctx.to_string_lossy();
+
+    let first = lab.ok(&["build", "-t", "demo:1", &ctx]);
+    assert!(first.contains("STEP 5/8: RUN"), "{first}");
+    assert!(!first.contains("Using cache"), "{first}");
+    // /srv had www/ below: the opaque directory hides it.
+    let expected = "hello world\n/app\nmade by RUN\nhello\nbuilt page\nonly\nno vi\n";
+    let ran = lab
+        .berth()
+        .args(["run", "--rm", "--network", "none", "demo:1"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), expected);
+
+    // The same build again: RUN comes from the cache, the image is the same.
+    let digest = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("Digest:"))
+            .unwrap()
+            .to_string()
+    };
+    let second = lab.ok(&["build", "-t", "demo:1", &ctx]);
+    assert!(second.contains("--> Using cache"), "{second}");
+    assert_eq!(digest(&first), digest(&second));
+    // A build argument changes what RUN sees, so RUN runs again.
+    let third = lab.ok(&["build", "-t", "demo:2", "--build-arg", "WHO=you", &ctx]);
+    assert!(!third.contains("Using cache"), "{third}");
+    let ran = lab
+        .berth()
+        .args(["run", "--rm", "--network", "none", "demo:2"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&ran.stdout).starts_with("hello you\n"));
+
+    // skopeo copies it (checking every digest), umoci unpacks it: the
+    // layers say what RUN did, whiteouts included.
+    let store = lab.pulled.root.path().join("images");
+    let copy = dir.path().join("copy");
+    let tool = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}:docker.io/library/demo:1", store.display()),
+            &format!("oci:{}:demo", copy.display()),
+        ],
+    );
+    let bundle = dir.path().join("bundle");
+    tool(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:demo", copy.display()),
+            &bundle.to_string_lossy(),
+        ],
+    );
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("app/made.txt")).unwrap(),
+        "made by RUN\n"
+    );
+    assert!(!rootfs.join("bin/vi").exists(), "the whiteout was lost");
+    assert!(rootfs.join("srv/only").exists() && rootfs.join("site/css/a.css").exists());
+    assert!(!rootfs.join("srv/www").exists(), "the opaque directory was lost");
+    assert!(rootfs.join("bin/busybox").exists());
+}
+
+#[test]
+fn a_failed_build_says_which_step_and_leaves_nothing() {
+    if !root_or_skip("a_failed_build_says_which_step_and_leaves_nothing") {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        &format!(
+            "FROM {}\nRUN echo partial > /x\nRUN exit 3\n",
+            lab.pulled.image
+        ),
+    );
+    lab.berth()
+        .args(["build", "-t", "broken", &ctx.to_string_lossy()])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "Dockerfile line 3: `RUN exit 3` failed with exit code 3",
+        ));
+    assert!(!lab.ok(&["images"]).contains("broken"));
+    let builds = lab.pulled.root.path().join("build");
+    assert!(
+        std::fs::read_dir(&builds).map_or(true, |mut d| d.next().is_none()),
+        "the build's scratch directory was left"
+    );
+
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {}\nCOPY /etc/passwd /x\n", lab.pulled.image),
+    )
+    .unwrap();
+    lab.berth()
+        .args(["build", "-t", "escape", &ctx.to_string_lossy()])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("outside the build context"));
+    std::fs::write(ctx.join("Dockerfile"), "FROM a\nHEALTHCHECK CMD true\n").unwrap();
+    lab.berth()
+        .args(["build", "-t", "odd", &ctx.to_string_lossy()])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "line 2: HEALTHCHECK is not an instruction berth builds",
+        ));
+}

@@ -194,8 +194,9 @@ fn archive_path(dir: &Path, name: &str) -> Result<PathBuf, Error> {
         .ok_or_else(|| Error::Other(format!("the archive names an unsafe path: {name:?}")))
 }
 
-/// Store a layer file as it is (gzipped or plain tar), as a blob.
-fn put_file(store: &Store, path: &Path) -> Result<Descriptor, Error> {
+/// Store a layer file as it is (gzipped or plain tar), as a blob. (The
+/// engine's build stores the layers it makes with it too.)
+pub fn put_file(store: &Store, path: &Path) -> Result<Descriptor, Error> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut hashing = HashingReader::new(file);
     let mut magic = [0u8; 2];
@@ -219,7 +220,7 @@ fn put_file(store: &Store, path: &Path) -> Result<Descriptor, Error> {
     Ok(descriptor)
 }
 
-fn put_manifest(store: &Store, manifest: &Manifest) -> Result<Descriptor, Error> {
+pub fn put_manifest(store: &Store, manifest: &Manifest) -> Result<Descriptor, Error> {
     let bytes = serde_json::to_vec(manifest)
         .map_err(|e| Error::Other(format!("encode a manifest: {e}")))?;
     Ok(Descriptor {
