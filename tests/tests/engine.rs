@@ -639,7 +639,10 @@ fn build_makes_an_image_that_runs_caches_its_steps_and_other_tools_read() {
     );
     assert!(!rootfs.join("bin/vi").exists(), "the whiteout was lost");
     assert!(rootfs.join("srv/only").exists() && rootfs.join("site/css/a.css").exists());
-    assert!(!rootfs.join("srv/www").exists(), "the opaque directory was lost");
+    assert!(
+        !rootfs.join("srv/www").exists(),
+        "the opaque directory was lost"
+    );
     assert!(rootfs.join("bin/busybox").exists());
 }
 
