@@ -138,24 +138,53 @@ fn blocked_syscalls() -> Vec<i64> {
 /// are compiled and the capability sets computed here, so that the step
 /// between fork and exec only makes system calls.
 pub struct Hardening {
-    /// Mask and make read-only /proc paths (the first process of a
-    /// container does; `exec` finds them done).
-    mask_paths: bool,
+    /// /proc paths to hide and to make read-only (the first process of a
+    /// container does it; `exec` finds them done).
+    masked: Vec<String>,
+    read_only: Vec<String>,
     keep: CapsHashSet,
     drop_from_bounding: Vec<Capability>,
+    no_new_privs: bool,
     filters: Vec<BpfProgram>,
 }
 
 impl Hardening {
+    /// Berth's defaults; `mask_paths` for a container's first process.
     pub fn new(mask_paths: bool) -> Result<Hardening, Error> {
+        let list = |paths: &[&str]| match mask_paths {
+            true => paths.iter().map(|p| p.to_string()).collect(),
+            false => Vec::new(),
+        };
+        Ok(Hardening::custom(
+            list(MASKED),
+            list(READ_ONLY),
+            KEPT_CAPABILITIES.iter().copied().collect(),
+            true,
+        )?
+        .with_filters(seccomp_filters()?))
+    }
+
+    /// What an OCI bundle's config asks for (no seccomp filter).
+    pub fn custom(
+        masked: Vec<String>,
+        read_only: Vec<String>,
+        keep: CapsHashSet,
+        no_new_privs: bool,
+    ) -> Result<Hardening, Error> {
         let supported = caps::runtime::thread_all_supported();
-        let keep: CapsHashSet = KEPT_CAPABILITIES.iter().copied().collect();
         Ok(Hardening {
-            mask_paths,
+            masked,
+            read_only,
             drop_from_bounding: supported.difference(&keep).copied().collect(),
             keep,
-            filters: seccomp_filters()?,
+            no_new_privs,
+            filters: Vec::new(),
         })
+    }
+
+    fn with_filters(mut self, filters: Vec<BpfProgram>) -> Hardening {
+        self.filters = filters;
+        self
     }
 
     /// As the step `namespaces::start` runs before the command's exec.
@@ -165,12 +194,9 @@ impl Hardening {
 
     // ANCHOR: apply
     /// In the container's process, in this order: paths (needs
-    /// CAP_SYS_ADMIN, so first), capabilities, then seccomp (which sets
-    /// no_new_privs itself).
+    /// CAP_SYS_ADMIN, so first), capabilities, no_new_privs, then seccomp.
     pub fn apply(&self) -> std::io::Result<()> {
-        if self.mask_paths {
-            mask_proc_paths()?;
-        }
+        mask_paths(&self.masked, &self.read_only)?;
         for cap in &self.drop_from_bounding {
             caps::drop(None, CapSet::Bounding, *cap).map_err(std::io::Error::other)?;
         }
@@ -181,6 +207,9 @@ impl Hardening {
         }
         for set in [CapSet::Effective, CapSet::Permitted] {
             caps::set(None, set, &self.keep).map_err(std::io::Error::other)?;
+        }
+        if self.no_new_privs {
+            nix::sys::prctl::set_no_new_privs()?;
         }
         for filter in &self.filters {
             seccompiler::apply_filter(filter).map_err(std::io::Error::other)?;
@@ -228,47 +257,25 @@ fn seccomp_filters() -> Result<Vec<BpfProgram>, Error> {
     ])
 }
 
-fn mask_proc_paths() -> std::io::Result<()> {
-    for path in MASKED {
+fn mask_paths(masked: &[String], read_only: &[String]) -> std::io::Result<()> {
+    for path in masked.iter().map(String::as_str) {
         let Ok(meta) = std::fs::metadata(path) else {
             continue; // not on this kernel
         };
-        if meta.is_dir() {
-            mount(
-                Some("tmpfs"),
-                *path,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None::<&str>,
-            )?;
-        } else {
-            mount(
-                Some("/dev/null"),
-                *path,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )?;
-        }
+        let (source, fstype, flags) = match meta.is_dir() {
+            true => ("tmpfs", Some("tmpfs"), MsFlags::MS_RDONLY),
+            false => ("/dev/null", None, MsFlags::MS_BIND),
+        };
+        mount(Some(source), path, fstype, flags, None::<&str>)?;
     }
-    for path in READ_ONLY {
+    for path in read_only.iter().map(String::as_str) {
         if std::fs::metadata(path).is_err() {
             continue;
         }
-        mount(
-            Some(*path),
-            *path,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )?;
-        mount(
-            None::<&str>,
-            *path,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
-            None::<&str>,
-        )?;
+        let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+        mount(Some(path), path, None::<&str>, bind, None::<&str>)?;
+        let read_only = bind | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(None::<&str>, path, None::<&str>, read_only, None::<&str>)?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod dockerfile;
 pub mod exec;
 pub mod harden;
 pub mod layer;
+pub mod oci;
 pub mod record;
 pub mod run;
 pub mod show;

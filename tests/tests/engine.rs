@@ -693,3 +693,188 @@ fn a_failed_build_says_which_step_and_leaves_nothing() {
             "line 2: HEALTHCHECK is not an instruction berth builds",
         ));
 }
+
+/// `berth-runtime` on a bundle that umoci made from the test image, its
+/// command replaced by `command`.
+fn bundle(lab: &Lab, dir: &Path, command: &[&str]) -> std::path::PathBuf {
+    let store = lab.pulled.root.path().join("images");
+    let layout = dir.join("layout");
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let reference = lab.pulled.image.clone();
+    run(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{}:{reference}", store.display()),
+            &format!("oci:{}:img", layout.display()),
+        ],
+    );
+    let bundle = dir.join("bundle");
+    run(
+        "umoci",
+        &[
+            "unpack",
+            "--image",
+            &format!("{}:img", layout.display()),
+            &bundle.to_string_lossy(),
+        ],
+    );
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = command
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .into();
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    bundle
+}
+
+#[test]
+fn the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle() {
+    if !root_or_skip("the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle") {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle(
+        &lab,
+        dir.path(),
+        &[
+            "sh",
+            "-c",
+            "hostname > /ran; grep CapBnd /proc/self/status >> /ran; exec sleep 600",
+        ],
+    );
+    let state_root = dir.path().join("state");
+    let runtime = || {
+        let mut command = Command::new(bin("berth-runtime"));
+        command.arg("--root").arg(&state_root);
+        command
+    };
+    // Whatever happens, no container outlives the test.
+    let _cleanup = RuntimeCleanup(state_root.clone(), vec!["web", "second"]);
+    // A created container's monitor keeps the caller's stdout and stderr,
+    // as runc's container process does: give it none to hold.
+    let create = |id: &str, extra: &[&str]| {
+        let status = runtime()
+            .args(["create", "--bundle"])
+            .arg(&bundle)
+            .args(extra)
+            .arg(id)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "create {id}");
+    };
+    let state = |id: &str| -> serde_json::Value {
+        let out = runtime().args(["state", id]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let pid_file = dir.path().join("pid");
+
+    // create: the container exists, its process waits, the command has not run.
+    create("web", &["--pid-file", &pid_file.to_string_lossy()]);
+    let created = state("web");
+    assert_eq!(created["status"], "created");
+    let pid = created["pid"].as_i64().unwrap();
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    let host_uts = std::fs::read_link("/proc/self/ns/uts").unwrap();
+    assert_ne!(
+        std::fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap(),
+        host_uts
+    );
+    assert!(!bundle.join("rootfs/ran").exists(), "ran before start");
+    runtime()
+        .args(["create", "--bundle"])
+        .arg(&bundle)
+        .arg("web")
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("container web already exists"));
+
+    // start: the command runs with the config's hostname and capabilities.
+    runtime().args(["start", "web"]).assert().success();
+    assert_eq!(state("web")["status"], "running");
+    eventually("the command ran", || bundle.join("rootfs/ran").exists());
+    eventually("the command wrote", || {
+        std::fs::read_to_string(bundle.join("rootfs/ran")).is_ok_and(|t| t.lines().count() == 2)
+    });
+    // umoci's config keeps CAP_AUDIT_WRITE, CAP_KILL and CAP_NET_BIND_SERVICE.
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/ran")).unwrap(),
+        "umoci-default\nCapBnd:\t0000000020000420\n"
+    );
+    runtime()
+        .args(["delete", "web"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("is running"));
+
+    // kill, then delete: nothing is left.
+    runtime().args(["kill", "web", "TERM"]).assert().success();
+    eventually("it stopped", || state("web")["status"] == "stopped");
+    runtime().args(["delete", "web"]).assert().success();
+    runtime()
+        .args(["state", "web"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("container web does not exist"));
+    assert!(cgroups_of("web").is_empty(), "its cgroup was left");
+
+    // A created container can be deleted with --force; a config berth
+    // can't honour is refused by name, leaving no state behind.
+    create("second", &[]);
+    runtime()
+        .args(["delete", "--force", "second"])
+        .assert()
+        .success();
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["process"]["terminal"] = true.into();
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    runtime()
+        .args(["create", "--bundle"])
+        .arg(&bundle)
+        .arg("third")
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "process.terminal: true (a console socket) is not supported",
+        ));
+    let left = std::fs::read_dir(state_root.join("runtime"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "state left behind");
+}
+
+/// Deletes (with --force) the runtime containers named, on drop.
+struct RuntimeCleanup(std::path::PathBuf, Vec<&'static str>);
+
+impl Drop for RuntimeCleanup {
+    fn drop(&mut self) {
+        for id in &self.1 {
+            let _ = Command::new(bin("berth-runtime"))
+                .arg("--root")
+                .arg(&self.0)
+                .args(["delete", "--force", id])
+                .output();
+        }
+    }
+}
