@@ -41,6 +41,20 @@ pub fn stop(record: &Record, timeout: Duration) -> Result<(), Error> {
 }
 // ANCHOR_END: stop
 
+/// `TERM`, `SIGTERM` or `15`, as `docker kill -s` and `runc kill` take them.
+pub fn parse_signal(text: &str) -> Result<Signal, String> {
+    if let Ok(number) = text.parse::<i32>() {
+        return Signal::try_from(number).map_err(|_| format!("no signal number {number}"));
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = match upper.starts_with("SIG") {
+        true => upper,
+        false => format!("SIG{upper}"),
+    };
+    name.parse()
+        .map_err(|_| format!("unknown signal {text} (try TERM, INT, HUP, KILL or a number)"))
+}
+
 /// Send `signal` to the container's init, which passes it on.
 pub fn signal(record: &Record, signal: Signal) -> Result<(), Error> {
     let init = match record.state.init {

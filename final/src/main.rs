@@ -75,7 +75,7 @@ enum Command {
     /// Send a signal to containers (default SIGKILL).
     Kill {
         /// The signal, e.g. TERM, SIGHUP or 9.
-        #[arg(short, long, default_value = "KILL", value_parser = parse_signal)]
+        #[arg(short, long, default_value = "KILL", value_parser = control::parse_signal)]
         signal: Signal,
         #[arg(value_name = "CONTAINER", required = true)]
         containers: Vec<String>,
@@ -182,20 +182,6 @@ struct ExecArgs {
         allow_hyphen_values = true
     )]
     command: Vec<OsString>,
-}
-
-fn parse_signal(text: &str) -> Result<Signal, String> {
-    if let Ok(number) = text.parse::<i32>() {
-        return Signal::try_from(number).map_err(|_| format!("no signal number {number}"));
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse()
-        .map_err(|_| format!("unknown signal {text} (try TERM, INT, HUP, KILL or a number)"))
 }
 
 fn main() -> ExitCode {

@@ -15,21 +15,20 @@
 //! and memory, CPU and pids limits. What it can't honour it refuses, by name.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use caps::{Capability, CapsHashSet};
-use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, mkfifo, pipe2};
+use nix::unistd::{Pid, mkfifo};
 use serde::{Deserialize, Serialize};
 use stage01_chroot::Error;
 use stage02_namespaces::{Container, Process, namespaces, supervise};
@@ -39,6 +38,7 @@ use stage04_images::store::write_atomic;
 
 use crate::harden::{self, Hardening};
 use crate::record::{Proc, now};
+use crate::run::spawn_monitor;
 
 /// The runtime spec version we report.
 const OCI_VERSION: &str = "1.0.2";
@@ -305,43 +305,26 @@ fn check_id(id: &str) -> Result<(), Error> {
 }
 
 /// Start `berth-runtime monitor ID` and wait until it says "created PID".
+/// It keeps our stdin, stdout and stderr: the container's, as with runc.
 fn start_monitor(root: &Path, bundle: &Path, id: &str, dir: &Path) -> Result<i32, Error> {
-    mkfifo(&dir.join("start.fifo"), Mode::S_IRUSR | Mode::S_IWUSR)
-        .map_err(|e| Error::Other(format!("mkfifo {}: {e}", dir.join("start.fifo").display())))?;
-    let (read_end, write_end) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let write_fd = write_end.as_raw_fd();
-    let berth = std::env::current_exe().map_err(|e| Error::io("find", "/proc/self/exe", e))?;
-    let mut command = Command::new(&berth);
-    command
-        .arg("--root")
-        .arg(root)
-        .args(["monitor", "--ready-fd", "3", "--bundle"])
-        .arg(bundle)
-        .arg(id)
-        .stdin(Stdio::inherit());
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let moved = match write_fd {
-                3 => libc::fcntl(3, libc::F_SETFD, 0),
-                _ => libc::dup2(write_fd, 3),
-            };
-            match moved < 0 {
-                true => Err(std::io::Error::last_os_error()),
-                false => Ok(()),
-            }
-        });
-    }
-    let mut monitor = command
-        .spawn()
-        .map_err(|e| Error::io("start the monitor", &berth, e))?;
-    drop(write_end);
-    let mut answer = String::new();
-    let _ = BufReader::new(File::from(read_end)).read_line(&mut answer);
+    let fifo = dir.join("start.fifo");
+    mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR)
+        .map_err(|e| Error::Other(format!("mkfifo {}: {e}", fifo.display())))?;
+    let args: [&OsStr; 8] = [
+        "--root".as_ref(),
+        root.as_os_str(),
+        "monitor".as_ref(),
+        "--ready-fd".as_ref(),
+        "3".as_ref(),
+        "--bundle".as_ref(),
+        bundle.as_os_str(),
+        id.as_ref(),
+    ];
+    let (mut monitor, answer) = spawn_monitor(
+        &args,
+        Stdio::inherit(),
+        (Stdio::inherit(), Stdio::inherit()),
+    )?;
     if let Some(pid) = answer.strip_prefix("created ") {
         return pid
             .trim()

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
@@ -246,47 +246,18 @@ fn start_monitor(engine: &Engine, record: &Record) -> Result<(), Error> {
     let log_err = log
         .try_clone()
         .map_err(|e| Error::io("open log", &log_path, e))?;
-    let (read_end, write_end) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let write_fd = write_end.as_raw_fd();
-
-    // Our own binary: the path /proc/self/exe points at, so that `ps`
-    // shows the monitor as berth.
-    let berth = std::env::current_exe().map_err(|e| Error::io("find", "/proc/self/exe", e))?;
-    let mut command = Command::new(&berth);
-    command
-        .arg("--root")
-        .arg(engine.root.dir())
-        .args(["monitor", "--ready-fd", "3", &record.id])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            // Its own session: no terminal, no signals from ours.
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The pipe's write end as fd 3, kept open across exec.
-            let moved = if write_fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(write_fd, 3)
-            };
-            if moved < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut monitor = command
-        .spawn()
-        .map_err(|e| Error::io("start the monitor", &berth, e))?;
-    drop(write_end);
-
-    let mut answer = String::new();
-    let _ = BufReader::new(File::from(read_end)).read_line(&mut answer);
+    let (mut monitor, answer) = spawn_monitor(
+        &[
+            "--root".as_ref(),
+            engine.root.dir().as_os_str(),
+            "monitor".as_ref(),
+            "--ready-fd".as_ref(),
+            "3".as_ref(),
+            record.id.as_ref(),
+        ],
+        Stdio::null(),
+        (log.into(), log_err.into()),
+    )?;
     if answer == "running\n" {
         return Ok(()); // the monitor stays behind, in its own session
     }
@@ -298,5 +269,51 @@ fn start_monitor(engine: &Engine, record: &Record) -> Result<(), Error> {
         ),
         said => said.to_string(),
     }))
+}
+
+/// Start berth again with `args`, as a monitor: in a session of its own
+/// (no terminal, no signals from ours), with the write end of a pipe as
+/// its fd 3. Returns it and the first line it writes there.
+pub fn spawn_monitor(
+    args: &[&std::ffi::OsStr],
+    stdin: Stdio,
+    (stdout, stderr): (Stdio, Stdio),
+) -> Result<(Child, String), Error> {
+    let (read_end, write_end) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
+    let write_fd = write_end.as_raw_fd();
+    // Our own binary: the path /proc/self/exe points at, so that `ps`
+    // shows the monitor by its name.
+    let berth = std::env::current_exe().map_err(|e| Error::io("find", "/proc/self/exe", e))?;
+    let mut command = Command::new(&berth);
+    command
+        .args(args)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The pipe's write end as fd 3, kept open across exec.
+            let moved = match write_fd {
+                3 => libc::fcntl(3, libc::F_SETFD, 0),
+                _ => libc::dup2(write_fd, 3),
+            };
+            match moved < 0 {
+                true => Err(std::io::Error::last_os_error()),
+                false => Ok(()),
+            }
+        });
+    }
+    let monitor = command
+        .spawn()
+        .map_err(|e| Error::io("start the monitor", &berth, e))?;
+    drop(write_end);
+    let mut answer = String::new();
+    let _ = BufReader::new(File::from(read_end)).read_line(&mut answer);
+    Ok((monitor, answer))
 }
 // ANCHOR_END: detach

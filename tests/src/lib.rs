@@ -9,7 +9,10 @@ pub mod images;
 pub mod probes;
 pub mod process;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use fixture::Fixture;
 pub use process::Running;
@@ -53,4 +56,15 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// `GET /` from `127.0.0.1:port`: the whole reply, or `None` if nothing
+/// answered (within 2 s).
+pub fn http_get(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    Some(reply)
 }

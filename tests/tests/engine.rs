@@ -3,15 +3,14 @@
 //! the errors a user meets. Every test has its own state root; those that
 //! use a network make one of their own (10.254.x).
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use assert_cmd::prelude::*;
 use berth_tests::images::PulledImage;
-use berth_tests::{Fixture, bin, root_or_skip};
+use berth_tests::{Fixture, bin, http_get, root_or_skip};
 use predicates::prelude::*;
 
 /// A berth root holding busybox (with a web page at /srv/www), pulled from
@@ -409,15 +408,6 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
     assert!(lab.container_dirs().is_empty());
     // Without containers, the image can go.
     lab.ok(&["rmi", &lab.pulled.image]);
-}
-
-fn http_get(port: u16) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    Some(reply)
 }
 
 #[test]

@@ -4,14 +4,14 @@
 //! Bridges and nftables tables are host-wide, so every test uses networks of
 //! its own names and subnets.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, TcpListener};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::prelude::*;
 use berth_tests::images::PulledImage;
-use berth_tests::{Fixture, Running, bin, root_or_skip};
+use berth_tests::{Fixture, Running, bin, http_get, root_or_skip};
 use predicates::prelude::*;
 
 /// A berth root holding `busybox`, pulled from a registry of our own; the
@@ -210,15 +210,6 @@ fn different_networks_are_isolated_and_none_has_only_loopback() {
     let links = stdout(&none);
     assert_eq!(links.lines().count(), 1, "{links}");
     assert!(links.contains(": lo:"));
-}
-
-fn http_get(port: u16) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    Some(reply)
 }
 
 #[test]

@@ -54,7 +54,7 @@ enum Command {
     /// Send a signal (default TERM) to the container.
     Kill {
         id: String,
-        #[arg(default_value = "TERM", value_parser = parse_signal)]
+        #[arg(default_value = "TERM", value_parser = berth::control::parse_signal)]
         signal: Signal,
     },
     /// Remove a stopped container (with --force, a running one too).
@@ -72,19 +72,6 @@ enum Command {
         bundle: PathBuf,
         id: String,
     },
-}
-
-fn parse_signal(text: &str) -> Result<Signal, String> {
-    if let Ok(number) = text.parse::<i32>() {
-        return Signal::try_from(number).map_err(|_| format!("no signal number {number}"));
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = match upper.starts_with("SIG") {
-        true => upper,
-        false => format!("SIG{upper}"),
-    };
-    name.parse()
-        .map_err(|_| format!("unknown signal {text} (try TERM, INT, HUP, KILL or a number)"))
 }
 
 fn main() -> ExitCode {
