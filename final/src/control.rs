@@ -93,8 +93,23 @@ pub fn remove(engine: &Engine, record: &Record, force: bool) -> Result<(), Error
             )));
         }
     }
+    remove_leftover_cgroups(record)?;
     let _lock = engine.containers.lock()?;
     engine.containers.remove(&record.id)
+}
+
+/// A monitor killed with SIGKILL could not remove the container's cgroup;
+/// its processes died with it, so the directories are empty: remove them.
+fn remove_leftover_cgroups(record: &Record) -> Result<(), Error> {
+    for dir in &record.state.cgroups {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("remove cgroup", dir, e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Wait until the container's monitor has exited; false on timeout.

@@ -16,7 +16,6 @@ use nix::sched::{CloneFlags, setns};
 use nix::unistd::{Pid, chroot, fchdir};
 use stage01_chroot::{Error, exit};
 use stage02_namespaces::supervise;
-use stage03_cgroups::layout::{self, Layout};
 use stage04_images::image::{self, Image, Overrides};
 
 use crate::Engine;
@@ -85,7 +84,7 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
         .map(|(name, flag)| Ok((open(&format!("/proc/{pid}/ns/{name}"))?, *flag)))
         .collect::<Result<Vec<_>, Error>>()?;
     let root = open(&format!("/proc/{pid}/root"))?;
-    let cgroups = cgroup_procs_of(pid)?;
+    let cgroups = cgroup_procs_of(record)?;
     let hardening = match spec.privileged {
         true => None,
         false => {
@@ -139,29 +138,13 @@ fn open(path: &str) -> Result<File, Error> {
     File::open(path).map_err(|e| Error::io("open", path, e))
 }
 
-/// `cgroup.procs` of every cgroup process `pid` is in, opened for writing.
-fn cgroup_procs_of(pid: i32) -> Result<Vec<File>, Error> {
-    let proc_cgroup = format!("/proc/{pid}/cgroup");
-    let text =
-        std::fs::read_to_string(&proc_cgroup).map_err(|e| Error::io("read", &proc_cgroup, e))?;
-    let memberships = layout::parse_proc_cgroup(&text);
-    let dirs: Vec<PathBuf> = match layout::detect()? {
-        Layout::Unified => layout::v2_own_dir(Path::new(layout::CGROUP_ROOT), &memberships)
-            .into_iter()
-            .collect(),
-        Layout::Legacy { .. } => {
-            let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-                .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
-            let mounts = layout::parse_v1_mounts(&mountinfo);
-            stage03_cgroups::v1::CONTROLLERS
-                .iter()
-                .filter_map(|c| layout::v1_own_dir(c, &memberships, &mounts))
-                .collect()
-        }
-    };
-    let mut dirs = dirs;
-    dirs.dedup(); // co-mounted controllers (cpu,cpuacct) share a directory
-    dirs.iter()
+/// `cgroup.procs` of each of the container's cgroup directories, opened
+/// for writing.
+fn cgroup_procs_of(record: &Record) -> Result<Vec<File>, Error> {
+    record
+        .state
+        .cgroups
+        .iter()
         .map(|dir| {
             let procs = dir.join("cgroup.procs");
             OpenOptions::new()

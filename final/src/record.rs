@@ -126,6 +126,10 @@ pub struct State {
     pub finished: Option<u64>,
     pub exit_code: Option<u8>,
     pub oom_killed: bool,
+    /// Its cgroup's directories (one per hierarchy on cgroup v1), for
+    /// `exec` to join and for `rm` to remove if its monitor could not.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 impl Record {
@@ -144,6 +148,7 @@ impl Record {
                 finished: None,
                 exit_code: None,
                 oom_killed: false,
+                cgroups: Vec::new(),
             },
         }
     }

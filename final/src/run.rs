@@ -199,6 +199,7 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     running.state.init = Proc::of(started.pid().as_raw());
     running.state.address = attachment.as_ref().map(|a| a.address());
     running.state.started = Some(now());
+    running.state.cgroups = cgroup.dirs();
     engine.containers.save(&running)?;
     *record = running;
     let waiting = started.resume()?;

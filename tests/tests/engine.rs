@@ -868,3 +868,37 @@ impl Drop for RuntimeCleanup {
         }
     }
 }
+
+#[test]
+fn a_killed_monitor_takes_its_container_and_rm_clears_what_it_left() {
+    if !root_or_skip("a_killed_monitor_takes_its_container_and_rm_clears_what_it_left") {
+        return;
+    }
+    let lab = Lab::new();
+    let id = lab.detach(
+        &["--name", "orphan", "--network", "none"],
+        &["sleep", "600"],
+    );
+    let record: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "orphan"])).unwrap();
+    let monitor = record["state"]["monitor"]["pid"].as_i64().unwrap() as i32;
+    let init = record["state"]["init"]["pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The kernel ends the container with its monitor (parent-death signal).
+    eventually("the container died with its monitor", || {
+        std::fs::read_to_string(format!("/proc/{init}/stat"))
+            .map_or(true, |stat| stat.contains(") Z "))
+    });
+    let ps = lab.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (unknown)"), "{ps}");
+    assert!(!lab.ok(&["ps"]).contains(&id));
+    assert!(
+        !cgroups_of(&id).is_empty(),
+        "nobody could have removed it yet"
+    );
+    lab.ok(&["rm", "orphan"]);
+    assert!(cgroups_of(&id).is_empty(), "rm left the cgroup");
+}
