@@ -297,14 +297,16 @@ fn run_step(
         env: build_env.to_vec(),
         ..Overrides::default()
     };
+    let mut process = image::process(&state.config, &overrides)?;
+    let hardening = Hardening::for_process(&mut process, true)?;
     let container = Container {
         rootfs: dirs.merged.clone(),
         root_mount: Some(overlay_mount(&layers, &dirs)?),
         binds: Vec::new(),
-        process: image::process(&state.config, &overrides)?,
+        process,
         hostname: id.clone(),
         user_map: None,
-        before_exec: Some(Hardening::new(true)?.into_before_exec()),
+        before_exec: Some(hardening.into_before_exec()),
     };
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
     harden::protect_our_binary()?;

@@ -70,7 +70,7 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
         workdir: options.workdir.or(spec.workdir.clone()),
         user: options.user.or(spec.user.clone()),
     };
-    let process = image::process(&image.config, &overrides)?;
+    let mut process = image::process(&image.config, &overrides)?;
     let hostname = spec
         .hostname
         .clone()
@@ -89,7 +89,7 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
         true => None,
         false => {
             harden::protect_our_binary()?; // the child is a copy of us until it execs
-            Some(Hardening::new(false)?)
+            Some(Hardening::for_process(&mut process, false)?)
         }
     };
 

@@ -27,7 +27,7 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 use stage01_chroot::Error;
-use stage02_namespaces::BeforeExec;
+use stage02_namespaces::{BeforeExec, Process};
 
 // ANCHOR: capabilities
 /// Docker's default capabilities, less CAP_MKNOD: Docker keeps it because
@@ -146,6 +146,8 @@ pub struct Hardening {
     drop_from_bounding: Vec<Capability>,
     no_new_privs: bool,
     filters: Vec<BpfProgram>,
+    /// `USER[:GROUP]` to become, after the steps that need root's powers.
+    user: Option<String>,
 }
 
 impl Hardening {
@@ -179,7 +181,22 @@ impl Hardening {
             keep,
             no_new_privs,
             filters: Vec::new(),
+            user: None,
         })
+    }
+
+    /// Berth's defaults for `process`, which hands its user over (see
+    /// `with_user`).
+    pub fn for_process(process: &mut Process, mask_paths: bool) -> Result<Hardening, Error> {
+        Ok(Hardening::new(mask_paths)?.with_user(process.user.take()))
+    }
+
+    /// Become `user` (from the container's /etc/passwd) in the middle of
+    /// `apply`: the process's `user` must then be left `None`, or the
+    /// standard library would switch before `apply` runs, too early.
+    pub fn with_user(mut self, user: Option<String>) -> Hardening {
+        self.user = user;
+        self
     }
 
     fn with_filters(mut self, filters: Vec<BpfProgram>) -> Hardening {
@@ -200,13 +217,17 @@ impl Hardening {
         for cap in &self.drop_from_bounding {
             caps::drop(None, CapSet::Bounding, *cap).map_err(std::io::Error::other)?;
         }
+        let keep = match &self.user {
+            Some(user) => become_user(user, &self.keep)?,
+            None => self.keep.clone(),
+        };
         // Inheritable stays empty, as in runc since CVE-2022-24769: with it,
         // a file's inheritable capabilities could bring dropped ones back.
         for set in [CapSet::Ambient, CapSet::Inheritable] {
             caps::clear(None, set).map_err(std::io::Error::other)?;
         }
         for set in [CapSet::Effective, CapSet::Permitted] {
-            caps::set(None, set, &self.keep).map_err(std::io::Error::other)?;
+            caps::set(None, set, &keep).map_err(std::io::Error::other)?;
         }
         if self.no_new_privs {
             nix::sys::prctl::set_no_new_privs()?;
@@ -278,6 +299,23 @@ fn mask_paths(masked: &[String], read_only: &[String]) -> std::io::Result<()> {
         mount(None::<&str>, path, None::<&str>, read_only, None::<&str>)?;
     }
     Ok(())
+}
+
+/// Switch to `user`; the capabilities it may keep: all of `keep` for root,
+/// none for another user, as Docker does.
+fn become_user(user: &str, keep: &CapsHashSet) -> std::io::Result<CapsHashSet> {
+    let (uid, gid) = stage02_namespaces::process::user_ids(user).map_err(std::io::Error::other)?;
+    let (uid, gid) = (
+        nix::unistd::Uid::from_raw(uid),
+        nix::unistd::Gid::from_raw(gid),
+    );
+    nix::unistd::setgroups(&[gid])?;
+    nix::unistd::setresgid(gid, gid, gid)?;
+    nix::unistd::setresuid(uid, uid, uid)?;
+    Ok(match uid.is_root() {
+        true => keep.clone(),
+        false => CapsHashSet::new(),
+    })
 }
 
 /// Make the calling process non-dumpable; see the module's last paragraph.

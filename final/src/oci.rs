@@ -619,7 +619,8 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
         config.linux.readonly_paths.clone(),
         keep,
         process.no_new_privileges,
-    )?;
+    )?
+    .with_user(Some(format!("{}:{}", process.user.uid, process.user.gid)));
     let rlimits = rlimits_of(&process.rlimits)?;
     if config.linux.seccomp.is_some() {
         eprintln!(
@@ -654,7 +655,8 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
                 })
                 .collect(),
             cwd: PathBuf::from(&process.cwd),
-            user: Some(format!("{}:{}", process.user.uid, process.user.gid)),
+            user: None, // the hardening switches, after its privileged steps
+            stdio: Default::default(),
         },
         hostname: config.hostname.clone().unwrap_or_else(|| "berth".into()),
         user_map: None,

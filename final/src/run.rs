@@ -150,7 +150,11 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     let store = engine.root.store()?;
     let image = Image::open(&store, &spec.image)?;
     let layers = image.unpacked_layers(&store, &engine.root.layers())?;
-    let process = image::process(&image.config, &spec.overrides())?;
+    let mut process = image::process(&image.config, &spec.overrides())?;
+    let hardening = match spec.privileged {
+        true => None,
+        false => Some(Hardening::for_process(&mut process, true)?.into_before_exec()),
+    };
 
     // Its names and its root, as in stage 05.
     let dirs = engine.containers.dirs(&id);
@@ -164,10 +168,7 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
         process,
         hostname,
         user_map: None,
-        before_exec: match spec.privileged {
-            true => None,
-            false => Some(Hardening::new(true)?.into_before_exec()),
-        },
+        before_exec: hardening,
     };
 
     // Limits, namespaces, network; then it may go.

@@ -513,6 +513,24 @@ fn secure_defaults_hold_in_containers_and_in_exec() {
     lab.detach(&["--name", "box", "--network", "none"], &["sleep", "600"]);
     assert_eq!(lab.ok(&["exec", "box", "sh", "-c", probe]), expected);
 
+    // Another user: switched to after the steps that need root, with no
+    // capability left (as in Docker), the filter still on.
+    let user = lab.run(
+        &["--rm", "--network", "none", "-u", "1000:1000"],
+        &[
+            "sh",
+            "-c",
+            "id -u; grep -E '^(CapEff|Seccomp):' /proc/self/status",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&user.stdout),
+        "1000\nCapEff:\t0000000000000000\nSeccomp:\t2\n",
+        "{}",
+        String::from_utf8_lossy(&user.stderr)
+    );
+    assert_eq!(lab.ok(&["exec", "-u", "1000", "box", "id", "-u"]), "1000\n");
+
     // --privileged: the stages' way, every capability and no filter.
     let privileged = lab.run(
         &["--rm", "--network", "none", "--privileged"],

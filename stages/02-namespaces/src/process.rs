@@ -2,9 +2,11 @@
 //! environment, its working directory and the user it runs as.
 
 use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use stage01_chroot::Error;
 use stage01_chroot::cli::{ContainerArgs, default_env};
@@ -19,6 +21,23 @@ pub struct Process {
     /// `uid[:gid]` or `name[:group]`, looked up in the container's own
     /// /etc/passwd and /etc/group. `None` runs as root.
     pub user: Option<String>,
+    /// Where its stdin, stdout and stderr go.
+    pub stdio: ProcessStdio,
+}
+
+/// The command's standard streams. The stages pass on their own; the
+/// engine can close stdin, or give the command a terminal of its own.
+#[derive(Debug, Clone, Default)]
+pub enum ProcessStdio {
+    /// Init's, which are the stage binary's.
+    #[default]
+    Inherit,
+    /// No input (`/dev/null`), output as `Inherit`.
+    NoInput,
+    /// All three on this terminal (the inner side of a pseudo-terminal),
+    /// which also becomes the controlling terminal of a new session, so
+    /// that Ctrl-C and job control work inside.
+    Terminal(Arc<OwnedFd>),
 }
 
 impl Process {
@@ -29,6 +48,7 @@ impl Process {
             env: default_env(),
             cwd: "/".into(),
             user: None,
+            stdio: ProcessStdio::Inherit,
         }
     }
 
@@ -48,15 +68,51 @@ impl Process {
             .env("HOSTNAME", hostname)
             .current_dir(&self.cwd);
         if let Some(user) = &self.user {
-            let (uid, gid) = resolve_user(
-                user,
-                &read_or_empty("/etc/passwd"),
-                &read_or_empty("/etc/group"),
-            )?;
+            let (uid, gid) = user_ids(user)?;
             command.uid(uid).gid(gid);
         }
+        self.connect_stdio(&mut command)?;
         Ok(command)
     }
+
+    fn connect_stdio(&self, command: &mut Command) -> Result<(), Error> {
+        match &self.stdio {
+            ProcessStdio::Inherit => {}
+            ProcessStdio::NoInput => {
+                command.stdin(Stdio::null());
+            }
+            ProcessStdio::Terminal(terminal) => {
+                let stream = || {
+                    terminal
+                        .try_clone()
+                        .map(Stdio::from)
+                        .map_err(|e| Error::Other(format!("duplicate the terminal: {e}")))
+                };
+                command.stdin(stream()?).stdout(stream()?).stderr(stream()?);
+                // SAFETY: two system calls between fork and exec.
+                unsafe {
+                    command.pre_exec(|| {
+                        nix::unistd::setsid()?;
+                        if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `USER[:GROUP]` to IDs, from the /etc/passwd and /etc/group of the root
+/// we stand in (the container's, once inside).
+pub fn user_ids(spec: &str) -> Result<(u32, u32), Error> {
+    resolve_user(
+        spec,
+        &read_or_empty("/etc/passwd"),
+        &read_or_empty("/etc/group"),
+    )
 }
 
 fn read_or_empty(path: &str) -> String {

@@ -165,6 +165,7 @@ pub fn process(config: &ImageConfig, overrides: &Overrides) -> Result<Process, E
             .clone()
             .or(defaults.user)
             .filter(|u| !u.is_empty()),
+        stdio: Default::default(),
     })
 }
 // ANCHOR_END: process
