@@ -12,15 +12,16 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use nix::sched::{CloneFlags, setns};
+use nix::sched::{CloneFlags, setns, unshare};
 use nix::unistd::{Pid, chroot, fchdir};
 use stage01_chroot::{Error, exit};
-use stage02_namespaces::supervise;
+use stage02_namespaces::{ProcessStdio, supervise};
 use stage04_images::image::{self, Image, Overrides};
 
 use crate::Engine;
 use crate::harden::{self, Hardening};
 use crate::record::Record;
+use crate::terminal::{self, Terminal};
 
 /// What `berth exec` runs, and how.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +31,10 @@ pub struct ExecOptions {
     pub env: Vec<String>,
     pub workdir: Option<PathBuf>,
     pub user: Option<String>,
+    /// `-i`: the process reads our stdin (otherwise /dev/null).
+    pub interactive: bool,
+    /// `-t`: it gets a terminal of its own.
+    pub tty: bool,
 }
 
 /// The namespaces we join, the mount namespace last: after it, paths
@@ -71,6 +76,17 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
         user: options.user.or(spec.user.clone()),
     };
     let mut process = image::process(&image.config, &overrides)?;
+    if options.interactive && options.tty && !terminal::stdin_is_terminal() {
+        return Err(Error::Other(
+            "the input is not a terminal: drop -t, or run berth from a terminal".into(),
+        ));
+    }
+    let terminal = options.tty.then(Terminal::open).transpose()?;
+    process.stdio = match (&terminal, options.interactive) {
+        (Some(terminal), _) => terminal.for_command(),
+        (None, true) => ProcessStdio::Inherit,
+        (None, false) => ProcessStdio::NoInput,
+    };
     let hostname = spec
         .hostname
         .clone()
@@ -92,6 +108,16 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
             Some(Hardening::for_process(&mut process, false)?)
         }
     };
+
+    // The terminal's relay threads start now: once we are in the container's
+    // PID namespace, the kernel refuses us new threads. Threads share the
+    // root and working directory, which entering a mount namespace changes,
+    // so we take a private copy of those first.
+    let relay = match terminal {
+        Some(terminal) => Some(terminal.relay(options.interactive)?),
+        None => None,
+    };
+    unshare(CloneFlags::CLONE_FS).map_err(|e| Error::Other(format!("unshare(CLONE_FS): {e}")))?;
 
     // Into its namespaces and its root.
     for (file, flag) in &namespaces {
@@ -128,8 +154,12 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
     let child = command
         .spawn()
         .map_err(|e| exit::spawn_error(e, &program, Path::new(record.display_name())))?;
+    drop((command, process)); // their copies of the terminal, if any
     let status = supervise::supervise(Pid::from_raw(child.id() as i32))
         .map_err(|e| Error::Other(format!("wait for the exec'd process: {e}")))?;
+    if let Some(relay) = relay {
+        relay.finish();
+    }
     Ok(exit::exit_code(status))
 }
 // ANCHOR_END: exec

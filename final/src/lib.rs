@@ -17,6 +17,7 @@ pub mod oci;
 pub mod record;
 pub mod run;
 pub mod show;
+pub mod terminal;
 
 use std::path::Path;
 

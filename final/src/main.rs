@@ -115,6 +115,12 @@ struct EngineRunArgs {
     /// to its log (berth logs).
     #[arg(short, long)]
     detach: bool,
+    /// Keep stdin open for the container (otherwise it reads /dev/null).
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the container a terminal of its own (with -i: a shell you can type into).
+    #[arg(short, long)]
+    tty: bool,
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
@@ -163,6 +169,12 @@ fn parse_build_arg(text: &str) -> Result<(String, String), String> {
 
 #[derive(clap::Args)]
 struct ExecArgs {
+    /// Keep stdin open for the process (otherwise it reads /dev/null).
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the process a terminal of its own.
+    #[arg(short, long)]
+    tty: bool,
     /// Set an environment variable: KEY=VALUE, or KEY to pass ours on.
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
@@ -205,6 +217,8 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
                 env: args.env,
                 workdir: args.workdir,
                 user: args.user,
+                interactive: args.interactive,
+                tty: args.tty,
             };
             exec(&engine, &record, options)
         }
@@ -274,6 +288,8 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         detached: args.detach,
         stats: run.stats,
         privileged: args.privileged,
+        interactive: args.interactive,
+        tty: args.tty,
     };
     let record = run::create(engine, args.name, spec)?;
     if args.detach {

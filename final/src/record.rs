@@ -61,6 +61,12 @@ pub struct Spec {
     /// `--privileged`: none of the secure defaults (see `harden`).
     #[serde(default)]
     pub privileged: bool,
+    /// `-i`: the container reads our stdin (otherwise /dev/null).
+    #[serde(default)]
+    pub interactive: bool,
+    /// `-t`: the container gets a terminal of its own.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 impl Spec {

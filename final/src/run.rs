@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 use stage01_chroot::Error;
-use stage02_namespaces::{Container, hostname, namespaces, supervise};
+use stage02_namespaces::{Container, ProcessStdio, hostname, namespaces, supervise};
 use stage03_cgroups::{cgroup, report};
 use stage04_images::image::{self, Image};
 use stage04_images::overlay::{ContainerDirs, overlay_mount};
@@ -27,6 +27,7 @@ use stage05_networks::network::Network;
 use crate::Engine;
 use crate::harden::{self, Hardening};
 use crate::record::{Proc, Record, Spec, Status, now};
+use crate::terminal::{self, Terminal};
 
 /// What `berth run` prints its warnings as.
 const PROGRAM: &str = "berth";
@@ -35,6 +36,7 @@ const PROGRAM: &str = "berth";
 /// Check everything that can be checked, then make the container: its
 /// directory and its record, under the containers' lock (names are unique).
 pub fn create(engine: &Engine, name: Option<String>, spec: Spec) -> Result<Record, Error> {
+    check_stdio(&spec)?;
     let network = network_of(engine, &spec)?;
     publish_of(&spec, network.as_ref())?;
     Image::open(&engine.root.store()?, &spec.image)?;
@@ -62,6 +64,21 @@ pub fn create(engine: &Engine, name: Option<String>, spec: Spec) -> Result<Recor
     Ok(record)
 }
 // ANCHOR_END: create
+
+/// `-i` and `-t` need a caller to talk to: berth has no `attach`.
+fn check_stdio(spec: &Spec) -> Result<(), Error> {
+    if spec.detached && (spec.interactive || spec.tty) {
+        return Err(Error::Other(
+            "-i and -t need the container in the foreground (berth has no attach): drop -d".into(),
+        ));
+    }
+    if spec.interactive && spec.tty && !terminal::stdin_is_terminal() {
+        return Err(Error::Other(
+            "the input is not a terminal: drop -t, or run berth from a terminal".into(),
+        ));
+    }
+    Ok(())
+}
 
 /// The network the spec asks for (`None` for `--network none`).
 fn network_of(engine: &Engine, spec: &Spec) -> Result<Option<Network>, Error> {
@@ -151,6 +168,12 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     let image = Image::open(&store, &spec.image)?;
     let layers = image.unpacked_layers(&store, &engine.root.layers())?;
     let mut process = image::process(&image.config, &spec.overrides())?;
+    let terminal = spec.tty.then(Terminal::open).transpose()?;
+    process.stdio = match (&terminal, spec.interactive) {
+        (Some(terminal), _) => terminal.for_command(),
+        (None, true) => ProcessStdio::Inherit,
+        (None, false) => ProcessStdio::NoInput,
+    };
     let hardening = match spec.privileged {
         true => None,
         false => Some(Hardening::for_process(&mut process, true)?.into_before_exec()),
@@ -180,6 +203,7 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     let cgroup_name = format!("berth-{id}");
     let mut cgroup = cgroup::create(&cgroup_name, &limits)?;
     let started = namespaces::start(&container)?;
+    drop(container); // its copy of the terminal, if any, is init's now
     cgroup.add_process(started.pid())?;
     let plug = Plug {
         program: PROGRAM,
@@ -205,8 +229,15 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     *record = running;
     let waiting = started.resume()?;
     ready.tell("running");
+    let relay = match terminal {
+        Some(terminal) => Some(terminal.relay(spec.interactive)?),
+        None => None,
+    };
 
     let code = waiting.wait()?;
+    if let Some(relay) = relay {
+        relay.finish();
+    }
     drop(attachment); // unplug: veth, lease, ports, names
     let usage = cgroup.usage();
     if let Err(err) = cgroup.remove() {

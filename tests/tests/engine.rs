@@ -920,3 +920,111 @@ fn a_killed_monitor_takes_its_container_and_rm_clears_what_it_left() {
     lab.ok(&["rm", "orphan"]);
     assert!(cgroups_of(&id).is_empty(), "rm left the cgroup");
 }
+
+/// A tmux server of our own, on a socket in a temp dir, killed on drop:
+/// the real terminal that `-it` needs.
+struct Tmux(std::path::PathBuf);
+
+impl Tmux {
+    fn start(socket: std::path::PathBuf, command: &str) -> Tmux {
+        let tmux = Tmux(socket);
+        let out = tmux
+            .command()
+            .args(["new-session", "-d", "-x", "100", "-y", "30", command])
+            .output()
+            .expect("tmux runs (apt-get install tmux)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new("tmux");
+        command.arg("-S").arg(&self.0);
+        command
+    }
+
+    fn type_line(&self, line: &str) {
+        self.command()
+            .args(["send-keys", "-l", line])
+            .status()
+            .unwrap();
+        self.command()
+            .args(["send-keys", "Enter"])
+            .status()
+            .unwrap();
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .command()
+            .args(["capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").output();
+    }
+}
+
+#[test]
+fn run_and_exec_with_it_give_a_terminal_you_can_type_into() {
+    if !root_or_skip("run_and_exec_with_it_give_a_terminal_you_can_type_into") {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status");
+    let berth = format!(
+        "{} --root {}",
+        bin("berth").display(),
+        lab.pulled.root.path().display()
+    );
+    let tmux = Tmux::start(
+        dir.path().join("tmux-run"),
+        &format!(
+            "{berth} run -it --name tty --network none {} sh; echo exited=$? > {}; sleep 60",
+            lab.pulled.image,
+            status.display()
+        ),
+    );
+    // A prompt, a terminal of the window's size, and Ctrl-C reaching the
+    // command through the container's own terminal.
+    // (capture-pane drops the blank after the prompt's `#`.)
+    eventually("the shell's prompt", || tmux.screen().contains("/ #"));
+    tmux.type_line("echo typed-$((6*7)); stty size");
+    eventually("the shell answered", || {
+        tmux.screen().contains("typed-42\n30 100")
+    });
+    tmux.type_line("sleep 100");
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.command().args(["send-keys", "C-c"]).status().unwrap();
+    tmux.type_line("echo interrupted=$?");
+    eventually("Ctrl-C ended sleep", || {
+        tmux.screen().contains("interrupted=130")
+    });
+
+    // exec -it into the same container, from another terminal.
+    let exec = Tmux::start(
+        dir.path().join("tmux-exec"),
+        &format!("{berth} exec -it tty sh"),
+    );
+    eventually("exec's prompt", || exec.screen().contains("/ #"));
+    exec.type_line("hostname; stty size");
+    eventually("exec's shell answered", || {
+        exec.screen().contains("tty\n30 100")
+    });
+    exec.type_line("exit");
+
+    tmux.type_line("exit 7");
+    eventually("run -it ended with the shell's status", || {
+        std::fs::read_to_string(&status).is_ok_and(|s| s == "exited=7\n")
+    });
+}
