@@ -278,6 +278,17 @@ fn foreground_runs_pass_the_exit_code_and_rm_cleans_up() {
         .stderr(predicate::str::contains("ran in the foreground"));
     lab.ok(&["rm", "kept"]);
 
+    // Limits are stage 03's: over its memory, the kernel kills it, and the
+    // record says why.
+    let oom = lab.run(
+        &["--network", "none", "--name", "hungry", "--memory", "32m"],
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"],
+    );
+    assert_eq!(oom.status.code(), Some(137));
+    assert!(String::from_utf8_lossy(&oom.stderr).contains("killed: out of memory (limit 32 MiB)"));
+    assert!(lab.ok(&["ps", "-a"]).contains("Exited (137) OOMKilled"));
+    lab.ok(&["rm", "hungry"]);
+
     // A detached --rm container removes itself when it ends.
     lab.detach(&["--rm", "--network", "none"], &["sleep", "0.2"]);
     eventually("the --rm container is gone", || {
