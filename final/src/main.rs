@@ -64,6 +64,12 @@ enum Command {
         #[arg(value_name = "CONTAINER")]
         container: String,
     },
+    /// Start stopped containers again, in the background, on the files
+    /// they left.
+    Start {
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
     /// Stop containers: SIGTERM, then SIGKILL after a grace period.
     Stop {
         /// Seconds to wait after SIGTERM before SIGKILL.
@@ -228,6 +234,9 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Inspect { container } => {
             show::inspect(&engine.containers.find(&container)?).map(|()| 0)
+        }
+        Command::Start { containers } => {
+            for_each(&engine, &containers, |record| run::restart(&engine, record))
         }
         Command::Stop { time, containers } => for_each(&engine, &containers, |record| {
             control::stop(record, Duration::from_secs(time))

@@ -136,6 +136,9 @@ pub struct State {
     /// `exec` to join and for `rm` to remove if its monitor could not.
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,
+    /// How many times it has run (`berth start` runs it again).
+    #[serde(default)]
+    pub runs: u32,
 }
 
 impl Record {
@@ -155,6 +158,7 @@ impl Record {
                 exit_code: None,
                 oom_killed: false,
                 cgroups: Vec::new(),
+                runs: 0,
             },
         }
     }

@@ -147,7 +147,9 @@ pub fn execute(engine: &Engine, mut record: Record, mut ready: Ready) -> Result<
     } else if let Err(err) = &result {
         ready.tell(&err.to_string());
     }
-    if !ran || record.spec.auto_remove {
+    // A new container that never ran goes; one `berth start` failed to
+    // run again stays, as it was.
+    if (!ran && record.state.runs == 0) || (ran && record.spec.auto_remove) {
         let _lock = engine.containers.lock();
         if let Err(err) = engine.containers.remove(&record.id) {
             eprintln!("{PROGRAM}: warning: {err}");
@@ -225,6 +227,7 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     running.state.address = attachment.as_ref().map(|a| a.address());
     running.state.started = Some(now());
     running.state.cgroups = cgroup.dirs();
+    running.state.runs += 1;
     engine.containers.save(&running)?;
     *record = running;
     let waiting = started.resume()?;
@@ -260,9 +263,9 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
 /// the monitor says it runs (or why it could not start).
 pub fn detach(engine: &Engine, record: &Record) -> Result<(), Error> {
     let result = start_monitor(engine, record);
-    if result.is_err() {
-        // The monitor removes a container that never ran; if the monitor
-        // itself never ran, that is up to us.
+    if result.is_err() && record.state.runs == 0 {
+        // The monitor removes a new container that never ran; if the
+        // monitor itself never ran, that is up to us.
         let _lock = engine.containers.lock();
         let _ = engine.containers.remove(&record.id);
     }
@@ -350,3 +353,19 @@ pub fn spawn_monitor(
     Ok((monitor, answer))
 }
 // ANCHOR_END: detach
+
+/// `berth start`: run a stopped container again, detached, on the files it
+/// left (its upper directory is kept), like `docker start`.
+pub fn restart(engine: &Engine, record: &Record) -> Result<(), Error> {
+    if record.is_running() {
+        return Ok(());
+    }
+    let mut again = record.clone();
+    again.spec.detached = true;
+    again.spec.interactive = false;
+    again.spec.tty = false;
+    again.state = Record::new(String::new(), None, Spec::default()).state;
+    again.state.runs = record.state.runs;
+    engine.containers.save(&again)?;
+    detach(engine, &again)
+}

@@ -1039,3 +1039,30 @@ fn run_and_exec_with_it_give_a_terminal_you_can_type_into() {
         std::fs::read_to_string(&status).is_ok_and(|s| s == "exited=7\n")
     });
 }
+
+#[test]
+fn start_runs_a_stopped_container_again_on_its_own_files() {
+    if !root_or_skip("start_runs_a_stopped_container_again_on_its_own_files") {
+        return;
+    }
+    let lab = Lab::new();
+    // Each run adds a line to a file in the container's writable layer.
+    lab.detach(
+        &["--name", "again", "--network", "none"],
+        &["sh", "-c", "echo run >> /runs; wc -l < /runs"],
+    );
+    eventually("the first run ended", || {
+        lab.ok(&["ps", "-a"]).contains("Exited (0)")
+    });
+    assert_eq!(lab.ok(&["start", "again"]), "again\n");
+    eventually("the second run ended", || {
+        lab.ok(&["logs", "again"]) == "1\n2\n"
+    });
+    let record: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "again"])).unwrap();
+    assert_eq!(record["state"]["runs"], 2);
+    lab.berth()
+        .args(["start", "nobody"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("no such container: nobody"));
+}
