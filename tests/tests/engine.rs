@@ -1014,8 +1014,14 @@ fn run_and_exec_with_it_give_a_terminal_you_can_type_into() {
     eventually("the shell answered", || {
         tmux.screen().contains("typed-42\n30 100")
     });
-    tmux.type_line("sleep 100");
-    std::thread::sleep(Duration::from_millis(300));
+    let sleeper = format!("sleep 42{}", std::process::id());
+    tmux.type_line(&sleeper);
+    eventually("sleep started", || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c == format!("{}\0", sleeper.replace(' ', "\0")).as_bytes())
+        })
+    });
     tmux.command().args(["send-keys", "C-c"]).status().unwrap();
     tmux.type_line("echo interrupted=$?");
     eventually("Ctrl-C ended sleep", || {
