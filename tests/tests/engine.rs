@@ -518,7 +518,12 @@ fn secure_defaults_hold_in_containers_and_in_exec() {
          timer_list masked\n/proc/sys read-only\ninit binary hidden\nchown works\n"
     );
     let out = lab.run(&["--rm", "--network", "none"], &["sh", "-c", probe]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        expected,
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // exec'd processes get the same.
     lab.detach(&["--name", "box", "--network", "none"], &["sleep", "600"]);

@@ -18,12 +18,12 @@ use crate::namespaces::Container;
 use crate::{mounts, network, supervise};
 
 /// The body of the cloned child; its return value is its exit code.
-pub fn run(container: &Container, go: &OwnedFd) -> isize {
+pub fn run(container: &Container, go: &OwnedFd, started: &OwnedFd) -> isize {
     die_with_parent();
     if !parent_said_go(go) {
         return stage01_chroot::error::EXIT_SETUP_FAILED as isize;
     }
-    match set_up(container).and_then(|()| start_command(container)) {
+    match set_up(container).and_then(|()| start_command(container, started)) {
         Ok(code) => code as isize,
         Err(err) => {
             eprintln!("{}: {err}", program_name());
@@ -54,8 +54,9 @@ fn set_up(container: &Container) -> Result<(), Error> {
     Ok(())
 }
 
-/// Start the command as our child, then be its init until it exits.
-fn start_command(container: &Container) -> Result<u8, Error> {
+/// Start the command as our child, tell the parent, then be its init until
+/// it exits.
+fn start_command(container: &Container, started: &OwnedFd) -> Result<u8, Error> {
     let mut command = container.process.to_command(&container.hostname)?;
     let before_exec = container.before_exec.clone();
     // SAFETY: runs between fork and exec. The command must not inherit the
@@ -72,6 +73,7 @@ fn start_command(container: &Container) -> Result<u8, Error> {
     let child = command.spawn().map_err(|err| {
         stage01_chroot::exit::spawn_error(err, container.process.program(), &container.rootfs)
     })?;
+    let _ = nix::unistd::write(started, b"1"); // spawn returns once it exec'd
     let status = supervise::supervise(nix::unistd::Pid::from_raw(child.id() as i32))
         .map_err(|e| Error::Other(format!("init: wait for the command: {e}")))?;
     Ok(stage01_chroot::exit::exit_code(status))

@@ -127,6 +127,8 @@ impl Container {
 pub struct Started {
     pid: Pid,
     go: Option<OwnedFd>,
+    /// Init writes a byte here once the command runs (EOF if it gave up).
+    command_started: Option<OwnedFd>,
 }
 
 /// A container whose command runs; [`Running::wait`] until it ends.
@@ -146,15 +148,18 @@ pub fn start(container: &Container) -> Result<Started, Error> {
     // mask too: both of us take them with sigwait and forward them.
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
 
-    let (go_read, go_write) =
-        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
-    let write_end = go_write.as_raw_fd();
+    let pipe =
+        || pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")));
+    let (go_read, go_write) = pipe()?;
+    let (started_read, started_write) = pipe()?;
+    let (go_write_fd, started_read_fd) = (go_write.as_raw_fd(), started_read.as_raw_fd());
     let mut stack = vec![0u8; CHILD_STACK_SIZE];
 
     let child = Box::new(|| {
-        // The child's copy of the write end must go, or it never sees EOF.
-        let _ = nix::unistd::close(write_end);
-        init::run(container, &go_read)
+        // The child's copies of our ends must go, or EOF never comes.
+        let _ = nix::unistd::close(go_write_fd);
+        let _ = nix::unistd::close(started_read_fd);
+        init::run(container, &go_read, &started_write)
     });
     // SAFETY: we are single-threaded, so the child's copy of our memory is
     // consistent; the stack outlives the call (the child has its own copy).
@@ -167,11 +172,12 @@ pub fn start(container: &Container) -> Result<Started, Error> {
         )
     }
     .map_err(|err| clone_error(err, container))?;
-    drop(go_read);
+    drop((go_read, started_write));
 
     let started = Started {
         pid,
         go: Some(go_write),
+        command_started: Some(started_read),
     };
     if let Some(map) = container.user_map {
         write_id_maps(pid, map)?; // on error, dropping `started` kills the child
@@ -186,13 +192,20 @@ impl Started {
         self.pid
     }
 
-    /// Everything outside is ready: let the container's init go on.
+    /// Everything outside is ready: let the container's init go on, and
+    /// wait until its command has started.
     pub fn resume(mut self) -> Result<Running, Error> {
         let go = self
             .go
             .take()
             .ok_or_else(|| Error::Other("resumed twice".into()))?;
         write(&go, b"1").map_err(|e| Error::Other(format!("wake the container: {e}")))?;
+        // Return once init has built the root and started the command (or
+        // given up): from then on, the container is all there for anyone
+        // who looks at it, `exec` included.
+        if let Some(started) = self.command_started.take() {
+            let _ = nix::unistd::read(&started, &mut [0u8; 1]);
+        }
         let running = Running { pid: self.pid };
         std::mem::forget(self); // the process now belongs to `running`
         Ok(running)
