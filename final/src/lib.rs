@@ -1,11 +1,19 @@
 //! Berth, the engine: the workshop's five stages put to work.
 //!
-//! The stages build one container and wait for it. An engine keeps them:
-//! it remembers every container ([`record`]), runs them in the foreground or
-//! in the background under a small monitor process ([`run`]), lets you step
-//! into a running one ([`exec`]), see them and what they printed ([`show`]), and stop
-//! and remove it ([`control`]). Like Podman, it has no daemon: every `berth`
-//! command reads and writes the state under one root directory, with locks.
+//! The stages build one container and wait for it. An engine keeps them.
+//! Like Podman, it has no daemon: every `berth` command reads and writes the
+//! state under one root directory, with locks. The modules, in the order a
+//! container meets them:
+//!
+//! - [`record`]: what berth remembers about each container;
+//! - [`run`]: make one and run it, in the foreground or under a monitor
+//!   process (`-d`), with [`harden`]'s secure defaults and, with `-t`, a
+//!   [`terminal`] of its own;
+//! - [`exec`]: one more process inside a running container;
+//! - [`show`]: `ps`, `logs`, `inspect`;
+//! - [`control`]: `stop`, `kill`, `rm`;
+//! - [`build`]: images from a [`dockerfile`], each step a [`layer`];
+//! - [`oci`]: the OCI runtime commands of `berth-runtime`, for bundles.
 
 pub mod build;
 pub mod control;
