@@ -231,7 +231,10 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     engine.containers.save(&running)?;
     *record = running;
     let waiting = started.resume()?;
-    ready.tell("running");
+    let command_started = waiting.command_started();
+    if command_started {
+        ready.tell("running");
+    }
     let relay = match terminal {
         Some(terminal) => Some(terminal.relay(spec.interactive)?),
         None => None,
@@ -252,6 +255,14 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
             report(PROGRAM, &cgroup_name, &limits, &usage, code, spec.stats);
         }
         Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
+    }
+    if !command_started {
+        // `run -d` waits to hear "running": tell it why not instead, in
+        // init's words (the last line of the log).
+        let log = std::fs::read_to_string(engine.containers.log_path(&id)).unwrap_or_default();
+        let why = log.lines().last().unwrap_or("the command did not start");
+        let why = why.strip_prefix(&format!("{PROGRAM}: ")).unwrap_or(why);
+        ready.tell(&format!("{why} (exit status {code})"));
     }
     Ok(code)
 }

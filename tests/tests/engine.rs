@@ -384,6 +384,29 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
         lab.container_dirs()
     );
 
+    // -d: a command that can't start is an error now, not a container
+    // that "runs" and exits 127 behind our back.
+    lab.berth()
+        .args([
+            "run",
+            "-d",
+            "--network",
+            "none",
+            &lab.pulled.image,
+            "/bin/no-such-program",
+        ])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "berth: /bin/no-such-program: command not found",
+        ))
+        .stderr(predicate::str::contains("(exit status 127)"));
+    assert!(
+        lab.container_dirs().is_empty(),
+        "left: {:?}",
+        lab.container_dirs()
+    );
+
     lab.detach(&["--name", "one", "--network", "none"], &["sleep", "600"]);
     lab.berth()
         .args([

@@ -134,6 +134,7 @@ pub struct Started {
 /// A container whose command runs; [`Running::wait`] until it ends.
 pub struct Running {
     pid: Pid,
+    command_started: bool,
 }
 
 /// Stack for the cloned child. Without CLONE_VM the child gets a copy of our
@@ -203,10 +204,14 @@ impl Started {
         // Return once init has built the root and started the command (or
         // given up): from then on, the container is all there for anyone
         // who looks at it, `exec` included.
-        if let Some(started) = self.command_started.take() {
-            let _ = nix::unistd::read(&started, &mut [0u8; 1]);
-        }
-        let running = Running { pid: self.pid };
+        let command_started = match self.command_started.take() {
+            Some(started) => matches!(nix::unistd::read(&started, &mut [0u8; 1]), Ok(1)),
+            None => false,
+        };
+        let running = Running {
+            pid: self.pid,
+            command_started,
+        };
         std::mem::forget(self); // the process now belongs to `running`
         Ok(running)
     }
@@ -223,6 +228,12 @@ impl Drop for Started {
 impl Running {
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// False when init could not start the command (it said why on its
+    /// stderr, and `wait` gives the shell's code for it, 126 or 127).
+    pub fn command_started(&self) -> bool {
+        self.command_started
     }
 
     /// Forward signals to the container until it ends; its exit code.
