@@ -6,7 +6,7 @@
 //! cgroup) and records the exit code; so "stopped" means "the monitor is
 //! gone", and that is what these commands wait for.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -114,12 +114,5 @@ fn remove_leftover_cgroups(record: &Record) -> Result<(), Error> {
 
 /// Wait until the container's monitor has exited; false on timeout.
 fn wait_for_monitor(record: &Record, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while record.state.monitor.is_some_and(|m| m.alive()) {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
+    record.state.monitor.is_none_or(|m| m.wait_gone(timeout))
 }

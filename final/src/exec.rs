@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::unistd::{Pid, chroot, fchdir};
 use stage01_chroot::{Error, exit};
-use stage02_namespaces::{ProcessStdio, supervise};
+use stage02_namespaces::supervise;
 use stage04_images::image::{self, Image, Overrides};
 
 use crate::Engine;
 use crate::harden::{self, Hardening};
 use crate::record::Record;
-use crate::terminal::{self, Terminal};
+use crate::terminal;
 
 /// What `berth exec` runs, and how.
 #[derive(Debug, Clone, Default)]
@@ -76,17 +76,9 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
         user: options.user.or(spec.user.clone()),
     };
     let mut process = image::process(&image.config, &overrides)?;
-    if options.interactive && options.tty && !terminal::stdin_is_terminal() {
-        return Err(Error::Other(
-            "the input is not a terminal: drop -t, or run berth from a terminal".into(),
-        ));
-    }
-    let terminal = options.tty.then(Terminal::open).transpose()?;
-    process.stdio = match (&terminal, options.interactive) {
-        (Some(terminal), _) => terminal.for_command(),
-        (None, true) => ProcessStdio::Inherit,
-        (None, false) => ProcessStdio::NoInput,
-    };
+    terminal::check(options.interactive, options.tty)?;
+    let (terminal, stdio) = terminal::streams(options.interactive, options.tty)?;
+    process.stdio = stdio;
     let hostname = spec
         .hostname
         .clone()
@@ -113,10 +105,7 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
     // PID namespace, the kernel refuses us new threads. Threads share the
     // root and working directory, which entering a mount namespace changes,
     // so we take a private copy of those first.
-    let relay = match terminal {
-        Some(terminal) => Some(terminal.relay(options.interactive)?),
-        None => None,
-    };
+    let relay = terminal.map(|t| t.relay(options.interactive)).transpose()?;
     unshare(CloneFlags::CLONE_FS).map_err(|e| Error::Other(format!("unshare(CLONE_FS): {e}")))?;
 
     // Into its namespaces and its root.

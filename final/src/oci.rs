@@ -502,12 +502,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
         if let Some(init) = state.init.filter(|p| p.alive()) {
             let _ = kill(Pid::from_raw(init.pid), Signal::SIGKILL);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while state.monitor.is_some_and(|m| m.alive()) {
-            if Instant::now() > deadline {
-                return Err(Error::Other(format!("the monitor of {id} does not end")));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if !state
+            .monitor
+            .is_none_or(|m| m.wait_gone(Duration::from_secs(10)))
+        {
+            return Err(Error::Other(format!("the monitor of {id} does not end")));
         }
     }
     let dir = runtime.container_dir(id);

@@ -118,6 +118,18 @@ impl Proc {
     pub fn alive(&self) -> bool {
         process_alive(self.pid, self.start_time)
     }
+
+    /// Wait until it has exited; false if it still runs after `timeout`.
+    pub fn wait_gone(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.alive() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

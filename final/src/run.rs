@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use nix::fcntl::OFlag;
 use nix::unistd::pipe2;
 use stage01_chroot::Error;
-use stage02_namespaces::{Container, ProcessStdio, hostname, namespaces, supervise};
+use stage02_namespaces::{Container, hostname, namespaces, supervise};
 use stage03_cgroups::{cgroup, report};
 use stage04_images::image::{self, Image};
 use stage04_images::overlay::{ContainerDirs, overlay_mount};
@@ -27,7 +27,7 @@ use stage05_networks::network::Network;
 use crate::Engine;
 use crate::harden::{self, Hardening};
 use crate::record::{Proc, Record, Spec, Status, now};
-use crate::terminal::{self, Terminal};
+use crate::terminal;
 
 /// What `berth run` prints its warnings as.
 const PROGRAM: &str = "berth";
@@ -72,12 +72,7 @@ fn check_stdio(spec: &Spec) -> Result<(), Error> {
             "-i and -t need the container in the foreground (berth has no attach): drop -d".into(),
         ));
     }
-    if spec.interactive && spec.tty && !terminal::stdin_is_terminal() {
-        return Err(Error::Other(
-            "the input is not a terminal: drop -t, or run berth from a terminal".into(),
-        ));
-    }
-    Ok(())
+    terminal::check(spec.interactive, spec.tty)
 }
 
 /// The network the spec asks for (`None` for `--network none`).
@@ -170,12 +165,8 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     let image = Image::open(&store, &spec.image)?;
     let layers = image.unpacked_layers(&store, &engine.root.layers())?;
     let mut process = image::process(&image.config, &spec.overrides())?;
-    let terminal = spec.tty.then(Terminal::open).transpose()?;
-    process.stdio = match (&terminal, spec.interactive) {
-        (Some(terminal), _) => terminal.for_command(),
-        (None, true) => ProcessStdio::Inherit,
-        (None, false) => ProcessStdio::NoInput,
-    };
+    let (terminal, stdio) = terminal::streams(spec.interactive, spec.tty)?;
+    process.stdio = stdio;
     let hardening = match spec.privileged {
         true => None,
         false => Some(Hardening::for_process(&mut process, true)?.into_before_exec()),
@@ -235,10 +226,7 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     if command_started {
         ready.tell("running");
     }
-    let relay = match terminal {
-        Some(terminal) => Some(terminal.relay(spec.interactive)?),
-        None => None,
-    };
+    let relay = terminal.map(|t| t.relay(spec.interactive)).transpose()?;
 
     let code = waiting.wait()?;
     if let Some(relay) = relay {

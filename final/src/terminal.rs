@@ -136,7 +136,24 @@ fn window_size(fd: &impl AsRawFd) -> Option<Winsize> {
     ok.then_some(size)
 }
 
-/// Whether our stdin is a terminal (`-it` needs one).
-pub fn stdin_is_terminal() -> bool {
-    termios::tcgetattr(std::io::stdin().as_fd()).is_ok()
+/// `-it` types into the container, so our input must be a terminal.
+pub fn check(interactive: bool, tty: bool) -> Result<(), Error> {
+    if interactive && tty && termios::tcgetattr(std::io::stdin().as_fd()).is_err() {
+        return Err(Error::Other(
+            "the input is not a terminal: drop -t, or run berth from a terminal".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The command's streams for `-i` and `-t`, and with `-t` the terminal to
+/// relay: no input without `-i` (as Docker), ours with it.
+pub fn streams(interactive: bool, tty: bool) -> Result<(Option<Terminal>, ProcessStdio), Error> {
+    let terminal = tty.then(Terminal::open).transpose()?;
+    let stdio = match (&terminal, interactive) {
+        (Some(terminal), _) => terminal.for_command(),
+        (None, true) => ProcessStdio::Inherit,
+        (None, false) => ProcessStdio::NoInput,
+    };
+    Ok((terminal, stdio))
 }
