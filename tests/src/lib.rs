@@ -6,6 +6,7 @@
 
 pub mod fixture;
 pub mod images;
+pub mod lab;
 pub mod probes;
 pub mod process;
 
