@@ -68,7 +68,7 @@ impl Image {
                 let blob = store.blob_path(&layer.digest);
                 let file =
                     std::fs::File::open(&blob).map_err(|e| Error::io("open layer", &blob, e))?;
-                layers::ensure_unpacked(cache, diff_id, &layer.media_type, file)
+                layers::ensure_unpacked_blob(cache, layer, diff_id, file)
             })
             .collect()
     }

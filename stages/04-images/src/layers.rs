@@ -14,8 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use flate2::read::MultiGzDecoder;
 use stage01_chroot::Error;
+use stage03_cgroups::limits::format_size;
 
+use crate::bounds::{self, LayerBudget, MAX_LAYER_SIZE_VAR};
 use crate::digest::{Digest, HashingReader};
+use crate::spec::Descriptor;
 use crate::unpack::unpack_layer;
 
 /// Where the layer with this diff ID is (or will be) unpacked.
@@ -25,25 +28,91 @@ pub fn layer_dir(cache: &Path, diff_id: &Digest) -> PathBuf {
 
 /// Returns the unpacked layer directory for `diff_id`, unpacking
 /// `compressed` (a layer blob of `media_type`) into the cache first if no
-/// earlier call did. The uncompressed tar must hash to `diff_id`.
+/// earlier call did. The uncompressed tar must hash to `diff_id`, and may
+/// unpack to at most [`bounds::max_layer_size`] bytes.
 pub fn ensure_unpacked(
     cache: &Path,
     diff_id: &Digest,
     media_type: &str,
     compressed: impl Read,
 ) -> Result<PathBuf, Error> {
-    let dir = layer_dir(cache, diff_id);
+    ensure(cache, diff_id, media_type, compressed, None)
+}
+
+/// [`ensure_unpacked`] for the layer blob `blob` of a manifest: errors name
+/// the blob's digest too, as `pull` and registries show it.
+pub fn ensure_unpacked_blob(
+    cache: &Path,
+    blob: &Descriptor,
+    diff_id: &Digest,
+    compressed: impl Read,
+) -> Result<PathBuf, Error> {
+    ensure(
+        cache,
+        diff_id,
+        &blob.media_type,
+        compressed,
+        Some(&blob.digest),
+    )
+}
+
+fn ensure(
+    cache: &Path,
+    diff_id: &Digest,
+    media_type: &str,
+    compressed: impl Read,
+    blob: Option<&Digest>,
+) -> Result<PathBuf, Error> {
     // Only finished layers ever get this name (see `commit`), so an
     // existing directory is a complete one.
+    let dir = layer_dir(cache, diff_id);
     if dir.is_dir() {
         return Ok(dir);
     }
+    let limit = bounds::max_layer_size()?;
+    unpack_into_cache(cache, diff_id, media_type, compressed, blob, limit)
+}
+
+fn unpack_into_cache(
+    cache: &Path,
+    diff_id: &Digest,
+    media_type: &str,
+    compressed: impl Read,
+    blob: Option<&Digest>,
+    limit: u64,
+) -> Result<PathBuf, Error> {
+    let dir = layer_dir(cache, diff_id);
     check_media_type(media_type)?;
+    let budget = LayerBudget::new(limit);
     create_cache(cache)?;
     let temp = TempLayer::create(cache, diff_id)?;
-    unpack_verified(compressed, diff_id, &temp.path)?;
+    let unpacked = unpack_verified(compressed, diff_id, &temp.path, &budget);
+    if budget.exceeded() {
+        // Whatever error the unpack stopped with, this is the reason.
+        return Err(too_large(diff_id, blob, budget.limit()));
+    }
+    unpacked?;
     temp.commit(&dir)
 }
+
+// ANCHOR: too_large
+/// The error for a layer over the limit: which layer, the limit, and how
+/// to raise it if the image is trusted. (`TempLayer` has already removed
+/// what was unpacked when the caller sees this.)
+fn too_large(diff_id: &Digest, blob: Option<&Digest>, limit: u64) -> Error {
+    let layer = match blob {
+        Some(blob) => format!("layer {blob} (diff ID {diff_id})"),
+        None => format!("layer with diff ID {diff_id}"),
+    };
+    Error::Other(format!(
+        "{layer} unpacks to more than {}, the limit for one layer; stopped, and \
+         nothing of it was kept (a decompression bomb looks like this). If you trust the \
+         image and it really is that large, raise the limit with the environment \
+         variable {MAX_LAYER_SIZE_VAR}, e.g. {MAX_LAYER_SIZE_VAR}=100g",
+        format_size(limit)
+    ))
+}
+// ANCHOR_END: too_large
 
 /// The layer media types we can read: tar, plain or gzip-compressed, in
 /// their OCI and Docker spellings.
@@ -82,11 +151,16 @@ fn create_cache(cache: &Path) -> Result<(), Error> {
 // ANCHOR: unpack_verified
 /// Decompresses, unpacks into `dest` and checks the diff ID, all in one
 /// pass over the stream.
-fn unpack_verified(compressed: impl Read, diff_id: &Digest, dest: &Path) -> Result<(), Error> {
+fn unpack_verified(
+    compressed: impl Read,
+    diff_id: &Digest,
+    dest: &Path,
+    budget: &LayerBudget,
+) -> Result<(), Error> {
     // The diff ID is the sha256 of the *uncompressed* tar: hash after
-    // decompressing.
-    let mut tar = HashingReader::new(decompress(compressed, dest)?);
-    unpack_layer(&mut tar, dest)?;
+    // decompressing. The budget counts the same bytes and stops a bomb.
+    let mut tar = HashingReader::new(budget.reader(decompress(compressed, dest)?));
+    unpack_layer(&mut tar, dest, budget)?;
     // The tar reader stops at the end-of-archive marker; the padding after
     // it is part of the blob, and of the hash.
     io::copy(&mut tar, &mut io::sink()).map_err(|e| Error::io("read layer", dest, e))?;
@@ -288,6 +362,52 @@ mod tests {
         let err = ensure_unpacked(cache.path(), &diff_id, TAR, &tar[..]).unwrap_err();
         assert!(err.to_string().contains("../evil"), "{err}");
         assert!(names(cache.path()).is_empty());
+    }
+
+    /// A gzip stream of a tar holding one file of `size` zeros, made
+    /// without holding either in memory; and the tar's diff ID.
+    fn bomb(size: u64) -> (Vec<u8>, Digest) {
+        let mut header = tar::Header::new_gnu();
+        header.set_path("zeros").unwrap();
+        header.set_size(size);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let tar = header
+            .as_bytes()
+            .as_slice()
+            .chain(io::repeat(0).take(size.next_multiple_of(512) + 1024));
+        let mut hashing = HashingReader::new(tar);
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        io::copy(&mut hashing, &mut gz).unwrap();
+        (gz.finish().unwrap(), hashing.finish().0)
+    }
+
+    #[test]
+    fn a_layer_over_the_limit_is_stopped_and_leaves_nothing() {
+        let cache = tempfile::tempdir().unwrap();
+        let (blob, diff_id) = bomb(64 << 20);
+        let digest = Digest::of(&blob);
+        let err = unpack_into_cache(
+            cache.path(),
+            &diff_id,
+            GZIP,
+            &blob[..],
+            Some(&digest),
+            1 << 20,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!("layer {digest} (diff ID {diff_id})")),
+            "{err}"
+        );
+        assert!(err.contains("more than 1 MiB"), "{err}");
+        assert!(err.contains("BERTH_MAX_LAYER_SIZE"), "{err}");
+        assert!(names(cache.path()).is_empty(), "{:?}", names(cache.path()));
+        // Under a higher limit the same layer is fine.
+        let dir =
+            unpack_into_cache(cache.path(), &diff_id, GZIP, &blob[..], None, 128 << 20).unwrap();
+        assert_eq!(fs::metadata(dir.join("zeros")).unwrap().len(), 64 << 20);
     }
 
     #[test]

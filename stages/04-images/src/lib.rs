@@ -10,9 +10,11 @@
 //! [`store`] keeps them as an OCI image layout; [`unpack`] extracts each
 //! layer once, safely, into the layer cache; [`overlay`] stacks the layers
 //! under a fresh writable directory; [`run`] starts a stage 03 container on
-//! it with the image's config.
+//! it with the image's config. [`bounds`] keeps what a hostile image can
+//! cost in memory and disk within limits.
 
 pub mod auth;
+pub mod bounds;
 pub mod cli;
 pub mod digest;
 pub mod image;

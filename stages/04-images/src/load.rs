@@ -8,14 +8,17 @@
 //!   `index.json`, `oci-layout` and `blobs/sha256/...`, like our store.
 //!
 //! Either way every blob goes through the store's verifying `put_blob`, and
-//! the image is tagged only once all of it is in.
+//! the image is tagged only once all of it is in. A file is read no further
+//! than its descriptor declares, and JSON documents no further than
+//! [`crate::bounds::MAX_DOCUMENT_SIZE`].
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{self, Cursor, Read};
 use std::path::{Component, Path, PathBuf};
 
 use stage01_chroot::Error;
 
+use crate::bounds::{read_document, read_small_file};
 use crate::digest::{Digest, HashingReader};
 use crate::reference::Reference;
 use crate::spec::{self, Descriptor, ImageConfig, Index, Manifest};
@@ -24,22 +27,82 @@ use crate::store::Store;
 /// Load the image(s) in `path`; the names they were tagged with.
 pub fn load(store: &Store, path: &Path, tag: Option<&str>) -> Result<Vec<String>, Error> {
     if path.is_dir() {
+        if !path.join("index.json").is_file() {
+            return Err(not_an_image(path, "a directory without an index.json"));
+        }
         return load_oci_layout(store, path, tag);
     }
     // An archive: unpack its plain files into a scratch directory next to
     // the store, then read it as the directory it was.
+    let archive = open_archive(path)?;
     let scratch = Scratch::new(store)?;
-    extract_plain_files(path, &scratch.0)?;
+    extract_plain_files(archive, path, &scratch.0)?;
     if scratch.0.join("manifest.json").exists() {
         load_docker_archive(store, &scratch.0, tag)
     } else if scratch.0.join("index.json").exists() {
         load_oci_layout(store, &scratch.0, tag)
     } else {
-        Err(Error::Other(format!(
-            "{}: neither a docker-archive (no manifest.json) nor an oci-archive (no index.json)",
-            path.display()
-        )))
+        Err(not_an_image(
+            path,
+            "a tar file without a manifest.json (docker-archive) or an index.json (oci-archive)",
+        ))
     }
+}
+
+/// What `load` reads, for errors about what a file is not.
+const LOAD_TAKES: &str = "load takes a docker-archive or oci-archive tar file (as `docker save` \
+     or `skopeo copy ... docker-archive:FILE` write them) or an OCI layout directory";
+
+/// Says what `path` is not, and never quotes its content: it may be any
+/// file, `/etc/shadow` included.
+fn not_an_image(path: &Path, what_it_is: &str) -> Error {
+    Error::Other(format!(
+        "{} is not an image archive or OCI layout: it is {what_it_is}; {LOAD_TAKES}",
+        path.display()
+    ))
+}
+
+/// Opens `path` after checking that it starts like a tar archive: a first
+/// 512-byte header whose checksum is right.
+fn open_archive(path: &Path) -> Result<impl Read, Error> {
+    let mut file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let mut block = Vec::with_capacity(512);
+    (&mut file)
+        .take(512)
+        .read_to_end(&mut block)
+        .map_err(|e| Error::io("read", path, e))?;
+    if block.starts_with(&[0x1f, 0x8b]) {
+        return Err(not_an_image(
+            path,
+            "gzip-compressed (decompress it first, e.g. with gunzip)",
+        ));
+    }
+    if !is_tar_header(&block) {
+        return Err(not_an_image(path, "not a tar file"));
+    }
+    Ok(Cursor::new(block).chain(file))
+}
+
+/// A tar header block: 512 bytes whose checksum field (octal, at 148)
+/// equals the sum of all its bytes, counting that field as spaces.
+fn is_tar_header(block: &[u8]) -> bool {
+    let Ok(header) = <&[u8; 512]>::try_from(block) else {
+        return false;
+    };
+    let sum: u32 = header
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    let field = String::from_utf8_lossy(&header[148..156]);
+    let digits = field.trim_matches(|c: char| c == '\0' || c == ' ');
+    u32::from_str_radix(digits, 8).is_ok_and(|stored| stored == sum)
 }
 
 /// A temporary directory beside the store, removed on drop.
@@ -63,14 +126,14 @@ impl Drop for Scratch {
 
 /// Write the archive's regular files below `dest`. Only plain relative names
 /// are accepted (no `..`, no absolute paths), so nothing lands outside it.
-/// Symbolic links (docker save uses them for repeated layers) become copies.
-fn extract_plain_files(archive: &Path, dest: &Path) -> Result<(), Error> {
-    let file = File::open(archive).map_err(|e| Error::io("open", archive, e))?;
-    let mut tar = tar::Archive::new(file);
+/// Symbolic links (docker save uses them for repeated layers) become hard
+/// links: a copy each would let a small archive fill the disk.
+fn extract_plain_files(tar: impl Read, archive: &Path, dest: &Path) -> Result<(), Error> {
+    let mut tar = tar::Archive::new(tar);
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let entries = tar.entries().map_err(|e| Error::io("read", archive, e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| Error::io("read an entry of", archive, e))?;
+    let entries = tar.entries().map_err(|e| damaged(archive, 0, e))?;
+    for (number, entry) in entries.enumerate() {
+        let mut entry = entry.map_err(|e| damaged(archive, number, e))?;
         let name = entry
             .path()
             .map_err(|e| Error::io("read a name in", archive, e))?
@@ -91,7 +154,7 @@ fn extract_plain_files(archive: &Path, dest: &Path) -> Result<(), Error> {
                     std::fs::create_dir_all(parent).map_err(|e| Error::io("create", parent, e))?;
                 }
                 let mut out = File::create(&target).map_err(|e| Error::io("create", &target, e))?;
-                std::io::copy(&mut entry, &mut out).map_err(|e| Error::io("write", &target, e))?;
+                io::copy(&mut entry, &mut out).map_err(|e| Error::io("write", &target, e))?;
             }
             tar::EntryType::Symlink => {
                 if let Some(link) = entry.link_name().ok().flatten() {
@@ -105,10 +168,27 @@ fn extract_plain_files(archive: &Path, dest: &Path) -> Result<(), Error> {
         }
     }
     for (link, source) in links {
+        if link == source {
+            continue; // a link to itself: nothing to make
+        }
         let (from, to) = (dest.join(&source), dest.join(&link));
-        std::fs::copy(&from, &to).map_err(|e| Error::io("copy", &from, e))?;
+        let _ = std::fs::remove_file(&to); // a later entry replaces an earlier one
+        std::fs::hard_link(&from, &to).map_err(|e| Error::io("link", &from, e))?;
     }
     Ok(())
+}
+
+/// A tar entry that cannot be read. The `tar` crate's message may quote
+/// the bytes it choked on, so only a real I/O error is passed on as it is.
+fn damaged(archive: &Path, number: usize, e: io::Error) -> Error {
+    if e.raw_os_error().is_some() {
+        return Error::io("read", archive, e);
+    }
+    Error::Other(format!(
+        "{} is damaged: entry {} of the tar cannot be read (truncated or not a tar); {LOAD_TAKES}",
+        archive.display(),
+        number + 1
+    ))
 }
 
 /// `a/./b` -> `a/b`; `None` for absolute paths or any `..`.
@@ -136,12 +216,13 @@ struct ArchiveEntry {
 // ANCHOR: docker_archive
 /// A docker-archive, unpacked in `dir`: make an OCI manifest for each image.
 fn load_docker_archive(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<String>, Error> {
-    let entries: Vec<ArchiveEntry> = serde_json::from_slice(&read(&dir.join("manifest.json"))?)
+    let list = read_small_file("the archive's manifest.json", &dir.join("manifest.json"))?;
+    let entries: Vec<ArchiveEntry> = serde_json::from_slice(&list)
         .map_err(|e| Error::Other(format!("manifest.json of the archive is not valid: {e}")))?;
     let _lock = store.lock()?;
     let mut names = Vec::new();
     for entry in entries {
-        let config_bytes = read(&archive_path(dir, &entry.config)?)?;
+        let config_bytes = read_small_file("the image config", &archive_path(dir, &entry.config)?)?;
         let image_config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| Error::Other(format!("{}: not an image config: {e}", entry.config)))?;
         let config = Descriptor {
@@ -242,7 +323,8 @@ fn tag_as(store: &Store, name: &str, descriptor: &Descriptor) -> Result<String, 
 /// An OCI layout directory: copy each tagged manifest with everything it
 /// names (verifying every blob) and tag it here.
 fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<String>, Error> {
-    let index: Index = serde_json::from_slice(&read(&dir.join("index.json"))?)
+    let index_bytes = read_small_file("the layout's index.json", &dir.join("index.json"))?;
+    let index: Index = serde_json::from_slice(&index_bytes)
         .map_err(|e| Error::Other(format!("{}: index.json is not valid: {e}", dir.display())))?;
     let blob = |digest: &Digest| dir.join("blobs/sha256").join(digest.hex());
     if tag.is_some() && index.manifests.len() > 1 {
@@ -256,7 +338,12 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
     let mut names = Vec::new();
     for entry in &index.manifests {
         let mut manifest_desc = entry.clone();
-        let mut bytes = read(&blob(&entry.digest))?;
+        let what = if spec::is_index(&entry.media_type) {
+            "index"
+        } else {
+            "manifest"
+        };
+        let mut bytes = read_described(dir, what, entry)?;
         if spec::is_index(&entry.media_type) {
             let inner: Index = serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Other(format!("an index in the layout is not valid: {e}")))?;
@@ -264,14 +351,14 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
                 .pick(&spec::host_platform())
                 .cloned()
                 .ok_or_else(|| Error::Other("the layout has no image for this platform".into()))?;
-            bytes = read(&blob(&manifest_desc.digest))?;
+            bytes = read_described(dir, "manifest", &manifest_desc)?;
         }
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Other(format!("a manifest in the layout is not valid: {e}")))?;
-        let config: ImageConfig = serde_json::from_slice(&read(&blob(&manifest.config.digest))?)
-            .map_err(|e| {
-                Error::Other(format!("an image config in the layout is not valid: {e}"))
-            })?;
+        let config_bytes = read_described(dir, "config", &manifest.config)?;
+        let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
+            Error::Other(format!("an image config in the layout is not valid: {e}"))
+        })?;
         if config.rootfs.diff_ids.len() != manifest.layers.len() {
             return Err(Error::Other(format!(
                 "an image in the layout has {} layers but its config {} diff IDs",
@@ -279,14 +366,15 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
                 config.rootfs.diff_ids.len()
             )));
         }
-        for part in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            let path = blob(&part.digest);
+        // Layers stream from their files, read to their declared size and
+        // no further by `put_blob`; the config and manifest are in memory.
+        for layer in &manifest.layers {
+            let path = blob(&layer.digest);
             let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-            store.put_blob(file, part)?;
+            store.put_blob(file, layer)?;
         }
-        let file = File::open(blob(&manifest_desc.digest))
-            .map_err(|e| Error::io("open", blob(&manifest_desc.digest), e))?;
-        store.put_blob(file, &manifest_desc)?;
+        store.put_blob(&config_bytes[..], &manifest.config)?;
+        store.put_blob(&bytes[..], &manifest_desc)?;
         let descriptor = Descriptor {
             annotations: None,
             platform: None,
@@ -317,9 +405,16 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
     Ok(names)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| Error::io("read", path, e))
+// ANCHOR: read_described
+/// The manifest, config or index `desc` names in the layout `dir`: read to
+/// its declared size and no further, and verified. A 3 GiB file posing as
+/// a 200-byte config costs 201 bytes of memory, then an error.
+fn read_described(dir: &Path, what: &str, desc: &Descriptor) -> Result<Vec<u8>, Error> {
+    let path = dir.join("blobs/sha256").join(desc.digest.hex());
+    let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+    read_document(what, &desc.digest, desc.size, file, &path)
 }
+// ANCHOR_END: read_described
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,9 @@ use stage04_images::root::{DEFAULT_ROOT, Root};
 #[command(
     version,
     after_help = "Examples:\n  stage04-images pull 127.0.0.1:5000/busybox\n  \
-                  stage04-images images\n  stage04-images run --memory 64m 127.0.0.1:5000/busybox cat /etc/passwd"
+                  stage04-images images\n  stage04-images run --memory 64m 127.0.0.1:5000/busybox cat /etc/passwd\n\n\
+                  Environment:\n  BERTH_MAX_LAYER_SIZE  the most one layer may unpack to, e.g. 100g \
+                  (default 32g); a bigger layer is refused as a possible decompression bomb"
 )]
 struct Cli {
     /// Directory for all state: the image store, the layer cache, containers.

@@ -12,6 +12,7 @@ use std::io::{IsTerminal, Read};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use stage01_chroot::Error;
 
+use crate::bounds::check_document_size;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryOptions};
 use crate::spec::{self, Descriptor, ImageConfig, Index, Manifest};
@@ -25,12 +26,16 @@ pub fn pull(
     options: &RegistryOptions,
 ) -> Result<Descriptor, Error> {
     let mut registry = Registry::connect(reference, options)?;
-    let (mut bytes, mut media_type) = registry.manifest(&reference.reference_for_api())?;
+    let (mut bytes, mut media_type) = registry.manifest(&reference.reference_for_api(), None)?;
     if spec::is_index(&media_type) {
         let chosen = pick_platform(&bytes, reference)?;
-        (bytes, media_type) = registry.manifest(&chosen.digest.to_string())?;
+        let declared = Some(chosen.size);
+        (bytes, media_type) = registry.manifest(&chosen.digest.to_string(), declared)?;
     }
     let manifest = parse_manifest(&bytes, &media_type, reference)?;
+    // The config is read into memory later: refuse a huge one before any
+    // download. (Every blob is read to its declared size and no further.)
+    check_document_size("config", &manifest.config.digest, manifest.config.size)?;
 
     // Hold the store's lock until the tag is written: a concurrent `rmi`'s
     // garbage collection must not take blobs that nothing refers to *yet*.

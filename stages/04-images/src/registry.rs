@@ -14,10 +14,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use stage01_chroot::Error;
+use stage03_cgroups::limits::format_size;
 use ureq::http::Response;
 use ureq::{Agent, Body};
 
 use crate::auth::{self, Credentials};
+use crate::bounds::MAX_DOCUMENT_SIZE;
 use crate::digest::Digest;
 use crate::reference::Reference;
 use crate::spec;
@@ -33,9 +35,6 @@ pub struct RegistryOptions {
     /// A Docker-style config.json with logins (default ~/.docker/config.json).
     pub auth_file: Option<PathBuf>,
 }
-
-/// Manifests are small; anything bigger than this is not one.
-const MANIFEST_LIMIT: u64 = 4 << 20;
 
 /// The manifest formats we read, in order of preference.
 pub const MANIFEST_ACCEPT: &[&str] = &[
@@ -90,21 +89,49 @@ impl Registry {
 
     // ANCHOR: manifest
     /// Fetch a manifest (or index) by tag or digest: its bytes and media type.
-    pub fn manifest(&mut self, tag_or_digest: &str) -> Result<(Vec<u8>, String), Error> {
+    /// `declared` is its size when a descriptor (an index entry) names it:
+    /// then no byte beyond it is read. Never more than
+    /// [`MAX_DOCUMENT_SIZE`] is read either way.
+    pub fn manifest(
+        &mut self,
+        tag_or_digest: &str,
+        declared: Option<u64>,
+    ) -> Result<(Vec<u8>, String), Error> {
+        let what = format!("manifest {tag_or_digest}");
+        let limit = declared.unwrap_or(MAX_DOCUMENT_SIZE);
+        if limit > MAX_DOCUMENT_SIZE {
+            return Err(Error::Other(format!(
+                "{what} on {} is declared {} bytes, but no manifest may be larger than {}; \
+                 refusing the image (it is malformed or hostile)",
+                self.registry,
+                limit,
+                format_size(MAX_DOCUMENT_SIZE)
+            )));
+        }
         let mut response = self.get(
             &format!("manifests/{tag_or_digest}"),
             &MANIFEST_ACCEPT.join(", "),
         )?;
-        let what = format!("manifest {tag_or_digest}");
         self.expect_ok(&response, &what)?;
         let media_type = header(&response, "content-type")
             .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
         let bytes = response
             .body_mut()
             .with_config()
-            .limit(MANIFEST_LIMIT)
+            .limit(limit)
             .read_to_vec()
-            .map_err(|e| self.failed(&what, e))?;
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => Error::Other(format!(
+                    "{what} from {} is larger than {limit} bytes, {}; refusing the image \
+                     (it is malformed or hostile)",
+                    self.registry,
+                    match declared {
+                        Some(_) => "the size its descriptor declares",
+                        None => "more than any manifest may be",
+                    }
+                )),
+                other => self.failed(&what, other),
+            })?;
         // Asked by digest: what came back must be exactly that.
         if let Ok(expected) = tag_or_digest.parse::<Digest>() {
             let actual = Digest::of(&bytes);

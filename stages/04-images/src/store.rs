@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use stage01_chroot::Error;
+use stage03_cgroups::limits::format_size;
 
+use crate::bounds::MAX_DOCUMENT_SIZE;
 use crate::digest::{Digest, HashingReader};
 use crate::spec::{self, ANNOTATION_REF_NAME, Descriptor, Index, MEDIA_TYPE_OCI_INDEX, Manifest};
 
@@ -281,11 +283,12 @@ impl Store {
     }
 
     /// Read a whole blob, checking its digest again: a file changed on disk
-    /// must not be trusted. Meant for manifests and configs; stream layers
+    /// must not be trusted. Meant for manifests, configs and indexes, so
+    /// anything over [`MAX_DOCUMENT_SIZE`] is refused unread; stream layers
     /// from [`Store::blob_path`] instead.
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let path = self.blob_path(digest);
-        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+        let file = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => Error::Other(format!(
                 "blob {digest} is not in the image store {} ({}); pull the image again",
                 self.dir.display(),
@@ -293,6 +296,18 @@ impl Store {
             )),
             _ => Error::io("read blob", &path, e),
         })?;
+        let mut bytes = Vec::new();
+        file.take(MAX_DOCUMENT_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io("read blob", &path, e))?;
+        if bytes.len() as u64 > MAX_DOCUMENT_SIZE {
+            return Err(Error::Other(format!(
+                "blob {} is larger than {}, more than any manifest, config or index may be; \
+                 delete it and pull the image again",
+                path.display(),
+                format_size(MAX_DOCUMENT_SIZE)
+            )));
+        }
         let got = Digest::of(&bytes);
         if got != *digest {
             return Err(Error::Other(format!(

@@ -27,7 +27,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
 use nix::sys::stat::{
     FileStat, Mode, SFlag, UtimensatFlags, fchmod, fstatat, futimens, makedev, mkdirat, mknodat,
     utimensat,
@@ -37,6 +37,8 @@ use nix::unistd::{
     Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, mkfifoat, symlinkat, unlinkat,
 };
 use stage01_chroot::Error;
+
+use crate::bounds::LayerBudget;
 
 /// What happened to a layer's entries.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -61,10 +63,15 @@ const OVERLAY_OPAQUE: &CStr = c"trusted.overlay.opaque";
 /// Extracts one uncompressed layer tar into `dest`, an existing (normally
 /// empty) directory, so that `dest` can be an overlayfs lower directory.
 ///
-/// Fails, naming the entry, on an entry that would leave `dest`; the caller
+/// Fails, naming the entry, on an entry that would leave `dest`, and once
+/// the files written exceed `budget` (see [`LayerBudget`]); the caller
 /// should then throw `dest` away.
-pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<UnpackReport, Error> {
-    let mut layer = Layer::open(dest)?;
+pub fn unpack_layer(
+    tar: impl Read,
+    dest: &Path,
+    budget: &LayerBudget,
+) -> Result<UnpackReport, Error> {
+    let mut layer = Layer::open(dest, budget)?;
     let mut archive = tar::Archive::new(tar);
     // A zero block ends the archive. Reading on past it would unpack data
     // that Docker and containerd never see: keep to what they agree on.
@@ -80,10 +87,14 @@ pub fn unpack_layer(tar: impl Read, dest: &Path) -> Result<UnpackReport, Error> 
 }
 
 /// The layer directory being filled, and what we still owe it at the end.
-struct Layer {
+struct Layer<'a> {
     /// `dest`, opened once: every path below is resolved from this fd.
     root: OwnedFd,
     dest: PathBuf,
+    /// The entry being unpacked, as the tar names it, for errors.
+    entry: PathBuf,
+    /// Bounds the bytes written into the layer's files.
+    budget: &'a LayerBudget,
     report: UnpackReport,
     /// Directory mtimes, set last because creating children changes them.
     dir_times: Vec<(PathBuf, TimeSpec)>,
@@ -100,8 +111,8 @@ struct Meta {
     xattrs: Vec<(CString, Vec<u8>)>,
 }
 
-impl Layer {
-    fn open(dest: &Path) -> Result<Layer, Error> {
+impl<'a> Layer<'a> {
+    fn open(dest: &Path, budget: &'a LayerBudget) -> Result<Layer<'a>, Error> {
         // A real (not O_PATH) fd, so the root entry can fchmod/fchown it.
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
         let root = openat(nix::fcntl::AT_FDCWD, dest, flags, Mode::empty())
@@ -109,6 +120,8 @@ impl Layer {
         Ok(Layer {
             root,
             dest: dest.to_path_buf(),
+            entry: PathBuf::new(),
+            budget,
             report: UnpackReport::default(),
             dir_times: Vec::new(),
             absolute: 0,
@@ -121,6 +134,7 @@ impl Layer {
             .path()
             .map_err(|e| Error::io("read entry name in layer", &self.dest, e))?
             .into_owned();
+        self.entry.clone_from(&raw);
         let kind = entry_kind(entry.header(), &raw);
         if kind.is_pax_global_extensions() {
             return self.skip(&raw, "PAX global header: describes the archive, not a file");
@@ -239,11 +253,54 @@ impl Layer {
                 };
                 let parent_fd = self.open_dir(parent)?;
                 create_dir(&parent_fd, name).map_err(|e| self.error("mkdir", path, e))?;
-                open_in_root(&self.root, path, flags).map_err(|e| self.error("open dir", path, e))
+                open_in_root(&self.root, path, flags).map_err(|e| self.dir_error(path, e))
             }
-            result => result.map_err(|e| self.error("open directory", path, e)),
+            result => result.map_err(|e| self.dir_error(path, e)),
         }
     }
+
+    // ANCHOR: symlink_escape
+    /// Why the directory `path` an entry needs cannot be opened. Usually a
+    /// symlink on the way points where this layer has no directory: `lib
+    /// -> /etc` when the layer has no `etc`, or `up -> ../../x`, whose `..`
+    /// stops at the layer root. Following it would leave the layer (on the
+    /// host, or into a lower layer), so the layer is refused, naming both.
+    fn dir_error(&self, path: &Path, errno: Errno) -> Error {
+        match self.symlink_on_the_way(path) {
+            Some((link, target)) => Error::Other(format!(
+                "layer entry {:?} would leave the layer through the symlink {link:?} -> \
+                 {target:?}: its target is not a directory inside this layer; refusing to \
+                 unpack this layer (it is malformed or hostile)",
+                self.entry
+            )),
+            None => self.error("open directory", path, errno),
+        }
+    }
+
+    /// The first component of `path` that cannot be opened as a directory
+    /// inside the layer, if it is a symlink: its path and its target.
+    fn symlink_on_the_way(&self, path: &Path) -> Option<(PathBuf, PathBuf)> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+        let mut parent = self.root.try_clone().ok()?;
+        let mut prefix = PathBuf::new();
+        for component in path.components() {
+            let name = component.as_os_str();
+            prefix.push(name);
+            match open_in_root(&self.root, &prefix, flags) {
+                Ok(fd) => parent = fd,
+                Err(_) => {
+                    let found = fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+                    if found.st_mode & SFlag::S_IFMT.bits() != SFlag::S_IFLNK.bits() {
+                        return None;
+                    }
+                    let target = readlinkat(&parent, name).ok()?;
+                    return Some((prefix, PathBuf::from(target)));
+                }
+            }
+        }
+        None
+    }
+    // ANCHOR_END: symlink_escape
 
     /// A `/`, `.` or `./` entry describes the layer root itself.
     fn root_entry(&mut self, kind: tar::EntryType, meta: &Meta, raw: &Path) -> Result<(), Error> {
@@ -292,7 +349,9 @@ impl Layer {
         let fd = openat(&parent_fd, name, flags | OFlag::O_CLOEXEC, Mode::S_IRUSR)
             .map_err(|e| self.error("create file", path, e))?;
         let mut file = File::from(fd);
-        io::copy(data, &mut file).map_err(|e| self.io("write file", path, e))?;
+        self.budget
+            .copy_file_data(data, &mut file)
+            .map_err(|e| self.io("write file", path, e))?;
         self.set_meta(file.as_fd(), meta, path)?;
         // Last: writing and setting xattrs would otherwise move the times.
         futimens(&file, &meta.mtime, &meta.mtime).map_err(|e| self.error("set mtime", path, e))?;
@@ -771,7 +830,8 @@ mod tests {
         }
 
         fn unpack(&self, tar: &mut Tar) -> Result<UnpackReport, Error> {
-            unpack_layer(&tar.bytes()[..], &self.dest)
+            let budget = LayerBudget::new(1 << 30);
+            unpack_layer(&tar.bytes()[..], &self.dest, &budget)
         }
 
         fn assert_nothing_outside(&self) {
@@ -960,6 +1020,69 @@ mod tests {
         let err = sandbox.unpack(&mut tar).unwrap_err();
         assert!(err.to_string().contains("proc"), "{err}");
         assert!(!Path::new("/x").exists());
+        sandbox.assert_nothing_outside();
+    }
+
+    #[test]
+    fn an_entry_through_a_symlink_that_leaves_the_layer_names_it() {
+        for (link, target) in [("lib", "/etc"), ("up", "../../../../etc"), ("f", "file")] {
+            let sandbox = Sandbox::new();
+            let mut tar = Tar::new();
+            tar.file("file", b"").symlink(link, target);
+            tar.file(&format!("{link}/passwd"), b"pwned");
+            let err = sandbox.unpack(&mut tar).unwrap_err().to_string();
+            let expected = format!(
+                "layer entry \"{link}/passwd\" would leave the layer through the symlink \
+                 \"{link}\" -> \"{target}\""
+            );
+            assert!(err.contains(&expected), "{err}");
+            sandbox.assert_nothing_outside();
+        }
+    }
+
+    #[test]
+    fn symlinked_parents_into_the_layer_keep_working() {
+        // Real images: `lib -> usr/lib`, then entries below `lib/`.
+        let sandbox = Sandbox::new();
+        let mut tar = Tar::new();
+        tar.dir("usr/").dir("usr/lib/").symlink("lib", "usr/lib");
+        tar.file("lib/libc.so", b"elf").symlink("lib64", "/usr/lib");
+        tar.file("lib64/ld.so", b"ld");
+        sandbox.unpack(&mut tar).unwrap();
+        assert_eq!(
+            fs::read(sandbox.dest.join("usr/lib/libc.so")).unwrap(),
+            b"elf"
+        );
+        assert_eq!(fs::read(sandbox.dest.join("usr/lib/ld.so")).unwrap(), b"ld");
+    }
+
+    #[test]
+    fn a_sparse_entry_cannot_write_past_the_budget() {
+        // A GNU sparse entry: 512 bytes in the tar, 1 GiB once written (the
+        // tar crate fills the hole with zeros).
+        const REAL_SIZE: u64 = 1 << 30;
+        let mut header = header("sparse", EntryType::GNUSparse, 512);
+        let octal = |field: &mut [u8], value: u64| {
+            let text = format!("{value:0width$o}\0", width = field.len() - 1);
+            field.copy_from_slice(text.as_bytes());
+        };
+        let gnu = header.as_gnu_mut().unwrap();
+        octal(&mut gnu.realsize, REAL_SIZE);
+        octal(&mut gnu.sparse[0].offset, REAL_SIZE - 512);
+        octal(&mut gnu.sparse[0].numbytes, 512);
+        header.set_cksum();
+        let mut tar = Tar::new();
+        tar.0.append(&header, &[7u8; 512][..]).unwrap();
+        let sandbox = Sandbox::new();
+        let budget = LayerBudget::new(1 << 20);
+        let err = unpack_layer(&tar.bytes()[..], &sandbox.dest, &budget).unwrap_err();
+        assert!(budget.exceeded(), "{err}");
+        assert!(
+            err.to_string().contains("more than the limit of 1 MiB"),
+            "{err}"
+        );
+        let written = fs::metadata(sandbox.dest.join("sparse")).unwrap().len();
+        assert!(written <= (1 << 20) + 1, "{written} bytes written");
         sandbox.assert_nothing_outside();
     }
 
