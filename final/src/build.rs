@@ -297,8 +297,8 @@ fn run_step(
         env: build_env.to_vec(),
         ..Overrides::default()
     };
-    let mut process = image::process(&state.config, &overrides)?;
-    let hardening = Hardening::for_process(&mut process, true)?;
+    let process = image::process(&state.config, &overrides)?;
+    let hardening = Hardening::new(true)?;
     let container = Container {
         rootfs: dirs.merged.clone(),
         root_mount: Some(overlay_mount(&layers, &dirs)?),

@@ -5,15 +5,23 @@
 //! the command. Its monitor sees the container end, cleans up (network,
 //! cgroup) and records the exit code; so "stopped" means "the monitor is
 //! gone", and that is what these commands wait for.
+//!
+//! A monitor killed with SIGKILL cleans up nothing. Its container dies with
+//! it (init has a parent-death signal), but its cgroup, veth pair, lease and
+//! published ports stay. The record lists them, written before they were
+//! made, and [`clean_up`] removes what it lists: `rm` does, and so does
+//! `start` before it runs the container again.
 
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use stage01_chroot::Error;
+use stage03_cgroups::cgroup;
+use stage05_networks::attach::{Unplug, unplug};
 
 use crate::Engine;
-use crate::record::Record;
+use crate::record::{Plugged, Record, Status};
 
 /// How long a monitor may take to clean up after its container died.
 const CLEANUP_GRACE: Duration = Duration::from_secs(10);
@@ -75,44 +83,158 @@ pub fn signal(record: &Record, signal: Signal) -> Result<(), Error> {
     }
 }
 
-/// Remove a container: its record, log and writable layer. A running one
-/// only with `force`, which kills it first.
+/// Remove a container: its record, log and writable layer, and whatever its
+/// last run left on the host. A running one (or one still starting) only
+/// with `force`, which kills it first.
 pub fn remove(engine: &Engine, record: &Record, force: bool) -> Result<(), Error> {
-    if record.is_running() {
-        if !force {
-            return Err(Error::Other(format!(
-                "container {} is running: stop it first (berth stop {0}), or use berth rm -f",
-                record.display_name()
-            )));
+    let mut seen = record.clone();
+    loop {
+        if seen.monitor_alive() {
+            if !force {
+                return Err(refuse_removal(&seen));
+            }
+            kill_now(&seen)?;
         }
-        signal(record, Signal::SIGKILL)?;
-        if !wait_for_monitor(record, CLEANUP_GRACE) {
-            return Err(Error::Other(format!(
-                "container {} was killed, but its monitor has not finished; try again",
-                record.display_name()
-            )));
+        let _lock = engine.containers.lock()?;
+        let Some(mut current) = engine.containers.get(&record.id)? else {
+            return Ok(()); // its monitor removed it meanwhile (--rm)
+        };
+        if current.monitor_alive() {
+            seen = current; // a monitor took it on meanwhile: kill it too
+            continue;
         }
+        clean_up(engine, &mut current)?;
+        return engine.containers.remove(&current.id);
     }
-    remove_leftover_cgroups(record)?;
-    let _lock = engine.containers.lock()?;
-    engine.containers.remove(&record.id)
 }
 
-/// A monitor killed with SIGKILL could not remove the container's cgroup;
-/// its processes died with it, so the directories are empty: remove them.
-fn remove_leftover_cgroups(record: &Record) -> Result<(), Error> {
-    for dir in &record.state.cgroups {
-        match std::fs::remove_dir(dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("remove cgroup", dir, e));
+fn refuse_removal(record: &Record) -> Error {
+    let name = record.display_name();
+    match record.state.status {
+        Status::Running => Error::Other(format!(
+            "container {name} is running: stop it first (berth stop {name}), or use berth rm -f"
+        )),
+        _ => Error::Other(format!(
+            "container {name} is starting: remove it once it runs, or use berth rm -f"
+        )),
+    }
+}
+
+/// SIGKILL the container, and wait for its monitor to finish. One that is
+/// still starting has no init to signal yet: kill its monitor instead, and
+/// the kernel takes its init along (the parent-death signal).
+fn kill_now(record: &Record) -> Result<(), Error> {
+    let target = match (record.state.status, record.state.init) {
+        (Status::Running, Some(init)) => Some(init),
+        _ => record.state.monitor,
+    };
+    if let Some(target) = target.filter(|p| p.alive()) {
+        let _ = kill(Pid::from_raw(target.pid), Signal::SIGKILL); // it may have just ended
+    }
+    match wait_for_monitor(record, CLEANUP_GRACE) {
+        true => Ok(()),
+        false => Err(Error::Other(format!(
+            "container {} was killed, but its monitor has not finished; try again",
+            record.display_name()
+        ))),
+    }
+}
+
+// ANCHOR: clean_up
+/// Remove what the container's last run left on the host, as its record
+/// lists it: only for a run whose monitor is gone, or by the monitor
+/// itself as it finishes. Each thing is forgotten once it is gone. If
+/// something can't be removed, the record is saved with what is left, so
+/// that the next try knows it too, and the error says why.
+pub fn clean_up(engine: &Engine, record: &mut Record) -> Result<(), Error> {
+    if !record.state.has_leftovers() {
+        return Ok(());
+    }
+    check_names(record)?;
+    // Processes first: whatever still runs in its cgroup is killed there.
+    let mut first_error = cgroup::remove_leftovers(&mut record.state.cgroups).err();
+    if let Some(plugged) = &record.state.plugged {
+        match unplug_leftovers(engine, &record.id, plugged) {
+            Ok(()) => record.state.plugged = None,
+            Err(err) => {
+                first_error.get_or_insert(err);
             }
-            _ => {}
         }
     }
-    Ok(())
+    match first_error {
+        None => Ok(()),
+        Some(err) => {
+            let _ = engine.containers.save(record);
+            Err(err)
+        }
+    }
 }
+
+/// Whatever a record says, touch only what berth names for this container:
+/// cgroups called `berth-<id>`, a veth whose name starts with `bth`.
+fn check_names(record: &Record) -> Result<(), Error> {
+    let cgroup_name = format!("berth-{}", record.id);
+    let strange_cgroup = record
+        .state
+        .cgroups
+        .iter()
+        .find(|dir| dir.file_name() != Some(cgroup_name.as_ref()));
+    let strange_veth = record
+        .state
+        .plugged
+        .as_ref()
+        .filter(|plugged| !plugged.veth.starts_with("bth"))
+        .map(|plugged| plugged.veth.as_str());
+    let strange = match (strange_cgroup, strange_veth) {
+        (Some(dir), _) => dir.display().to_string(),
+        (None, Some(veth)) => veth.to_string(),
+        (None, None) => return Ok(()),
+    };
+    Err(Error::Other(format!(
+        "the record of container {} lists {strange}, which berth would not have made for it; \
+         left alone (fix or remove the record by hand)",
+        record.display_name()
+    )))
+}
+
+fn unplug_leftovers(engine: &Engine, id: &str, plugged: &Plugged) -> Result<(), Error> {
+    let network = engine.networks.existing(&plugged.network)?;
+    unplug(&Unplug {
+        networks: &engine.networks,
+        network: network.as_ref(),
+        id,
+        veth: &plugged.veth,
+        ports: plugged.ports,
+        containers: engine.containers.dir(),
+    })
+}
+// ANCHOR_END: clean_up
 
 /// Wait until the container's monitor has exited; false on timeout.
 fn wait_for_monitor(record: &Record, timeout: Duration) -> bool {
     record.state.monitor.is_none_or(|m| m.wait_gone(timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Spec;
+
+    #[test]
+    fn only_what_berth_names_for_the_container_is_cleaned_up() {
+        let mut record = Record::new("abc123000000".into(), None, Spec::default());
+        record.state.cgroups = vec!["/sys/fs/cgroup/pids/own/berth-abc123000000".into()];
+        record.state.plugged = Some(Plugged {
+            network: "web".into(),
+            veth: "bthabc12300".into(),
+            ports: true,
+        });
+        check_names(&record).unwrap();
+        record.state.cgroups.push("/sys/fs/cgroup/pids".into());
+        let err = check_names(&record).unwrap_err().to_string();
+        assert!(err.contains("/sys/fs/cgroup/pids,"), "{err}");
+        record.state.cgroups.pop();
+        record.state.plugged.as_mut().unwrap().veth = "eth0".into();
+        assert!(check_names(&record).is_err());
+    }
 }

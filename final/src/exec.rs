@@ -97,7 +97,9 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
         true => None,
         false => {
             harden::protect_our_binary()?; // the child is a copy of us until it execs
-            Some(Hardening::for_process(&mut process, false)?)
+            // The container's capabilities, as its first process has them.
+            let keep = harden::capabilities(&spec.cap_add, &spec.cap_drop)?;
+            Some(Hardening::keeping(false, keep)?)
         }
     };
 
@@ -120,8 +122,14 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
     fchdir(&root).map_err(|e| Error::Other(format!("enter the container's root: {e}")))?;
     chroot(".").map_err(|e| Error::Other(format!("chroot into the container's root: {e}")))?;
 
-    // The child: born in its PID namespace, moved into its cgroup before exec.
-    let mut command = process.to_command(&hostname)?;
+    // The child: born in its PID namespace, moved into its cgroup before
+    // exec, as the user looked up in the container's /etc/passwd.
+    let user = process.user_ids()?;
+    let std_switches_user = match hardening {
+        Some(_) => None, // the hardening switches, after its privileged steps
+        None => user,
+    };
+    let mut command = process.to_command(&hostname, std_switches_user)?;
     let cgroup_fds: Vec<i32> = cgroups.iter().map(|f| f.as_raw_fd()).collect();
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
@@ -134,7 +142,7 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
             }
             supervise::reset_signals_for_exec()?;
             match &hardening {
-                Some(hardening) => hardening.apply(),
+                Some(hardening) => hardening.apply(user),
                 None => Ok(()),
             }
         });

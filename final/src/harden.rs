@@ -3,21 +3,27 @@
 //! it may *do* with what it sees. They are Docker's defaults, applied in the
 //! command's process between fork and exec (and in every `berth exec`):
 //!
-//! 1. **Masked and read-only /proc paths**: `/proc/kcore` (the host's
+//! 1. **A session of its own**: the caller's terminal, if the command
+//!    shares it (no `-t`), is not its controlling terminal, so it can't
+//!    push keystrokes into the caller's shell with `TIOCSTI`.
+//! 2. **Masked and read-only /proc paths**: `/proc/kcore` (the host's
 //!    memory), `/proc/sysrq-trigger`, `/proc/sys` and friends talk to the
 //!    whole kernel, not to the container's namespaces.
-//! 2. **Capabilities**: root's power split into ~40 pieces. The bounding set
+//! 3. **Capabilities**: root's power split into ~40 pieces. The bounding set
 //!    is cut to the list below, so not even a setuid binary gets more back.
-//! 3. **no_new_privs**: exec can never raise privileges again.
-//! 4. **seccomp**: system calls that reach past every namespace (loading
-//!    kernel modules, `open_by_handle_at`, new user namespaces...) fail
-//!    with EPERM.
+//! 4. **no_new_privs**: exec can never raise privileges again.
+//! 5. **seccomp**: system calls that reach past every namespace (loading
+//!    kernel modules, `open_by_handle_at`, new user namespaces, io_uring...)
+//!    fail with EPERM.
 //!
-//! And one for the monitor: it is made non-dumpable, so a process in the
-//! container can't open `/proc/1/exe` (our init is a copy of the monitor,
-//! so that is the host's `berth` binary) to overwrite it (CVE-2019-5736).
+//! What berth hands the container is guarded elsewhere: only the three
+//! standard streams cross (stage 02's `to_command`), and berth runs from a
+//! read-only view of its own binary (`guard`), so a process inside that
+//! gets hold of it through `/proc/PID/exe` can't overwrite it
+//! (CVE-2019-5736).
 
 use std::collections::BTreeMap;
+use std::ffi::CStr;
 use std::sync::Arc;
 
 use caps::{CapSet, Capability, CapsHashSet};
@@ -27,18 +33,21 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 use stage01_chroot::Error;
-use stage02_namespaces::{BeforeExec, Process};
+use stage02_namespaces::{BeforeExec, UserIds};
 
 // ANCHOR: capabilities
-/// Docker's default capabilities, less CAP_MKNOD: Docker keeps it because
-/// its device cgroup stops containers from using the nodes they make;
-/// berth has no device cgroup, so a container must not make device nodes.
+/// Docker's default capabilities, less two, as Podman does:
+/// - CAP_MKNOD: Docker keeps it because its device cgroup stops containers
+///   from using the nodes they make; berth has no device cgroup, so a
+///   container must not make device nodes.
+/// - CAP_NET_RAW: raw sockets let a container forge any packet on its
+///   network, such as ARP replies that steal a neighbour's address. `ping`
+///   works without it, through ICMP sockets (see `OPEN_PING`).
 pub const KEPT_CAPABILITIES: &[Capability] = &[
     Capability::CAP_CHOWN,
     Capability::CAP_DAC_OVERRIDE,
     Capability::CAP_FSETID,
     Capability::CAP_FOWNER,
-    Capability::CAP_NET_RAW,
     Capability::CAP_SETGID,
     Capability::CAP_SETUID,
     Capability::CAP_SETFCAP,
@@ -49,6 +58,50 @@ pub const KEPT_CAPABILITIES: &[Capability] = &[
     Capability::CAP_AUDIT_WRITE,
 ];
 // ANCHOR_END: capabilities
+
+/// The capabilities a container keeps: the defaults, less `drop`, plus
+/// `add`, each a name as [`parse_capability`] gives it; `ALL` in `drop`
+/// starts from none, in `add` gives every one (as Docker reads them).
+pub fn capabilities(add: &[String], drop: &[String]) -> Result<CapsHashSet, Error> {
+    let mut keep: CapsHashSet = KEPT_CAPABILITIES.iter().copied().collect();
+    let named = |name: &String| -> Result<Capability, Error> {
+        format!("CAP_{name}")
+            .parse::<Capability>()
+            .map_err(|_| Error::Other(format!("unknown capability {name}")))
+    };
+    if drop.iter().any(|name| name == "ALL") {
+        keep.clear();
+    }
+    for name in drop.iter().filter(|name| *name != "ALL") {
+        keep.remove(&named(name)?);
+    }
+    if add.iter().any(|name| name == "ALL") {
+        keep.extend(caps::runtime::thread_all_supported());
+    }
+    for name in add.iter().filter(|name| *name != "ALL") {
+        keep.insert(named(name)?);
+    }
+    Ok(keep)
+}
+
+/// `--cap-add`/`--cap-drop`'s argument: `NET_RAW`, `net_raw`,
+/// `CAP_NET_RAW` or `ALL`, as `NET_RAW` or `ALL`.
+pub fn parse_capability(text: &str) -> Result<String, String> {
+    let upper = text.to_ascii_uppercase();
+    let name = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    if name == "ALL" || format!("CAP_{name}").parse::<Capability>().is_ok() {
+        return Ok(name.to_string());
+    }
+    Err(format!(
+        "{text:?} is not a capability: use a name from capabilities(7) such as NET_RAW or \
+         SYS_PTRACE (with or without CAP_), or ALL"
+    ))
+}
+
+/// Lets every group ping through ICMP sockets, as Docker does: the way
+/// `ping` works without CAP_NET_RAW. The setting belongs to the container's
+/// network namespace, so the host's stays as it was.
+const OPEN_PING: (&CStr, &[u8]) = (c"/proc/sys/net/ipv4/ping_group_range", b"0 2147483647");
 
 /// Hidden behind /dev/null (files) or an empty read-only tmpfs (directories).
 const MASKED: &[&str] = &[
@@ -74,42 +127,60 @@ const READ_ONLY: &[&str] = &[
 ];
 
 // ANCHOR: syscalls
-/// System calls that fail with EPERM: each reaches past the namespaces (the
-/// kernel's modules, clock, keyring, swap, other processes' memory) or is
-/// a known way out of containers (`open_by_handle_at` opened host files in
-/// the 2014 "shocker" escape).
+/// System calls that fail with EPERM. Docker's default profile lists what
+/// is allowed and refuses the rest; berth lists what is refused. Each
+/// reaches past the namespaces (the kernel's modules, clock, keyring, swap,
+/// NUMA memory policy, other processes' memory and files), is a known way
+/// out of containers (`open_by_handle_at` opened host files in the 2014
+/// "shocker" escape), or does its work where no filter can see it
+/// (io_uring runs the calls queued in its rings, past seccomp).
 fn blocked_syscalls() -> Vec<i64> {
     let mut calls = vec![
         libc::SYS_acct,
         libc::SYS_add_key,
         libc::SYS_bpf,
-        libc::SYS_clock_adjtime,
         libc::SYS_clock_settime,
         libc::SYS_delete_module,
+        libc::SYS_fanotify_init,
         libc::SYS_finit_module,
         libc::SYS_fsconfig,
         libc::SYS_fsmount,
         libc::SYS_fsopen,
         libc::SYS_fspick,
+        libc::SYS_get_mempolicy,
         libc::SYS_init_module,
+        libc::SYS_io_uring_enter,
+        libc::SYS_io_uring_register,
+        libc::SYS_io_uring_setup,
         libc::SYS_kcmp,
         libc::SYS_kexec_file_load,
         libc::SYS_kexec_load,
         libc::SYS_keyctl,
         libc::SYS_lookup_dcookie,
+        libc::SYS_mbind,
+        libc::SYS_migrate_pages,
         libc::SYS_mount,
+        libc::SYS_mount_setattr,
         libc::SYS_move_mount,
+        libc::SYS_move_pages,
         libc::SYS_name_to_handle_at,
         libc::SYS_open_by_handle_at,
         libc::SYS_open_tree,
         libc::SYS_perf_event_open,
+        libc::SYS_pidfd_getfd,
         libc::SYS_pivot_root,
+        libc::SYS_process_madvise,
         libc::SYS_process_vm_readv,
         libc::SYS_process_vm_writev,
         libc::SYS_ptrace,
         libc::SYS_quotactl,
+        libc::SYS_quotactl_fd,
         libc::SYS_reboot,
         libc::SYS_request_key,
+        libc::SYS_set_mempolicy,
+        libc::SYS_set_mempolicy_home_node,
+        libc::SYS_setdomainname,
+        libc::SYS_sethostname,
         libc::SYS_setns,
         libc::SYS_settimeofday,
         libc::SYS_swapoff,
@@ -118,10 +189,10 @@ fn blocked_syscalls() -> Vec<i64> {
         libc::SYS_umount2,
         libc::SYS_unshare,
         libc::SYS_userfaultfd,
+        libc::SYS_vhangup,
     ];
     #[cfg(target_arch = "x86_64")]
     calls.extend([
-        libc::SYS_adjtimex,
         libc::SYS_iopl,
         libc::SYS_ioperm,
         libc::SYS_nfsservctl,
@@ -131,6 +202,53 @@ fn blocked_syscalls() -> Vec<i64> {
         libc::SYS_ustat,
     ]);
     calls
+}
+
+/// Calls refused only with some arguments (each rule: all its conditions
+/// hold). 32-bit comparisons where the kernel reads 32 bits, so that high
+/// bits set in a 64-bit register can't slip a value past the filter.
+fn blocked_with_arguments() -> Result<Vec<(i64, Vec<SeccompRule>)>, Error> {
+    let arg = |index, len, op, value| SeccompCondition::new(index, len, op, value);
+    let rule = |conditions: Vec<Result<SeccompCondition, seccompiler::BackendError>>| {
+        conditions
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(SeccompRule::new)
+            .map_err(|e| Error::Other(format!("build the seccomp filter: {e}")))
+    };
+    use SeccompCmpArgLen::{Dword, Qword};
+    use SeccompCmpOp::{Eq, MaskedEq, Ne};
+    // A new user namespace would hand back every capability inside it.
+    let user_namespace = libc::CLONE_NEWUSER as u64;
+    let clone = rule(vec![arg(
+        0,
+        Qword,
+        MaskedEq(user_namespace),
+        user_namespace,
+    )])?;
+    // Typing into a terminal that isn't ours (TIOCSTI), or pasting into a
+    // console (TIOCLINUX). (The request's type differs between C libraries.)
+    #[allow(clippy::unnecessary_cast)]
+    let ioctl = vec![
+        rule(vec![arg(1, Dword, Eq, libc::TIOCSTI as u64)])?,
+        rule(vec![arg(1, Dword, Eq, libc::TIOCLINUX as u64)])?,
+    ];
+    // Execution domains other than Linux's own (and the query, 0xffffffff)
+    // change how the kernel reads a process's memory layout.
+    let personality = rule(
+        [0u64, 0x0008, 0x20000, 0x20008, 0xffff_ffff]
+            .into_iter()
+            .map(|allowed| arg(0, Dword, Ne, allowed))
+            .collect(),
+    )?;
+    // Sockets to the hypervisor (AF_VSOCK) leave the host's networks behind.
+    let socket = rule(vec![arg(0, Dword, Eq, libc::AF_VSOCK as u64)])?;
+    Ok(vec![
+        (libc::SYS_clone, vec![clone]),
+        (libc::SYS_ioctl, ioctl),
+        (libc::SYS_personality, vec![personality]),
+        (libc::SYS_socket, vec![socket]),
+    ])
 }
 // ANCHOR_END: syscalls
 
@@ -142,28 +260,36 @@ pub struct Hardening {
     /// container does it; `exec` finds them done).
     masked: Vec<String>,
     read_only: Vec<String>,
+    /// Open ICMP sockets to all groups (the first process, too).
+    open_ping: bool,
     keep: CapsHashSet,
     drop_from_bounding: Vec<Capability>,
     no_new_privs: bool,
     filters: Vec<BpfProgram>,
-    /// `USER[:GROUP]` to become, after the steps that need root's powers.
-    user: Option<String>,
 }
 
+/// What init calls itself inside a hardened container (see stage 02's
+/// `BeforeExec`): a name, not the host path of berth and its arguments.
+pub const INIT_TITLE: &str = "berth-init";
+
 impl Hardening {
-    /// Berth's defaults; `mask_paths` for a container's first process.
-    pub fn new(mask_paths: bool) -> Result<Hardening, Error> {
-        let list = |paths: &[&str]| match mask_paths {
+    /// Berth's defaults with the default capabilities; `first_process` for
+    /// a container's first process, which also masks /proc and opens ping
+    /// to all groups.
+    pub fn new(first_process: bool) -> Result<Hardening, Error> {
+        Hardening::keeping(first_process, KEPT_CAPABILITIES.iter().copied().collect())
+    }
+
+    /// Berth's defaults, keeping the capabilities `keep` (see [`capabilities`]).
+    pub fn keeping(first_process: bool, keep: CapsHashSet) -> Result<Hardening, Error> {
+        let list = |paths: &[&str]| match first_process {
             true => paths.iter().map(|p| p.to_string()).collect(),
             false => Vec::new(),
         };
-        Ok(Hardening::custom(
-            list(MASKED),
-            list(READ_ONLY),
-            KEPT_CAPABILITIES.iter().copied().collect(),
-            true,
-        )?
-        .with_filters(seccomp_filters()?))
+        let mut hardening = Hardening::custom(list(MASKED), list(READ_ONLY), keep, true)?;
+        hardening.open_ping = first_process;
+        hardening.filters = seccomp_filters()?;
+        Ok(hardening)
     }
 
     /// What an OCI bundle's config asks for (no seccomp filter).
@@ -177,47 +303,36 @@ impl Hardening {
         Ok(Hardening {
             masked,
             read_only,
+            open_ping: false,
             drop_from_bounding: supported.difference(&keep).copied().collect(),
             keep,
             no_new_privs,
             filters: Vec::new(),
-            user: None,
         })
-    }
-
-    /// Berth's defaults for `process`, which hands its user over (see
-    /// `with_user`).
-    pub fn for_process(process: &mut Process, mask_paths: bool) -> Result<Hardening, Error> {
-        Ok(Hardening::new(mask_paths)?.with_user(process.user.take()))
-    }
-
-    /// Become `user` (from the container's /etc/passwd) in the middle of
-    /// `apply`: the process's `user` must then be left `None`, or the
-    /// standard library would switch before `apply` runs, too early.
-    pub fn with_user(mut self, user: Option<String>) -> Hardening {
-        self.user = user;
-        self
-    }
-
-    fn with_filters(mut self, filters: Vec<BpfProgram>) -> Hardening {
-        self.filters = filters;
-        self
     }
 
     /// As the step `namespaces::start` runs before the command's exec.
     pub fn into_before_exec(self) -> BeforeExec {
-        BeforeExec(Arc::new(move || self.apply()))
+        BeforeExec {
+            step: Arc::new(move |user| self.apply(user)),
+            init_title: Some(INIT_TITLE),
+        }
     }
 
     // ANCHOR: apply
-    /// In the container's process, in this order: paths (needs
-    /// CAP_SYS_ADMIN, so first), capabilities, no_new_privs, then seccomp.
-    pub fn apply(&self) -> std::io::Result<()> {
+    /// In the container's process, in this order: its own session; paths
+    /// and sysctls (they need CAP_SYS_ADMIN, so first); capabilities, with
+    /// the switch to `user` in their midst; no_new_privs; then seccomp.
+    pub fn apply(&self, user: Option<UserIds>) -> std::io::Result<()> {
+        own_session()?;
+        if self.open_ping {
+            write_sysctl(OPEN_PING)?;
+        }
         mask_paths(&self.masked, &self.read_only)?;
         for cap in &self.drop_from_bounding {
             caps::drop(None, CapSet::Bounding, *cap).map_err(std::io::Error::other)?;
         }
-        let keep = match &self.user {
+        let keep = match user {
             Some(user) => become_user(user, &self.keep)?,
             None => self.keep.clone(),
         };
@@ -240,10 +355,41 @@ impl Hardening {
     // ANCHOR_END: apply
 }
 
-/// The filters: the blocked calls fail with EPERM; `clone` may not make a
-/// user namespace (that would hand back every capability inside it); and
-/// `clone3` answers ENOSYS, since its flags sit in memory a filter can't
-/// read, so that C libraries fall back to `clone`, which we can check.
+/// Leave the caller's session, unless we lead one already (with `-t`, the
+/// container's own terminal made us): a terminal we share but that is not
+/// our controlling terminal takes no `TIOCSTI` from us.
+fn own_session() -> std::io::Result<()> {
+    // SAFETY: getsid and getpid only read.
+    let leader = unsafe { libc::getsid(0) == libc::getpid() };
+    if !leader {
+        nix::unistd::setsid()?;
+    }
+    Ok(())
+}
+
+/// Write a sysctl of the container's (namespaced) kernel settings, with
+/// plain system calls: we are between fork and exec.
+fn write_sysctl((path, value): (&CStr, &[u8])) -> std::io::Result<()> {
+    // SAFETY: a NUL-terminated path; the descriptor is ours and closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `value` is valid for its length.
+    let written = unsafe { libc::write(fd, value.as_ptr().cast(), value.len()) };
+    let result = match written < 0 {
+        true => Err(std::io::Error::last_os_error()),
+        false => Ok(()),
+    };
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// The filters: the blocked calls fail with EPERM, some only with the
+/// arguments `blocked_with_arguments` names; and `clone3` answers ENOSYS,
+/// since its flags sit in memory a filter can't read, so that C libraries
+/// fall back to `clone`, which we can check.
 fn seccomp_filters() -> Result<Vec<BpfProgram>, Error> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| Error::Other(format!("seccomp: {e}")))?;
@@ -262,15 +408,7 @@ fn seccomp_filters() -> Result<Vec<BpfProgram>, Error> {
         .into_iter()
         .map(|call| (call, Vec::new()))
         .collect();
-    let new_user_namespace = SeccompCondition::new(
-        0,
-        SeccompCmpArgLen::Qword,
-        SeccompCmpOp::MaskedEq(libc::CLONE_NEWUSER as u64),
-        libc::CLONE_NEWUSER as u64,
-    )
-    .and_then(|condition| SeccompRule::new(vec![condition]))
-    .map_err(|e| Error::Other(format!("build the seccomp filter: {e}")))?;
-    blocked.insert(libc::SYS_clone, vec![new_user_namespace]);
+    blocked.extend(blocked_with_arguments()?);
     let clone3 = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
     Ok(vec![
         compile(blocked, libc::EPERM)?,
@@ -303,11 +441,10 @@ fn mask_paths(masked: &[String], read_only: &[String]) -> std::io::Result<()> {
 
 /// Switch to `user`; the capabilities it may keep: all of `keep` for root,
 /// none for another user, as Docker does.
-fn become_user(user: &str, keep: &CapsHashSet) -> std::io::Result<CapsHashSet> {
-    let (uid, gid) = stage02_namespaces::process::user_ids(user).map_err(std::io::Error::other)?;
+fn become_user(user: UserIds, keep: &CapsHashSet) -> std::io::Result<CapsHashSet> {
     let (uid, gid) = (
-        nix::unistd::Uid::from_raw(uid),
-        nix::unistd::Gid::from_raw(gid),
+        nix::unistd::Uid::from_raw(user.uid),
+        nix::unistd::Gid::from_raw(user.gid),
     );
     nix::unistd::setgroups(&[gid])?;
     nix::unistd::setresgid(gid, gid, gid)?;
@@ -318,7 +455,9 @@ fn become_user(user: &str, keep: &CapsHashSet) -> std::io::Result<CapsHashSet> {
     })
 }
 
-/// Make the calling process non-dumpable; see the module's last paragraph.
+/// Make the calling process non-dumpable: then only a process with
+/// CAP_SYS_PTRACE may open its /proc/PID/exe, /proc/PID/fd and the like.
+/// Init and `exec`'s child are copies of us, made after this.
 pub fn protect_our_binary() -> Result<(), Error> {
     nix::sys::prctl::set_dumpable(false)
         .map_err(|e| Error::Other(format!("prctl(PR_SET_DUMPABLE, 0): {e}")))

@@ -5,6 +5,8 @@
 //! state under one root directory, with locks. The modules, in the order a
 //! container meets them:
 //!
+//! - [`guard`]: first of all, what berth is made of (its open files, its
+//!   own binary) is kept out of the containers' reach;
 //! - [`record`]: what berth remembers about each container;
 //! - [`run`]: make one and run it, in the foreground or under a monitor
 //!   process (`-d`), with [`harden`]'s secure defaults and, with `-t`, a
@@ -19,6 +21,7 @@ pub mod build;
 pub mod control;
 pub mod dockerfile;
 pub mod exec;
+pub mod guard;
 pub mod harden;
 pub mod layer;
 pub mod oci;

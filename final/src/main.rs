@@ -31,7 +31,10 @@ use stage05_networks::network::DEFAULT_NETWORK;
     after_help = "Examples:\n  berth pull 127.0.0.1:5000/busybox\n  \
                   berth run --rm 127.0.0.1:5000/busybox echo hello\n  \
                   berth run -d --name web -p 8080:80 127.0.0.1:5000/busybox httpd -f -p 80\n  \
-                  berth exec web ps\n  berth logs web\n  berth stop web && berth rm web"
+                  berth exec web ps\n  berth logs web\n  berth stop web && berth rm web\n\n\
+                  Environment:\n  BERTH_ROOT            the state directory (as --root)\n  \
+                  BERTH_MAX_LAYER_SIZE  the most one layer may unpack to, e.g. 100g \
+                  (default 32g); a bigger layer is refused as a possible decompression bomb"
 )]
 struct Cli {
     /// Directory for all state: images, layers, containers, networks.
@@ -144,6 +147,14 @@ struct EngineRunArgs {
     /// /proc unmasked (as the workshop's stages run).
     #[arg(long)]
     privileged: bool,
+    /// Give the container a capability beyond the defaults, e.g. NET_RAW
+    /// (raw sockets) or ALL; see capabilities(7).
+    #[arg(long = "cap-add", value_name = "CAP", value_parser = berth::harden::parse_capability)]
+    cap_add: Vec<String>,
+    /// Take a default capability away, e.g. CHOWN, or ALL to keep none
+    /// but what --cap-add names.
+    #[arg(long = "cap-drop", value_name = "CAP", value_parser = berth::harden::parse_capability)]
+    cap_drop: Vec<String>,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -204,7 +215,21 @@ struct ExecArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    exit::finish("berth", dispatch(cli))
+    exit::finish("berth", guard(&cli.command).and_then(|()| dispatch(cli)))
+}
+
+/// Before anything else: no inherited file reaches a container, and the
+/// commands that start or enter one run from a read-only view of berth.
+fn guard(command: &Command) -> Result<(), Error> {
+    berth::guard::close_inherited_files()?;
+    match command {
+        Command::Run(_)
+        | Command::Exec(_)
+        | Command::Start { .. }
+        | Command::Build(_)
+        | Command::Monitor { .. } => berth::guard::run_from_read_only_binary(),
+        _ => Ok(()),
+    }
 }
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
@@ -299,6 +324,8 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         privileged: args.privileged,
         interactive: args.interactive,
         tty: args.tty,
+        cap_add: args.cap_add,
+        cap_drop: args.cap_drop,
     };
     let record = run::create(engine, args.name, spec)?;
     if args.detach {

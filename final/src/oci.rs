@@ -618,15 +618,14 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
         config.linux.readonly_paths.clone(),
         keep,
         process.no_new_privileges,
-    )?
-    .with_user(Some(format!("{}:{}", process.user.uid, process.user.gid)));
+    )?;
     let rlimits = rlimits_of(&process.rlimits)?;
     if config.linux.seccomp.is_some() {
         eprintln!(
             "berth: warning: config.json's linux.seccomp is not supported; no filter is applied"
         );
     }
-    let before_exec = move || -> std::io::Result<()> {
+    let before_exec = move |user| -> std::io::Result<()> {
         for (resource, soft, hard) in &rlimits {
             let limit = libc::rlimit {
                 rlim_cur: *soft,
@@ -637,7 +636,7 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
                 return Err(std::io::Error::last_os_error());
             }
         }
-        hardening.apply()
+        hardening.apply(user)
     };
     Ok(Container {
         rootfs,
@@ -654,14 +653,16 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
                 })
                 .collect(),
             cwd: PathBuf::from(&process.cwd),
-            user: None, // the hardening switches, after its privileged steps
+            // Numbers, so init needs no /etc/passwd; the hardening switches.
+            user: Some(format!("{}:{}", process.user.uid, process.user.gid)),
             stdio: Default::default(),
         },
         hostname: config.hostname.clone().unwrap_or_else(|| "berth".into()),
         user_map: None,
-        before_exec: Some(stage02_namespaces::BeforeExec(std::sync::Arc::new(
-            before_exec,
-        ))),
+        before_exec: Some(stage02_namespaces::BeforeExec {
+            step: std::sync::Arc::new(before_exec),
+            init_title: Some(crate::harden::INIT_TITLE),
+        }),
     })
 }
 

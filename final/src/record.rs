@@ -24,6 +24,9 @@ use stage05_networks::ipam::{process_alive, process_start_time};
 
 const RECORD: &str = "record.json";
 pub const LOG: &str = "container.log";
+/// A new container's directory is made in `.new-<pid>-<start time>/` (its
+/// creator's), then renamed into place.
+const STAGING: &str = ".new-";
 
 /// One container: what was asked for, and what happened to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +70,12 @@ pub struct Spec {
     /// `-t`: the container gets a terminal of its own.
     #[serde(default)]
     pub tty: bool,
+    /// `--cap-add`: capabilities beyond the defaults (`NET_RAW`, or `ALL`).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`: defaults to give up (`CHOWN`, or `ALL`).
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
 }
 
 impl Spec {
@@ -144,13 +153,38 @@ pub struct State {
     pub finished: Option<u64>,
     pub exit_code: Option<u8>,
     pub oom_killed: bool,
-    /// Its cgroup's directories (one per hierarchy on cgroup v1), for
-    /// `exec` to join and for `rm` to remove if its monitor could not.
+    // What a run makes on the host is written here *before* it is made,
+    // and forgotten only once it is gone again (write-ahead): whoever finds
+    // the run's monitor dead (`rm`, `start`) removes what is listed.
+    /// Its cgroup's directories (one per hierarchy on cgroup v1), also for
+    /// `exec` to join.
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,
+    /// Its place on a network: lease, veth pair, ports, names.
+    #[serde(default)]
+    pub plugged: Option<Plugged>,
     /// How many times it has run (`berth start` runs it again).
     #[serde(default)]
     pub runs: u32,
+}
+
+/// What a container has on its network's side of the host, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plugged {
+    /// The network: an address leased there, its name in its peers'
+    /// `/etc/hosts`.
+    pub network: String,
+    /// The host end of its veth pair.
+    pub veth: String,
+    /// Whether berth's firewall table forwards published ports to it.
+    pub ports: bool,
+}
+
+impl State {
+    /// Whether anything a run made may still be on the host.
+    pub fn has_leftovers(&self) -> bool {
+        !self.cgroups.is_empty() || self.plugged.is_some()
+    }
 }
 
 impl Record {
@@ -170,6 +204,7 @@ impl Record {
                 exit_code: None,
                 oom_killed: false,
                 cgroups: Vec::new(),
+                plugged: None,
                 runs: 0,
             },
         }
@@ -179,7 +214,13 @@ impl Record {
     /// monitor killed with SIGKILL takes the container with it (the kernel
     /// kills a PID namespace with its init), so it is not running either.
     pub fn is_running(&self) -> bool {
-        self.state.status == Status::Running && self.state.monitor.is_some_and(|m| m.alive())
+        self.state.status == Status::Running && self.monitor_alive()
+    }
+
+    /// A monitor has taken the container on and still lives: it is running,
+    /// or being made ready to run.
+    pub fn monitor_alive(&self) -> bool {
+        self.state.monitor.is_some_and(|m| m.alive())
     }
 
     /// The name if it has one, else the ID: what messages call it.
@@ -244,10 +285,33 @@ impl Containers {
         self.dir.join(id).join(LOG)
     }
 
+    /// Make a new container's directories with its record in them. They
+    /// are made aside and renamed into place, so they appear at once: a
+    /// berth killed halfway never leaves a directory without a record,
+    /// which no command could name. (What it made aside, [`Containers::list`]
+    /// removes once it is dead.)
+    pub fn add(&self, record: &Record) -> Result<(), Error> {
+        let me = std::process::id() as i32;
+        let started = process_start_time(me)
+            .ok_or_else(|| Error::Other(format!("read the start time of our own process {me}")))?;
+        let staging = self.dir.join(format!("{STAGING}{me}-{started}"));
+        let dirs = ContainerDirs::create(&staging, &record.id)?;
+        let target = self.dir.join(&record.id);
+        let placed = self.save_in(&dirs.dir, record).and_then(|()| {
+            std::fs::rename(&dirs.dir, &target).map_err(|e| Error::io("rename into", &target, e))
+        });
+        remove_if_present(&staging)?;
+        placed
+    }
+
     pub fn save(&self, record: &Record) -> Result<(), Error> {
+        self.save_in(&self.dir.join(&record.id), record)
+    }
+
+    fn save_in(&self, dir: &Path, record: &Record) -> Result<(), Error> {
         let bytes = serde_json::to_vec_pretty(record)
             .map_err(|e| Error::Other(format!("encode the record of {}: {e}", record.id)))?;
-        write_atomic(&self.dir.join(&record.id).join(RECORD), &bytes)
+        write_atomic(&dir.join(RECORD), &bytes)
     }
 
     pub fn load(&self, id: &str) -> Result<Record, Error> {
@@ -257,9 +321,18 @@ impl Containers {
             .map_err(|e| Error::Other(format!("{}: not a container record: {e}", path.display())))
     }
 
+    /// The record of container `id`, or `None` if it has been removed.
+    pub fn get(&self, id: &str) -> Result<Option<Record>, Error> {
+        match self.dir.join(id).join(RECORD).exists() {
+            true => self.load(id).map(Some),
+            false => Ok(None),
+        }
+    }
+
     /// Every container with a record, oldest first. (Directories without
     /// one belong to the stage binaries' containers.)
     pub fn list(&self) -> Result<Vec<Record>, Error> {
+        self.sweep_staging();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Ok(Vec::new());
         };
@@ -270,6 +343,28 @@ impl Containers {
             .collect();
         records.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         Ok(records)
+    }
+
+    /// Remove what creators that were killed in [`Containers::add`] made
+    /// aside: they are named after their creator, so it is safe to remove
+    /// those whose creator is gone.
+    fn sweep_staging(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((pid, started)) = name.strip_prefix(STAGING).and_then(|s| s.split_once('-'))
+            else {
+                continue;
+            };
+            let (Ok(pid), Ok(started)) = (pid.parse(), started.parse()) else {
+                continue;
+            };
+            if !process_alive(pid, started) {
+                let _ = remove_if_present(&entry.path());
+            }
+        }
     }
 
     /// A container by name, full ID or unique ID prefix, as Docker finds them.
@@ -297,6 +392,13 @@ impl Containers {
     /// The container's directory goes: its record, log and writes.
     pub fn remove(&self, id: &str) -> Result<(), Error> {
         self.dirs(id).remove()
+    }
+}
+
+fn remove_if_present(dir: &Path) -> Result<(), Error> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", dir, e)),
+        _ => Ok(()),
     }
 }
 
@@ -330,10 +432,34 @@ mod tests {
     }
 
     fn made(containers: &Containers, id: &str, name: Option<&str>) -> Record {
-        ContainerDirs::create(containers.dir(), id).unwrap();
         let record = Record::new(id.into(), name.map(Into::into), Spec::default());
-        containers.save(&record).unwrap();
+        containers.add(&record).unwrap();
         record
+    }
+
+    #[test]
+    fn a_new_container_appears_whole_and_goes_whole() {
+        let (_dir, containers) = containers();
+        made(&containers, "whole0000000", None);
+        let dirs = containers.dirs("whole0000000");
+        assert!(dirs.upper.is_dir() && dirs.work.is_dir() && dirs.merged.is_dir());
+        // What a creator killed halfway left aside goes at the next look.
+        let dead = containers
+            .dir()
+            .join(format!("{STAGING}{}-1", std::process::id()));
+        ContainerDirs::create(&dead, "killed000000").unwrap();
+        assert_eq!(containers.list().unwrap().len(), 1);
+        assert!(!dead.exists());
+        assert_eq!(
+            containers.get("whole0000000").unwrap().unwrap().id,
+            "whole0000000"
+        );
+        containers.remove("whole0000000").unwrap();
+        assert!(containers.get("whole0000000").unwrap().is_none());
+        // A record is never written back into a removed container.
+        let gone = Record::new("whole0000000".into(), None, Spec::default());
+        assert!(containers.save(&gone).is_err());
+        assert_eq!(std::fs::read_dir(containers.dir()).unwrap().count(), 0);
     }
 
     #[test]

@@ -13,21 +13,22 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 use nix::fcntl::OFlag;
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::pipe2;
 use stage01_chroot::Error;
-use stage02_namespaces::{Container, hostname, namespaces, supervise};
+use stage02_namespaces::{Container, Started, hostname, namespaces, supervise};
 use stage03_cgroups::{cgroup, report};
 use stage04_images::image::{self, Image};
-use stage04_images::overlay::{ContainerDirs, overlay_mount};
-use stage05_networks::attach::{Plug, attach};
+use stage04_images::overlay::overlay_mount;
+use stage05_networks::attach::{Attachment, Plug, attach, veth_names};
 use stage05_networks::firewall::{self, Protocol};
 use stage05_networks::hosts::NameFiles;
 use stage05_networks::network::Network;
 
 use crate::Engine;
 use crate::harden::{self, Hardening};
-use crate::record::{Proc, Record, Spec, Status, now};
-use crate::terminal;
+use crate::record::{Plugged, Proc, Record, Spec, Status, now};
+use crate::{control, terminal};
 
 /// What `berth run` prints its warnings as.
 const PROGRAM: &str = "berth";
@@ -55,12 +56,8 @@ pub fn create(engine: &Engine, name: Option<String>, spec: Spec) -> Result<Recor
         )));
     }
     let id = hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?;
-    let dirs = ContainerDirs::create(engine.containers.dir(), &id)?;
     let record = Record::new(id, name, spec);
-    if let Err(err) = engine.containers.save(&record) {
-        let _ = dirs.remove();
-        return Err(err);
-    }
+    engine.containers.add(&record)?; // its directory and record, at once
     Ok(record)
 }
 // ANCHOR_END: create
@@ -115,50 +112,145 @@ impl Ready {
         Ok(Ready::Pipe(unsafe { File::from_raw_fd(fd) }))
     }
 
-    fn tell(&mut self, message: &str) {
-        if let Ready::Pipe(pipe) = self {
-            let _ = writeln!(pipe, "{message}");
-        }
+    /// Say `message`, once; false if the one waiting for it is gone (the
+    /// pipe's reader was killed: EPIPE).
+    fn tell(&mut self, message: &str) -> bool {
+        let heard = match self {
+            Ready::Pipe(pipe) => writeln!(pipe, "{message}").is_ok(),
+            Ready::Nobody => true,
+        };
         *self = Ready::Nobody; // said once
+        heard
     }
 }
 
 // ANCHOR: execute
 /// Run a created container until it ends; its exit code. Afterwards the
-/// record says how it ended, or, if it never ran, the container is gone.
+/// record says how it ended. A new container whose command never started
+/// is gone again (the exit code is init's: 125, 126 or 127), and so is one
+/// whose `run -d` died before it heard that the container runs: nobody
+/// would ever learn its ID.
 pub fn execute(engine: &Engine, mut record: Record, mut ready: Ready) -> Result<u8, Error> {
-    let result = run_container(engine, &mut record, &mut ready);
-    let ran = record.state.status == Status::Running;
-    if ran {
-        record.state.status = Status::Exited;
-        record.state.finished = Some(now());
-        record.state.exit_code = Some(match &result {
-            Ok(code) => *code,
-            Err(err) => err.exit_code(),
-        });
-        if let Err(err) = engine.containers.save(&record) {
-            eprintln!("{PROGRAM}: warning: {err}");
+    let first_run = record.state.runs == 0;
+    // Take it on: from here, what the record lists is ours to clean up.
+    let plan = match plan(engine, &record).and_then(|plan| claim(engine, &mut record, plan)) {
+        Ok(plan) => plan,
+        Err(err) => {
+            ready.tell(&err.to_string());
+            if first_run {
+                // Unless another monitor runs it (then this fails).
+                let _ = control::remove(engine, &record, false);
+            }
+            return Err(err);
         }
-    } else if let Err(err) = &result {
+    };
+    let result = run_container(engine, &mut record, plan, &mut ready);
+    let code = match &result {
+        Ok(ended) => ended.code,
+        Err(err) => err.exit_code(),
+    };
+    if let Err(err) = &result {
         ready.tell(&err.to_string());
     }
-    // A new container that never ran goes; one `berth start` failed to
-    // run again stays, as it was.
-    if (!ran && record.state.runs == 0) || (ran && record.spec.auto_remove) {
-        let _lock = engine.containers.lock();
-        if let Err(err) = engine.containers.remove(&record.id) {
-            eprintln!("{PROGRAM}: warning: {err}");
-        }
+    if record.state.status == Status::Running {
+        record.state.status = Status::Exited;
+        record.state.finished = Some(now());
+        record.state.exit_code = Some(code);
     }
-    result
+    // One that `berth start` ran again stays, whatever happened.
+    let keep = match &result {
+        Ok(ended) if ended.command_started && !ended.abandoned => !record.spec.auto_remove,
+        _ => !first_run,
+    };
+    if let Err(err) = finish(engine, &mut record, keep) {
+        eprintln!("{PROGRAM}: warning: {err}");
+    }
+    result.map(|ended| ended.code)
 }
 
-/// Stage 05's recipe, recording the container as running once it is.
-fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Result<u8, Error> {
+/// How a run ended.
+struct Ended {
+    code: u8,
+    /// False if init could not start the command: it said why, and `code`
+    /// is 125, 126 or 127.
+    command_started: bool,
+    /// `run -d` was gone before it heard "running", so the container was
+    /// taken down.
+    abandoned: bool,
+}
+
+/// What a run will make on the host, known before any of it is made.
+struct Plan {
+    network: Option<Network>,
+    publish: Vec<(Protocol, u16, u16)>,
+    cgroup_name: String,
+    cgroup_place: cgroup::Place,
+}
+
+fn plan(engine: &Engine, record: &Record) -> Result<Plan, Error> {
+    let network = network_of(engine, &record.spec)?;
+    let publish = publish_of(&record.spec, network.as_ref())?;
+    Ok(Plan {
+        network,
+        publish,
+        cgroup_name: format!("berth-{}", record.id),
+        cgroup_place: cgroup::place()?,
+    })
+}
+
+// ANCHOR: claim
+/// Take the container on as its monitor, and write down what this run
+/// will make on the host before any of it exists (write-ahead): if we are
+/// killed halfway, whoever finds us dead removes what the record lists
+/// (`control::clean_up`). What an earlier run left goes first.
+fn claim(engine: &Engine, record: &mut Record, plan: Plan) -> Result<Plan, Error> {
+    let _lock = engine.containers.lock()?;
+    // `rm -f` may have removed it since it was made.
+    let mut current = engine.containers.get(&record.id)?.ok_or_else(|| {
+        Error::Other(format!(
+            "container {} was removed before it could start",
+            record.display_name()
+        ))
+    })?;
+    if current.monitor_alive() {
+        return Err(Error::Other(format!(
+            "container {} is already running or starting",
+            record.display_name()
+        )));
+    }
+    control::clean_up(engine, &mut current)?;
+    let me = std::process::id() as i32;
+    let monitor = Proc::of(me)
+        .ok_or_else(|| Error::Other(format!("read the start time of our own process {me}")))?;
+    current.state.monitor = Some(monitor);
+    current.state.cgroups = plan.cgroup_place.dirs(&plan.cgroup_name);
+    current.state.plugged = plan.network.as_ref().map(|network| Plugged {
+        network: network.name.clone(),
+        veth: veth_names(&current.id).0,
+        ports: !plan.publish.is_empty(),
+    });
+    engine.containers.save(&current)?;
+    *record = current;
+    Ok(plan)
+}
+// ANCHOR_END: claim
+
+/// Stage 05's recipe, keeping the record current as it goes: what it made
+/// is forgotten once it is removed again.
+fn run_container(
+    engine: &Engine,
+    record: &mut Record,
+    plan: Plan,
+    ready: &mut Ready,
+) -> Result<Ended, Error> {
     let spec = record.spec.clone();
     let (id, name) = (record.id.clone(), record.name.clone());
-    let network = network_of(engine, &spec)?;
-    let publish = publish_of(&spec, network.as_ref())?;
+    let Plan {
+        network,
+        publish,
+        cgroup_name,
+        cgroup_place,
+    } = plan;
 
     // The image, as in stage 04.
     let store = engine.root.store()?;
@@ -169,7 +261,10 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     process.stdio = stdio;
     let hardening = match spec.privileged {
         true => None,
-        false => Some(Hardening::for_process(&mut process, true)?.into_before_exec()),
+        false => {
+            let keep = harden::capabilities(&spec.cap_add, &spec.cap_drop)?;
+            Some(Hardening::keeping(true, keep)?.into_before_exec())
+        }
     };
 
     // Its names and its root, as in stage 05.
@@ -193,8 +288,7 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
         harden::protect_our_binary()?; // init, our clone, inherits it
     }
     let limits = spec.limits();
-    let cgroup_name = format!("berth-{id}");
-    let mut cgroup = cgroup::create(&cgroup_name, &limits)?;
+    let mut cgroup = cgroup_place.create(&cgroup_name, &limits)?;
     let started = namespaces::start(&container)?;
     drop(container); // its copy of the terminal, if any, is init's now
     cgroup.add_process(started.pid())?;
@@ -211,20 +305,13 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
         Some(network) => Some(attach(&plug, network, &started)?),
         None => None,
     };
-    let mut running = record.clone();
-    running.state.status = Status::Running;
-    running.state.monitor = Proc::of(std::process::id() as i32);
-    running.state.init = Proc::of(started.pid().as_raw());
-    running.state.address = attachment.as_ref().map(|a| a.address());
-    running.state.started = Some(now());
-    running.state.cgroups = cgroup.dirs();
-    running.state.runs += 1;
-    engine.containers.save(&running)?;
-    *record = running;
+    mark_running(engine, record, &started, attachment.as_ref())?;
     let waiting = started.resume()?;
     let command_started = waiting.command_started();
-    if command_started {
-        ready.tell("running");
+    let abandoned = command_started && !ready.tell("running");
+    if abandoned {
+        // `run -d` was killed before it heard: take the container down.
+        let _ = kill(waiting.pid(), Signal::SIGKILL);
     }
     let relay = terminal.map(|t| t.relay(spec.interactive)).transpose()?;
 
@@ -232,11 +319,19 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
     if let Some(relay) = relay {
         relay.finish();
     }
-    drop(attachment); // unplug: veth, lease, ports, names
+    // Unplug (veth, lease, ports, names) and remove the cgroup; the record
+    // forgets each once it is gone.
+    if let Some(attachment) = attachment {
+        match attachment.detach() {
+            Ok(()) => record.state.plugged = None,
+            Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
+        }
+    }
     let usage = cgroup.usage();
     if let Err(err) = cgroup.remove() {
         eprintln!("{PROGRAM}: warning: {err}");
     }
+    record.state.cgroups = cgroup.dirs(); // those it could not remove
     match usage {
         Ok(usage) => {
             record.state.oom_killed = usage.oom_kills > 0;
@@ -252,7 +347,41 @@ fn run_container(engine: &Engine, record: &mut Record, ready: &mut Ready) -> Res
         let why = why.strip_prefix(&format!("{PROGRAM}: ")).unwrap_or(why);
         ready.tell(&format!("{why} (exit status {code})"));
     }
-    Ok(code)
+    Ok(Ended {
+        code,
+        command_started,
+        abandoned,
+    })
+}
+
+/// Everything is in place and the command may start: say so in the record.
+fn mark_running(
+    engine: &Engine,
+    record: &mut Record,
+    started: &Started,
+    attachment: Option<&Attachment>,
+) -> Result<(), Error> {
+    let mut running = record.clone();
+    running.state.status = Status::Running;
+    running.state.init = Proc::of(started.pid().as_raw());
+    running.state.address = attachment.map(|a| a.address());
+    running.state.started = Some(now());
+    running.state.runs += 1;
+    engine.containers.save(&running)?;
+    *record = running;
+    Ok(())
+}
+
+/// The run is over: remove what it left (usually nothing: it cleaned up
+/// as it went), then keep the record or remove the container. If something
+/// can't be removed, the record stays and lists it, for `berth rm`.
+fn finish(engine: &Engine, record: &mut Record, keep: bool) -> Result<(), Error> {
+    let _lock = engine.containers.lock()?;
+    control::clean_up(engine, record)?;
+    match keep {
+        true => engine.containers.save(record),
+        false => engine.containers.remove(&record.id),
+    }
 }
 // ANCHOR_END: execute
 
@@ -264,9 +393,11 @@ pub fn detach(engine: &Engine, record: &Record) -> Result<(), Error> {
     let result = start_monitor(engine, record);
     if result.is_err() && record.state.runs == 0 {
         // The monitor removes a new container that never ran; if the
-        // monitor itself never ran, that is up to us.
-        let _lock = engine.containers.lock();
-        let _ = engine.containers.remove(&record.id);
+        // monitor never ran, or was killed, that is up to us (it has exited
+        // by now).
+        if let Err(err) = control::remove(engine, record, false) {
+            eprintln!("{PROGRAM}: warning: {err}");
+        }
     }
     result
 }
@@ -317,11 +448,12 @@ pub fn spawn_monitor(
     let (read_end, write_end) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
     let write_fd = write_end.as_raw_fd();
-    // Our own binary: the path /proc/self/exe points at, so that `ps`
-    // shows the monitor by its name.
-    let berth = std::env::current_exe().map_err(|e| Error::io("find", "/proc/self/exe", e))?;
-    let mut command = Command::new(&berth);
+    // Our own binary, through /proc/self/exe: the read-only view of it we
+    // run from (see `guard`), named as we were, so that `ps` shows "berth".
+    let berth = crate::guard::OUR_BINARY;
+    let mut command = Command::new(berth);
     command
+        .arg0(std::env::args_os().next().unwrap_or("berth".into()))
         .args(args)
         .stdin(stdin)
         .stdout(stdout)
@@ -345,7 +477,7 @@ pub fn spawn_monitor(
     }
     let monitor = command
         .spawn()
-        .map_err(|e| Error::io("start the monitor", &berth, e))?;
+        .map_err(|e| Error::io("start the monitor", berth, e))?;
     drop(write_end);
     let mut answer = String::new();
     let _ = BufReader::new(File::from(read_end)).read_line(&mut answer);
@@ -354,17 +486,24 @@ pub fn spawn_monitor(
 // ANCHOR_END: detach
 
 /// `berth start`: run a stopped container again, detached, on the files it
-/// left (its upper directory is kept), like `docker start`.
+/// left (its upper directory is kept), like `docker start`. If its last
+/// monitor was killed, what that run left on the host goes first.
 pub fn restart(engine: &Engine, record: &Record) -> Result<(), Error> {
-    if record.is_running() {
-        return Ok(());
-    }
-    let mut again = record.clone();
-    again.spec.detached = true;
-    again.spec.interactive = false;
-    again.spec.tty = false;
-    again.state = Record::new(String::new(), None, Spec::default()).state;
-    again.state.runs = record.state.runs;
-    engine.containers.save(&again)?;
+    let again = {
+        let _lock = engine.containers.lock()?;
+        let mut again = engine.containers.load(&record.id)?;
+        if again.monitor_alive() {
+            return Ok(()); // running already, or starting
+        }
+        control::clean_up(engine, &mut again)?;
+        again.spec.detached = true;
+        again.spec.interactive = false;
+        again.spec.tty = false;
+        let runs = again.state.runs;
+        again.state = Record::new(String::new(), None, Spec::default()).state;
+        again.state.runs = runs;
+        engine.containers.save(&again)?;
+        again
+    };
     detach(engine, &again)
 }

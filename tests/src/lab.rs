@@ -18,10 +18,16 @@ pub struct Lab {
 
 impl Lab {
     pub fn new() -> Lab {
+        Lab::with_rootfs(|_| ())
+    }
+
+    /// A lab whose image also has what `add` puts in its root filesystem.
+    pub fn with_rootfs(add: impl FnOnce(&std::path::Path)) -> Lab {
         let fx = Fixture::new();
         stage01_chroot::rootfs::add_name_service(&fx.rootfs()).unwrap();
         std::fs::create_dir_all(fx.rootfs().join("srv/www")).unwrap();
         std::fs::write(fx.rootfs().join("srv/www/index.html"), "hello from web\n").unwrap();
+        add(&fx.rootfs());
         let pulled = PulledImage::new(fx.dir(), &fx.rootfs());
         Lab {
             _fx: fx,
@@ -92,6 +98,12 @@ impl Lab {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Lab::new()
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod fixture;
 pub mod images;
 pub mod lab;
+pub mod probe;
 pub mod probes;
 pub mod process;
 

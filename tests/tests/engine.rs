@@ -396,7 +396,7 @@ fn addresses_leased(dir: &Path) -> Vec<std::net::Ipv4Addr> {
 }
 
 /// The bounding set berth leaves: Docker's defaults less CAP_MKNOD.
-const KEPT_CAPABILITIES: &str = "00000000a00425fb";
+const KEPT_CAPABILITIES: &str = "00000000a00405fb";
 
 #[test]
 fn secure_defaults_hold_in_containers_and_in_exec() {

@@ -133,7 +133,10 @@ impl Root {
     fn still_works(&self) {
         let image = &self.pulled.image;
         self.ok("stage04-images", &["run", image, "true"]);
-        self.ok("berth", &["run", "--rm", image, "true"]);
+        self.ok(
+            "berth",
+            &["run", "--rm", "--network", "none", image, "true"],
+        );
         let layout = self.fx.dir().join("good-layout");
         if !layout.exists() {
             build_image(
@@ -147,7 +150,17 @@ impl Root {
             "berth",
             &["load", "--tag", "localhost/berth-good:1", &path(&layout)],
         );
-        self.ok("berth", &["run", "--rm", "localhost/berth-good:1", "true"]);
+        self.ok(
+            "berth",
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "localhost/berth-good:1",
+                "true",
+            ],
+        );
         self.ok("stage04-images", &["run", "localhost/berth-good:1", "true"]);
         assert!(self.leftovers().is_empty(), "{:?}", self.leftovers());
     }
@@ -345,7 +358,17 @@ fn a_gzip_bomb_is_stopped_at_the_limit_and_leaves_nothing() {
     let limit = [("BERTH_MAX_LAYER_SIZE", "64m")];
     let runs: [(&str, &[&str]); 2] = [
         ("stage04-images", &["run", "localhost/berth-bomb:1", "true"]),
-        ("berth", &["run", "--rm", "localhost/berth-bomb:1", "true"]),
+        (
+            "berth",
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "localhost/berth-bomb:1",
+                "true",
+            ],
+        ),
     ];
     for (program, args) in runs {
         let stderr = root.fails(program, args, &limit);
@@ -382,7 +405,14 @@ fn a_gzip_bomb_is_stopped_at_the_limit_and_leaves_nothing() {
     // A bad value for the limit is an error of its own, not "no limit".
     let stderr = root.fails(
         "berth",
-        &["run", "--rm", "localhost/berth-bomb:1", "true"],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "localhost/berth-bomb:1",
+            "true",
+        ],
         &[("BERTH_MAX_LAYER_SIZE", "lots")],
     );
     assert!(stderr.contains("BERTH_MAX_LAYER_SIZE"), "{stderr}");
@@ -768,7 +798,10 @@ fn an_entry_through_a_symlink_out_of_the_layer_is_named() {
         root.ok("berth", &["load", &path(&layout.dir)]);
         let runs: [(&str, &[&str]); 2] = [
             ("stage04-images", &["run", &name, "true"]),
-            ("berth", &["run", "--rm", &name, "true"]),
+            (
+                "berth",
+                &["run", "--rm", "--network", "none", &name, "true"],
+            ),
         ];
         for (program, args) in runs {
             let stderr = root.fails(program, args, &[]);
@@ -836,6 +869,8 @@ fn an_entry_through_a_symlink_out_of_the_layer_is_named() {
         &[
             "run",
             "--rm",
+            "--network",
+            "none",
             "localhost/berth-usrmerge:1",
             "/bin/busybox",
             "cat",

@@ -77,7 +77,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = cli.log.clone();
-    let result = dispatch(cli);
+    let result = guard(&cli.command).and_then(|()| dispatch(cli));
     if let (Err(err), Some(log)) = (&result, log) {
         append_log(&log, &err.to_string());
     }
@@ -102,6 +102,18 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             bundle,
             id,
         } => oci::monitor(root, &bundle, &id, ready_fd),
+    }
+}
+
+/// As `berth` does: no inherited file reaches the container, and the
+/// commands that start one run from a read-only view of this binary.
+fn guard(command: &Command) -> Result<(), Error> {
+    berth::guard::close_inherited_files()?;
+    match command {
+        Command::Create { .. } | Command::Monitor { .. } => {
+            berth::guard::run_from_read_only_binary()
+        }
+        _ => Ok(()),
     }
 }
 

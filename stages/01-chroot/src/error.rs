@@ -33,6 +33,13 @@ pub enum Error {
     )]
     CommandNotExecutable { command: OsString, rootfs: PathBuf },
 
+    #[error(
+        "{}: could not start: no more processes may be made (the container's \
+         --pids-limit, or the host's limit on processes, was reached); raise --pids-limit",
+        command.to_string_lossy()
+    )]
+    ProcessLimit { command: OsString },
+
     #[error("{step} {}: {source}", path.display())]
     Io {
         step: &'static str,

@@ -27,6 +27,8 @@ pub fn spawn_error(err: std::io::Error, command: &OsStr, rootfs: &Path) -> Error
     match err.kind() {
         ErrorKind::NotFound => Error::CommandNotFound { command, rootfs },
         ErrorKind::PermissionDenied => Error::CommandNotExecutable { command, rootfs },
+        // fork's EAGAIN: a limit on the number of processes, such as pids.max.
+        ErrorKind::WouldBlock => Error::ProcessLimit { command },
         _ => Error::Other(format!(
             "could not start {} in rootfs {}: {err}",
             command.to_string_lossy(),

@@ -20,13 +20,17 @@ use crate::{mounts, network, supervise};
 /// The body of the cloned child; its return value is its exit code.
 pub fn run(container: &Container, go: &OwnedFd, started: &OwnedFd) -> isize {
     die_with_parent();
+    let program = program_name();
+    if let Some(title) = container.before_exec.as_ref().and_then(|b| b.init_title) {
+        set_title(title);
+    }
     if !parent_said_go(go) {
         return stage01_chroot::error::EXIT_SETUP_FAILED as isize;
     }
     match set_up(container).and_then(|()| start_command(container, started)) {
         Ok(code) => code as isize,
         Err(err) => {
-            eprintln!("{}: {err}", program_name());
+            eprintln!("{program}: {err}");
             err.exit_code() as isize
         }
     }
@@ -57,15 +61,24 @@ fn set_up(container: &Container) -> Result<(), Error> {
 /// Start the command as our child, tell the parent, then be its init until
 /// it exits.
 fn start_command(container: &Container, started: &OwnedFd) -> Result<u8, Error> {
-    let mut command = container.process.to_command(&container.hostname)?;
-    let before_exec = container.before_exec.clone();
+    // Looked up now, in the container's root, so that an unknown user is an
+    // error that says so, before anything is forked.
+    let user = container.process.user_ids()?;
+    let step = container.before_exec.as_ref().map(|b| b.step.clone());
+    let std_switches_user = match step {
+        Some(_) => None, // the engine's step switches, at its moment
+        None => user,
+    };
+    let mut command = container
+        .process
+        .to_command(&container.hostname, std_switches_user)?;
     // SAFETY: runs between fork and exec. The command must not inherit the
     // signals init blocked for sigwait; the engine's step is its own.
     unsafe {
         command.pre_exec(move || {
             supervise::reset_signals_for_exec()?;
-            match &before_exec {
-                Some(step) => (step.0)(),
+            match &step {
+                Some(step) => step(user),
                 None => Ok(()),
             }
         })
@@ -102,6 +115,41 @@ fn become_root_of_user_namespace() -> Result<(), Error> {
         .and_then(|()| setgroups(&[]))
         .and_then(|()| setresuid(root.0, root.0, root.0))
         .map_err(|e| Error::Other(format!("become root of the user namespace: {e}")))
+}
+
+/// Show `title` as our command line (and name) in `ps`. We are a copy of
+/// the process that cloned us, so until now we showed its command line,
+/// host paths and all. Our arguments live in our own memory, between the
+/// addresses /proc/self/stat gives as `arg_start` and `arg_end`; the
+/// kernel reads /proc/PID/cmdline from there, so we overwrite them (as
+/// `setproctitle` does): the title, then zeros.
+fn set_title(title: &str) {
+    let _ = nix::sys::prctl::set_name(&std::ffi::CString::new(title).unwrap_or_default());
+    let Some((start, end)) = argument_area() else {
+        return;
+    };
+    let length = end.saturating_sub(start);
+    let bytes = title.as_bytes();
+    if length <= bytes.len() {
+        return; // no room: keep what is there rather than cut it short
+    }
+    // SAFETY: [start, end) is our own argument area, on our stack, which
+    // nothing else writes to; we write within it.
+    unsafe {
+        std::ptr::write_bytes(start as *mut u8, 0, length);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), start as *mut u8, bytes.len());
+    }
+}
+
+/// `arg_start` and `arg_end`: fields 48 and 49 of /proc/self/stat, counted
+/// from the first, the PID; field 3, the state, follows the `(name)`.
+fn argument_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(48 - 3);
+    let start = fields.next()?.parse().ok()?;
+    let end = fields.next()?.parse().ok()?;
+    Some((start, end))
 }
 
 fn program_name() -> String {

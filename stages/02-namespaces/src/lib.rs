@@ -28,4 +28,4 @@ pub mod process;
 pub mod supervise;
 
 pub use namespaces::{BeforeExec, Container, IdMap, RootMount, Running, Started};
-pub use process::{Process, ProcessStdio};
+pub use process::{Process, ProcessStdio, UserIds};

@@ -20,7 +20,7 @@ use stage01_chroot::cli::ContainerArgs;
 use stage01_chroot::{Error, checks};
 
 use crate::cli::NamespaceArgs;
-use crate::process::Process;
+use crate::process::{Process, UserIds};
 use crate::{hostname, init, supervise};
 
 /// A range of user (and group) IDs: `count` IDs from `container` inside
@@ -68,9 +68,18 @@ pub struct Container {
     pub before_exec: Option<BeforeExec>,
 }
 
-/// A step for the command's process between fork and exec.
+/// The engine's part in the container's first process: a step for the
+/// command between fork and exec, and the name init shows in `ps`.
 #[derive(Clone)]
-pub struct BeforeExec(pub Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>);
+pub struct BeforeExec {
+    /// Runs in the command's process, just before exec. It is handed the
+    /// user to become (looked up by init beforehand, in the container's
+    /// root) and must switch to it itself, at the moment it chooses.
+    pub step: Arc<dyn Fn(Option<UserIds>) -> std::io::Result<()> + Send + Sync>,
+    /// Init's command line inside, instead of the copy of its parent's that
+    /// `clone` gave it (which names host paths).
+    pub init_title: Option<&'static str>,
+}
 
 impl std::fmt::Debug for BeforeExec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -56,8 +56,19 @@ impl Process {
         self.args.first().map_or(OsStr::new(""), |p| p.as_os_str())
     }
 
-    /// The `Command` init starts, once it stands in the container's root.
-    pub fn to_command(&self, hostname: &str) -> Result<Command, Error> {
+    /// The user to run as, looked up in the root we stand in (the
+    /// container's, once inside): `None` for root.
+    pub fn user_ids(&self) -> Result<Option<UserIds>, Error> {
+        self.user
+            .as_deref()
+            .map(|user| user_ids(user).map(|(uid, gid)| UserIds { uid, gid }))
+            .transpose()
+    }
+
+    /// The `Command` init starts, once it stands in the container's root;
+    /// it switches to `user` just before exec (pass `None` to leave that
+    /// to a step of one's own).
+    pub fn to_command(&self, hostname: &str, user: Option<UserIds>) -> Result<Command, Error> {
         std::fs::create_dir_all(&self.cwd)
             .map_err(|e| Error::io("create working directory", &self.cwd, e))?;
         let mut command = Command::new(self.program());
@@ -67,11 +78,12 @@ impl Process {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("HOSTNAME", hostname)
             .current_dir(&self.cwd);
-        if let Some(user) = &self.user {
-            let (uid, gid) = user_ids(user)?;
+        if let Some(UserIds { uid, gid }) = user {
             command.uid(uid).gid(gid);
         }
         self.connect_stdio(&mut command)?;
+        // SAFETY: one system call between fork and exec.
+        unsafe { command.pre_exec(close_other_files_at_exec) };
         Ok(command)
     }
 
@@ -104,6 +116,35 @@ impl Process {
         Ok(())
     }
 }
+
+/// A user and its group, as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserIds {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+// ANCHOR: close_files
+/// Only the three standard streams may cross into the container: any other
+/// open file we hold, or that whoever started us left open (a directory of
+/// the host's, say, as fd 7), would be a way out through `/proc/self/fd/7`.
+/// Marks every descriptor from 3 up close-on-exec, in one system call.
+fn close_other_files_at_exec() -> std::io::Result<()> {
+    // SAFETY: close_range only changes flags of our own descriptors.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    match marked {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+// ANCHOR_END: close_files
 
 /// `USER[:GROUP]` to IDs, from the /etc/passwd and /etc/group of the root
 /// we stand in (the container's, once inside).

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::errno::Errno::EBUSY;
+use nix::sys::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, statfs};
 use nix::unistd::Pid;
 use stage01_chroot::Error;
 
@@ -44,12 +45,28 @@ pub struct Usage {
 /// Make the cgroup `name` below our own cgroup, with `limits` set, in the
 /// layout this host has.
 pub fn create(name: &str, limits: &Limits) -> Result<Box<dyn Cgroup>, Error> {
+    place()?.create(name, limits)
+}
+
+/// Where a container's cgroup goes: below our own cgroup, in the one tree
+/// of v2 or in each hierarchy of v1.
+pub enum Place {
+    Unified {
+        parent: PathBuf,
+    },
+    Legacy {
+        parents: Vec<(&'static str, PathBuf)>,
+    },
+}
+
+/// Find our own cgroup in the layout this host has.
+pub fn place() -> Result<Place, Error> {
     let memberships = layout::own_memberships()?;
     match layout::detect()? {
         Layout::Unified => {
             let parent = layout::v2_own_dir(Path::new(CGROUP_ROOT), &memberships)
                 .ok_or_else(|| Error::Other("no cgroup v2 line in /proc/self/cgroup".into()))?;
-            Ok(Box::new(v2::V2Cgroup::create(&parent, name, limits)?))
+            Ok(Place::Unified { parent })
         }
         Layout::Legacy { .. } => {
             let mountinfo = read("/proc/self/mountinfo")?;
@@ -58,11 +75,75 @@ pub fn create(name: &str, limits: &Limits) -> Result<Box<dyn Cgroup>, Error> {
                 .iter()
                 .filter_map(|c| Some((*c, layout::v1_own_dir(c, &memberships, &mounts)?)))
                 .collect::<Vec<_>>();
-            Ok(Box::new(v1::V1Cgroup::create(&parents, name, limits)?))
+            Ok(Place::Legacy { parents })
+        }
+    }
+}
+
+impl Place {
+    /// Make the cgroup `name` here, with `limits` set.
+    pub fn create(&self, name: &str, limits: &Limits) -> Result<Box<dyn Cgroup>, Error> {
+        match self {
+            Place::Unified { parent } => Ok(Box::new(v2::V2Cgroup::create(parent, name, limits)?)),
+            Place::Legacy { parents } => Ok(Box::new(v1::V1Cgroup::create(parents, name, limits)?)),
         }
     }
 }
 // ANCHOR_END: create
+
+impl Place {
+    /// The directories [`Place::create`] makes for `name`, before they are
+    /// made. An engine writes them down first, so that whoever finds it
+    /// killed halfway knows what to remove (see [`remove_leftovers`]).
+    pub fn dirs(&self, name: &str) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let parents: Vec<&PathBuf> = match self {
+            Place::Unified { parent } => vec![parent],
+            Place::Legacy { parents } => parents.iter().map(|(_, parent)| parent).collect(),
+        };
+        for parent in parents {
+            let dir = parent.join(name);
+            if !dirs.contains(&dir) {
+                dirs.push(dir); // co-mounted controllers share one
+            }
+        }
+        dirs
+    }
+}
+
+/// Remove the cgroup directories a container left when the process that
+/// made them was killed: first kill whatever still runs in them (a
+/// container with nobody to watch it), then remove them, forgetting each
+/// one that is gone. Directories that never were made are fine.
+pub fn remove_leftovers(dirs: &mut Vec<PathBuf>) -> Result<(), Error> {
+    for dir in dirs.iter() {
+        kill_members(dir);
+    }
+    remove_dirs(dirs)
+}
+
+/// SIGKILL every process in the cgroup `dir`, if it exists (and is a
+/// cgroup: its `cgroup.procs` is the kernel's, not a file anyone wrote).
+fn kill_members(dir: &Path) {
+    let on_cgroupfs = statfs(dir).is_ok_and(|fs| {
+        matches!(
+            fs.filesystem_type(),
+            CGROUP_SUPER_MAGIC | CGROUP2_SUPER_MAGIC
+        )
+    });
+    if !on_cgroupfs {
+        return; // not made, or gone already
+    }
+    let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+        return;
+    };
+    for pid in procs
+        .lines()
+        .filter_map(|line| line.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
 
 /// Write `value` to the control file `dir/file`.
 pub(crate) fn write_control(dir: &Path, file: &str, value: &str) -> Result<(), Error> {
@@ -159,5 +240,56 @@ pub fn report(program: &str, name: &str, limits: &Limits, usage: &Usage, code: u
             usage.oom_kills,
             usage.pids_refused
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dirs_are_known_before_they_are_made() {
+        let v2 = Place::Unified {
+            parent: "/sys/fs/cgroup/user.slice".into(),
+        };
+        assert_eq!(
+            v2.dirs("berth-1"),
+            [Path::new("/sys/fs/cgroup/user.slice/berth-1")]
+        );
+        // cpu and cpuacct co-mounted: one directory for both.
+        let v1 = Place::Legacy {
+            parents: vec![
+                ("memory", "/cg/memory/own".into()),
+                ("cpu", "/cg/cpu,cpuacct".into()),
+                ("cpuacct", "/cg/cpu,cpuacct".into()),
+                ("pids", "/cg/pids".into()),
+            ],
+        };
+        assert_eq!(
+            v1.dirs("berth-1"),
+            [
+                Path::new("/cg/memory/own/berth-1"),
+                Path::new("/cg/cpu,cpuacct/berth-1"),
+                Path::new("/cg/pids/berth-1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn leftovers_are_forgotten_once_gone() {
+        let root = tempfile::tempdir().unwrap();
+        let made = root.path().join("berth-made");
+        std::fs::create_dir(&made).unwrap();
+        let never_made = root.path().join("berth-never");
+        let mut dirs = vec![made.clone(), never_made];
+        remove_leftovers(&mut dirs).unwrap();
+        assert!(dirs.is_empty());
+        assert!(!made.exists());
+        // One that can't go (here: not empty) stays on the list.
+        let stuck = root.path().join("berth-stuck");
+        std::fs::create_dir_all(stuck.join("inside")).unwrap();
+        let mut dirs = vec![stuck.clone()];
+        assert!(remove_leftovers(&mut dirs).is_err());
+        assert_eq!(dirs, [stuck]);
     }
 }

@@ -24,6 +24,10 @@ pub const CPU_PERIOD_US: u64 = 100_000;
 /// Below this a container can't even start its shell (Docker's minimum too).
 pub const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 
+/// The pids limit counts the container's init too: below two processes it
+/// could never start its command.
+pub const MIN_PIDS: u64 = 2;
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitArgs {
     /// Memory limit, e.g. 64m, 1g, 1.5g or plain bytes (k, m, g are powers
@@ -37,7 +41,7 @@ pub struct LimitArgs {
     pub cpus: Option<CpuQuota>,
 
     /// Most processes the container may have at once, its init included
-    /// (contains fork bombs).
+    /// (contains fork bombs). At least 2: init and the command.
     #[arg(long, value_name = "N", value_parser = parse_pids)]
     pub pids_limit: Option<u64>,
 }
@@ -112,9 +116,14 @@ pub fn parse_cpus(text: &str) -> Result<CpuQuota, String> {
 
 fn parse_pids(text: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "{text:?} is not a process count; give a whole number of at least 1"
+        Ok(n) if n >= MIN_PIDS => Ok(n),
+        Ok(_) => Err(format!(
+            "{text:?} is not a process count a container can start with: --pids-limit \
+             must be at least {MIN_PIDS}, as the container's init and its command \
+             are a process each"
+        )),
+        Err(_) => Err(format!(
+            "{text:?} is not a process count; give a whole number of at least {MIN_PIDS}"
         )),
     }
 }
@@ -181,8 +190,11 @@ mod tests {
     }
 
     #[test]
-    fn pids_limit_is_a_positive_count() {
+    fn pids_limit_leaves_room_for_init_and_the_command() {
         assert_eq!(parse_pids("20"), Ok(20));
+        assert_eq!(parse_pids("2"), Ok(2));
+        let one = parse_pids("1").unwrap_err();
+        assert!(one.contains("--pids-limit must be at least 2"), "{one}");
         assert!(parse_pids("0").is_err());
         assert!(parse_pids("-1").is_err());
         assert!(parse_pids("many").is_err());

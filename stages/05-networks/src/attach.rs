@@ -24,12 +24,22 @@ pub struct Plug<'a> {
     pub program: &'a str,
 }
 
-/// A container on a network. Dropping it undoes everything `attach` did.
+/// A container on a network. [`Attachment::detach`], or dropping it, undoes
+/// everything `attach` did.
 pub struct Attachment<'a> {
     plug: &'a Plug<'a>,
     network: &'a Network,
     address: Ipv4Addr,
-    host_end: String,
+    /// Set once `detach` has run, so that drop does not do it again.
+    detached: bool,
+}
+
+/// The names of container `id`'s veth pair: the end on the host (on the
+/// bridge) and its peer, which becomes `eth0` inside. Known before they
+/// exist, so an engine can write them down first.
+pub fn veth_names(id: &str) -> (String, String) {
+    let short = &id[..id.len().min(8)];
+    (format!("bth{short}"), format!("bthc{short}"))
 }
 
 // ANCHOR: attach
@@ -46,12 +56,11 @@ pub fn attach<'a>(
     }
     let lease = ipam::owner_self(plug.id, plug.name)?;
     let address = plug.networks.ipam(network).allocate(&lease)?;
-    let host_end = format!("bth{}", &plug.id[..8]);
     let attachment = Attachment {
         plug,
         network,
         address,
-        host_end: host_end.clone(),
+        detached: false,
     };
     // Names must be unique on a network, or /etc/hosts would be ambiguous.
     if let Some(name) = plug.name {
@@ -68,7 +77,7 @@ pub fn attach<'a>(
     }
 
     // The cable: one end on the bridge, the other moved into the container.
-    let peer = format!("bthc{}", &plug.id[..8]);
+    let (host_end, peer) = veth_names(plug.id);
     let mut netlink = Netlink::open()?;
     let host_index = netlink.create_veth(&host_end, &peer)?;
     let bridge = netlink
@@ -116,32 +125,81 @@ impl Attachment<'_> {
     pub fn address(&self) -> Ipv4Addr {
         self.address
     }
+
+    /// Unplug: undo everything `attach` did; the first failure, if any.
+    pub fn detach(mut self) -> Result<(), Error> {
+        self.detached = true;
+        self.undo()
+    }
+
+    fn undo(&self) -> Result<(), Error> {
+        let plug = self.plug;
+        let (host_end, _) = veth_names(plug.id);
+        unplug(&Unplug {
+            networks: plug.networks,
+            network: Some(self.network),
+            id: plug.id,
+            veth: &host_end,
+            ports: !plug.publish.is_empty(),
+            containers: plug.containers,
+        })
+    }
 }
 
 impl Drop for Attachment<'_> {
     fn drop(&mut self) {
-        let networks = self.plug.networks;
-        let warn = |what: &str, result: Result<(), Error>| {
-            if let Err(err) = result {
-                eprintln!("{}: warning: {what}: {err}", self.plug.program);
-            }
-        };
-        // The veth pair usually died with the container's namespace already.
-        warn(
-            "remove veth",
-            Netlink::open().and_then(|mut netlink| match netlink.link_index(&self.host_end)? {
-                Some(index) => netlink.delete_link(index),
-                None => Ok(()),
-            }),
-        );
-        warn("unpublish ports", networks.unpublish(self.plug.id));
-        warn(
-            "release address",
-            networks.ipam(self.network).release(self.address),
-        );
-        warn(
-            "update names",
-            networks.update_hosts(self.network, self.plug.containers),
-        );
+        if !self.detached
+            && let Err(err) = self.undo()
+        {
+            let (program, network) = (self.plug.program, &self.network.name);
+            eprintln!("{program}: warning: unplug from network {network}: {err}");
+        }
     }
 }
+
+/// What a container has (or may have) on the host for its network, by name.
+pub struct Unplug<'a> {
+    pub networks: &'a Networks,
+    /// `None` if the network itself was removed meanwhile (its leases went
+    /// with it).
+    pub network: Option<&'a Network>,
+    pub id: &'a str,
+    /// The host end of its veth pair.
+    pub veth: &'a str,
+    /// Whether it publishes ports.
+    pub ports: bool,
+    pub containers: &'a Path,
+}
+
+// ANCHOR: unplug
+/// Undo `attach` for a container, whatever part of it was done: its veth
+/// pair, its published ports, its lease, and its name in the `/etc/hosts`
+/// of its peers. Each step is harmless when there is nothing to undo, so
+/// this also cleans up after a process that was killed halfway through
+/// `attach`, or while its container ran. All steps are tried; the first
+/// failure is returned.
+pub fn unplug(what: &Unplug) -> Result<(), Error> {
+    let mut first_error = None;
+    let mut keep = |result: Result<(), Error>| {
+        if let Err(err) = result {
+            first_error.get_or_insert(err);
+        }
+    };
+    // The pair usually died with the container's network namespace; if
+    // we were killed before its peer moved in, both ends are still here.
+    keep(
+        Netlink::open().and_then(|mut netlink| match netlink.link_index(what.veth)? {
+            Some(index) => netlink.delete_link(index),
+            None => Ok(()),
+        }),
+    );
+    if what.ports {
+        keep(what.networks.unpublish(what.id));
+    }
+    if let Some(network) = what.network {
+        keep(what.networks.ipam(network).release_container(what.id));
+        keep(what.networks.update_hosts(network, what.containers));
+    }
+    first_error.map_or(Ok(()), Err)
+}
+// ANCHOR_END: unplug

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::io::{self, Write as _};
 use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -371,6 +372,22 @@ fn check_interface_name(name: &str) -> Result<()> {
 /// Run nft with `args`, feeding it `stdin` if given.
 fn nft(args: &[&str], stdin: Option<&str>) -> Result<Output> {
     let mut command = Command::new("nft");
+    // If we are killed, nft goes too: a table it applied after our death
+    // could undo the cleanup of whoever comes after us.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec: two system calls, nothing that
+    // allocates or takes a lock.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            match libc::getppid() == parent {
+                true => Ok(()),
+                false => Err(io::Error::from_raw_os_error(libc::ESRCH)), // died already
+            }
+        })
+    };
     command
         .args(args)
         .stdin(if stdin.is_some() {

@@ -178,6 +178,35 @@ impl Ipam {
         }
     }
 
+    /// Give back every address leased to container `id`, whoever took it:
+    /// the cleanup after a process that died before it could release.
+    pub fn release_container(&self, id: &str) -> Result<()> {
+        let Some(_lock) = self.lock(false)? else {
+            return Ok(()); // no lease directory: nothing was ever leased.
+        };
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| Error::io("list leases", &self.dir, e))?;
+        let mut removed = false;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| Error::io("list leases", &self.dir, e))?
+                .path();
+            let is_lease = path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().parse::<Ipv4Addr>().is_ok());
+            // A broken lease is someone else's problem here (allocate
+            // reports it): it can't be told to be ours.
+            if is_lease && read_lease(&path).is_ok_and(|lease| lease.container == id) {
+                remove_if_present(&path)?;
+                removed = true;
+            }
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
     /// The live leases, lowest address first. Stale ones are reclaimed first,
     /// so what this returns is what is really in use.
     pub fn leases(&self) -> Result<Vec<(Ipv4Addr, Lease)>> {
@@ -391,6 +420,19 @@ mod tests {
         let never = Ipam::new(&tmp.path().join("nothing"), subnet("10.78.0.0/24"));
         never.release(ip("10.78.0.2")).unwrap();
         assert!(!tmp.path().join("nothing").exists());
+    }
+
+    #[test]
+    fn a_containers_leases_are_released_by_its_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.0/24"));
+        ipam.release_container("a").unwrap(); // nothing leased yet: fine
+        ipam.allocate(&me("a")).unwrap();
+        ipam.allocate(&dead_lease("a")).unwrap();
+        let b = ipam.allocate(&me("b")).unwrap();
+        ipam.release_container("a").unwrap();
+        let left: Vec<Ipv4Addr> = ipam.leases().unwrap().into_iter().map(|(a, _)| a).collect();
+        assert_eq!(left, [b]);
     }
 
     #[test]

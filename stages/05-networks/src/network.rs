@@ -186,6 +186,15 @@ impl Networks {
         self.sync_firewall_locked()
     }
 
+    /// A network by name, or `None` if there is none of that name. Unlike
+    /// [`Networks::get`], never makes the default network.
+    pub fn existing(&self, name: &str) -> Result<Option<Network>, Error> {
+        match self.file(name).exists() {
+            true => self.get(name).map(Some),
+            false => Ok(None),
+        }
+    }
+
     fn get_existing(&self, name: &str) -> Result<Network, Error> {
         if !self.file(name).exists() {
             return Err(Error::Other(format!(
@@ -293,6 +302,7 @@ impl Networks {
     }
 
     /// Published ports of live containers; files of dead ones are removed.
+    /// The caller holds [`Networks::lock`].
     pub fn live_ports(&self) -> Result<Vec<PortRule>, Error> {
         let dir = self.dir.join("ports");
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -300,6 +310,12 @@ impl Networks {
         };
         let mut rules = Vec::new();
         for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                // Half-written by a process killed in `write_atomic`: ports
+                // files are written under the lock, which we hold.
+                let _ = std::fs::remove_file(entry.path());
+                continue;
+            }
             let Ok(owner) = serde_json::from_slice::<PortOwner>(
                 &std::fs::read(entry.path()).unwrap_or_default(),
             ) else {
@@ -415,6 +431,12 @@ mod tests {
             .create("db", Some("10.250.1.0/25".parse().unwrap()))
             .unwrap_err();
         assert!(err.to_string().contains("overlaps network web"), "{err}");
+        assert_eq!(networks.existing("web").unwrap(), Some(web.clone()));
+        assert_eq!(
+            networks.existing(DEFAULT_NETWORK).unwrap(),
+            None,
+            "never made by asking"
+        );
         let auto = networks.create("db", None).unwrap();
         assert!(!auto.subnet.overlaps(&web.subnet));
         assert!(

@@ -1,0 +1,216 @@
+//! What berth does first, before it starts or enters any container: make
+//! sure that what it is made of can't be turned against the host.
+//!
+//! 1. **Open files.** Whoever started berth may have left descriptors open
+//!    without close-on-exec: a directory of the host's as fd 7, say. Passed
+//!    on to a container, `cat /proc/self/fd/7/../../etc/shadow` would read
+//!    the host's files. So every descriptor from 3 up is marked
+//!    close-on-exec as soon as berth starts.
+//! 2. **Its own binary** (CVE-2019-5736). Every process berth starts in a
+//!    container runs berth's code until it execs, and `/proc/PID/exe` of a
+//!    process is a handle on the file it runs. An image whose `/bin/sh` is
+//!    `#!/proc/self/exe` makes the kernel run *berth* as that script's
+//!    interpreter, inside the container: a process there can open it
+//!    through `/proc/PID/exe`, hold it, and write to it once berth has
+//!    exited, replacing the binary the host runs next as root. Making the
+//!    process non-dumpable hides `/proc/PID/exe` only until that exec. So
+//!    berth runs from a *read-only view* of its binary: before anything
+//!    else, it execs itself again through a private read-only bind mount of
+//!    its directory, a mount attached nowhere (`open_tree` +
+//!    `mount_setattr`). Every `/proc/PID/exe` of berth then leads there,
+//!    and opening it for writing fails with EROFS. It costs no copy. On
+//!    kernels without those calls (before 5.12), berth runs from a sealed
+//!    in-memory copy instead (`memfd_create` + seals), as runc long did.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::Path;
+
+use nix::fcntl::{AtFlags, FcntlArg, SealFlag, fcntl};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use nix::sys::statvfs::{FsFlags, statvfs};
+use stage01_chroot::Error;
+
+/// Where the running binary is, for this process and for the ones it
+/// starts again as itself (a monitor): `/proc/self/exe` execs whatever we
+/// run from, the read-only view included.
+pub const OUR_BINARY: &str = "/proc/self/exe";
+
+// ANCHOR: close_inherited
+/// Mark every descriptor from 3 up close-on-exec (see the module's point 1).
+pub fn close_inherited_files() -> Result<(), Error> {
+    // SAFETY: close_range only changes flags of our own descriptors.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    match marked {
+        0 => Ok(()),
+        _ => Err(Error::Other(format!(
+            "close_range(3.., CLOSE_RANGE_CLOEXEC): {} (berth needs Linux 5.11 or newer)",
+            std::io::Error::last_os_error()
+        ))),
+    }
+}
+// ANCHOR_END: close_inherited
+
+// ANCHOR: read_only_binary
+/// Exec ourselves again from a read-only view of our binary, unless we
+/// already run from one (see the module's point 2). Returns only if we do.
+pub fn run_from_read_only_binary() -> Result<(), Error> {
+    if runs_read_only()? {
+        return Ok(());
+    }
+    let exe = std::fs::read_link(OUR_BINARY).map_err(|e| Error::io("read", OUR_BINARY, e))?;
+    let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
+        return Err(Error::Other(format!(
+            "berth's binary {} has no directory",
+            exe.display()
+        )));
+    };
+    if !exe.exists() {
+        return Err(Error::Other(format!(
+            "berth's binary {} was replaced or removed while it ran: run berth again",
+            exe.display()
+        )));
+    }
+    let name = CString::new(name.as_encoded_bytes()).map_err(|e| Error::Other(e.to_string()))?;
+    match read_only_view(dir) {
+        Ok(view) => exec_at(&view, &name),
+        // ENOSYS: a kernel before 5.12. Anything else is a real failure.
+        Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => exec_at(&sealed_copy()?, c""),
+        Err(err) => Err(Error::Other(format!(
+            "make a read-only view of {} (open_tree, mount_setattr): {err}",
+            dir.display()
+        ))),
+    }
+}
+
+/// True when our binary can't be written through `/proc/self/exe`: it sits
+/// on a read-only mount, or it is a sealed in-memory copy.
+fn runs_read_only() -> Result<bool, Error> {
+    let mount = statvfs(OUR_BINARY).map_err(|e| Error::io("statvfs", OUR_BINARY, e.into()))?;
+    if mount.flags().contains(FsFlags::ST_RDONLY) {
+        return Ok(true);
+    }
+    let exe = File::open(OUR_BINARY).map_err(|e| Error::io("open", OUR_BINARY, e))?;
+    let seals = fcntl(&exe, FcntlArg::F_GET_SEALS).unwrap_or(0);
+    Ok(SealFlag::from_bits_truncate(seals).contains(SEALS))
+}
+
+/// A bind mount of `dir`, read-only, attached to no place in any mount
+/// tree: only the descriptor we get leads to it.
+fn read_only_view(dir: &Path) -> std::io::Result<OwnedFd> {
+    let dir = CString::new(dir.as_os_str().as_encoded_bytes())?;
+    // SAFETY: a NUL-terminated path; the kernel returns a new descriptor.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            dir.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: open_tree returned this descriptor to us alone.
+    let view = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let attributes = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        ..MountAttr::default()
+    };
+    // SAFETY: `attributes` is a valid mount_attr of the size we pass.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            view.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attributes as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if set < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(view)
+}
+
+/// The fallback: a copy of our binary in memory, sealed against any change.
+fn sealed_copy() -> Result<OwnedFd, Error> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        Error::Other(format!(
+            "copy berth's binary to a sealed memfd ({what}): {e}"
+        ))
+    };
+    let copy = memfd_create(
+        c"berth",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )
+    .map_err(|e| fail("memfd_create", &e))?;
+    let mut source = File::open(OUR_BINARY).map_err(|e| fail("open", &e))?;
+    let mut target = File::from(copy);
+    std::io::copy(&mut source, &mut target).map_err(|e| fail("copy", &e))?;
+    fcntl(&target, FcntlArg::F_ADD_SEALS(SEALS)).map_err(|e| fail("seal", &e))?;
+    Ok(OwnedFd::from(target))
+}
+
+/// Exec `name` in the directory `dir` (or, with an empty name, the file
+/// `dir` itself), with our own arguments and environment.
+fn exec_at(dir: &OwnedFd, name: &std::ffi::CStr) -> Result<(), Error> {
+    let c_strings = |items: Vec<OsString>| -> Vec<CString> {
+        items
+            .into_iter()
+            .filter_map(|item| CString::new(item.into_vec()).ok())
+            .collect()
+    };
+    let args = c_strings(std::env::args_os().collect());
+    let env = c_strings(
+        std::env::vars_os()
+            .map(|(key, value)| {
+                let mut pair = key;
+                pair.push("=");
+                pair.push(value);
+                pair
+            })
+            .collect(),
+    );
+    let flags = match name.is_empty() {
+        true => AtFlags::AT_EMPTY_PATH,
+        false => AtFlags::empty(),
+    };
+    let Err(err) = nix::unistd::execveat(dir, name, &args, &env, flags);
+    Err(Error::Other(format!(
+        "exec berth again from a read-only view of itself: {err}"
+    )))
+}
+// ANCHOR_END: read_only_binary
+
+/// Seals that make a memfd unchangeable for good.
+const SEALS: SealFlag = SealFlag::F_SEAL_SEAL
+    .union(SealFlag::F_SEAL_SHRINK)
+    .union(SealFlag::F_SEAL_GROW)
+    .union(SealFlag::F_SEAL_WRITE);
+
+// From <linux/mount.h>; the libc crate has them for Android only.
+const OPEN_TREE_CLONE: u32 = 1;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+#[derive(Default)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
