@@ -39,24 +39,14 @@ use stage01_chroot::Error;
 pub const OUR_BINARY: &str = "/proc/self/exe";
 
 // ANCHOR: close_inherited
-/// Mark every descriptor from 3 up close-on-exec (see the module's point 1).
+/// Mark every descriptor from 3 up close-on-exec (see the module's point 1),
+/// as the container's command does once more just before its exec.
 pub fn close_inherited_files() -> Result<(), Error> {
-    // SAFETY: close_range only changes flags of our own descriptors.
-    let marked = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    match marked {
-        0 => Ok(()),
-        _ => Err(Error::Other(format!(
-            "close_range(3.., CLOSE_RANGE_CLOEXEC): {} (berth needs Linux 5.11 or newer)",
-            std::io::Error::last_os_error()
-        ))),
-    }
+    stage02_namespaces::process::close_other_files_at_exec().map_err(|e| {
+        Error::Other(format!(
+            "close_range(3.., CLOSE_RANGE_CLOEXEC): {e} (berth needs Linux 5.11 or newer)"
+        ))
+    })
 }
 // ANCHOR_END: close_inherited
 

@@ -84,16 +84,24 @@ fn files_the_caller_left_open_never_reach_a_container() {
     let image = lab.pulled.image.clone();
     let look = "ls /proc/self/fd; cat /proc/self/fd/7/secret 2>&1; true";
 
+    // `berth ARGS` with fd 7, which must see neither fd 7 nor the secret.
+    let look_with_fd_7 = |what: &str, args: &[&str]| {
+        let mut berth = lab.berth();
+        berth.args(args).args(["sh", "-c", look]);
+        with_fd_7(&mut berth, &dir);
+        let seen = succeeded(what, &berth.output().unwrap());
+        assert!(
+            !fd_7_in(&seen),
+            "{what}: fd 7 reached the container: {seen}"
+        );
+        assert!(
+            !seen.contains("the host's secret"),
+            "{what}: the host's file was read: {seen}"
+        );
+    };
+
     // berth run, in the foreground.
-    let mut run = lab.berth();
-    run.args(["run", "--rm", "--network", "none", &image, "sh", "-c", look]);
-    with_fd_7(&mut run, &dir);
-    let seen = succeeded("run", &run.output().unwrap());
-    assert!(!fd_7_in(&seen), "fd 7 reached the container: {seen}");
-    assert!(
-        !seen.contains("the host's secret"),
-        "the host's file was read: {seen}"
-    );
+    look_with_fd_7("run", &["run", "--rm", "--network", "none", &image]);
 
     // berth run -d: the monitor, and the container under it.
     let mut detach = lab.berth();
@@ -124,15 +132,7 @@ fn files_the_caller_left_open_never_reach_a_container() {
     );
 
     // berth exec.
-    let mut exec = lab.berth();
-    exec.args(["exec", &id, "sh", "-c", look]);
-    with_fd_7(&mut exec, &dir);
-    let seen = succeeded("exec", &exec.output().unwrap());
-    assert!(!fd_7_in(&seen), "fd 7 reached exec: {seen}");
-    assert!(
-        !seen.contains("the host's secret"),
-        "the host's file was read by exec: {seen}"
-    );
+    look_with_fd_7("exec", &["exec", &id]);
 
     // A build's RUN step: the build fails if fd 7 is there.
     let work = tempfile::tempdir().unwrap();

@@ -128,8 +128,9 @@ pub struct UserIds {
 /// Only the three standard streams may cross into the container: any other
 /// open file we hold, or that whoever started us left open (a directory of
 /// the host's, say, as fd 7), would be a way out through `/proc/self/fd/7`.
-/// Marks every descriptor from 3 up close-on-exec, in one system call.
-fn close_other_files_at_exec() -> std::io::Result<()> {
+/// Marks every descriptor from 3 up close-on-exec, in one system call (so
+/// it is safe between fork and exec).
+pub fn close_other_files_at_exec() -> std::io::Result<()> {
     // SAFETY: close_range only changes flags of our own descriptors.
     let marked = unsafe {
         libc::syscall(
