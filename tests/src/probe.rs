@@ -22,3 +22,21 @@ pub fn build_probe(dest: &Path) {
     );
     std::fs::remove_file(source).unwrap();
 }
+
+/// Copy the host's `program` (a dynamically linked one, such as iputils'
+/// `ping`) into `rootfs` at the same path, with the libraries `ldd` names.
+/// File capabilities are not copied: the container's own decide.
+pub fn add_host_program(rootfs: &Path, program: &str) {
+    let ldd = Command::new("ldd").arg(program).output().unwrap();
+    assert!(ldd.status.success(), "ldd {program}: is it installed?");
+    let libraries = String::from_utf8_lossy(&ldd.stdout)
+        .split_whitespace()
+        .filter(|word| word.starts_with('/'))
+        .map(String::from)
+        .collect::<Vec<_>>();
+    for file in libraries.iter().map(String::as_str).chain([program]) {
+        let inside = rootfs.join(file.trim_start_matches('/'));
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::copy(file, &inside).unwrap();
+    }
+}

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use berth_tests::lab::{Lab, eventually};
-use berth_tests::probe::build_probe;
+use berth_tests::probe::{add_host_program, build_probe};
 use berth_tests::root_or_skip;
 
 /// A lab whose image has /bin/probe (probe.c) and /bin/evil, a script
@@ -22,6 +22,7 @@ use berth_tests::root_or_skip;
 fn hostile_lab() -> Lab {
     Lab::with_rootfs(|rootfs| {
         build_probe(&rootfs.join("bin/probe"));
+        add_host_program(rootfs, "/usr/bin/ping");
         let evil = rootfs.join("bin/evil");
         std::fs::write(&evil, "#!/proc/self/exe --help\n").unwrap();
         std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -371,9 +372,13 @@ fn raw_sockets_and_io_uring_are_refused_and_ping_still_works() {
     }
     let lab = hostile_lab();
     let host_ping_range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
-    let probes = "probe raw; probe ping; probe io_uring";
+    let probes = "probe raw; probe ping; probe io_uring; /usr/bin/ping -c 1 -W 2 127.0.0.1";
     let out = lab.run(&["--rm", "--network", "none"], &["sh", "-c", probes]);
     let said = succeeded("run", &out);
+    assert!(
+        said.contains("1 packets transmitted, 1 received"),
+        "iputils' ping must work without CAP_NET_RAW: {said}"
+    );
     assert!(
         said.contains("raw packet socket: Operation not permitted"),
         "CAP_NET_RAW must be gone: {said}"
