@@ -262,10 +262,42 @@ pub struct Hardening {
     read_only: Vec<String>,
     /// Open ICMP sockets to all groups (the first process, too).
     open_ping: bool,
-    keep: CapsHashSet,
+    capabilities: CapabilitySets,
     drop_from_bounding: Vec<Capability>,
+    /// True: the sets hold whoever the process becomes (the OCI runtime,
+    /// as runc). False: a user other than root gets none, as in Docker.
+    users_keep_capabilities: bool,
+    /// Supplementary groups beside the user's own (the OCI runtime's
+    /// `additionalGids`).
+    additional_gids: Vec<u32>,
     no_new_privs: bool,
     filters: Vec<BpfProgram>,
+}
+
+/// The five capability sets of a process (capabilities(7)): the most it
+/// can ever have (bounding), what it may use (permitted), what it uses
+/// (effective), and what passes over an exec (inheritable, ambient).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapabilitySets {
+    pub bounding: CapsHashSet,
+    pub effective: CapsHashSet,
+    pub permitted: CapsHashSet,
+    pub inheritable: CapsHashSet,
+    pub ambient: CapsHashSet,
+}
+
+impl CapabilitySets {
+    /// Berth's: `keep` to hold and to use; nothing inheritable, as in runc
+    /// since CVE-2022-24769 (with it, a file's inheritable capabilities
+    /// could bring dropped ones back).
+    pub fn keeping(keep: CapsHashSet) -> CapabilitySets {
+        CapabilitySets {
+            bounding: keep.clone(),
+            effective: keep.clone(),
+            permitted: keep,
+            ..CapabilitySets::default()
+        }
+    }
 }
 
 /// What init calls itself inside a hardened container (see stage 02's
@@ -286,17 +318,20 @@ impl Hardening {
             true => paths.iter().map(|p| p.to_string()).collect(),
             false => Vec::new(),
         };
-        let mut hardening = Hardening::custom(list(MASKED), list(READ_ONLY), keep, true)?;
+        let capabilities = CapabilitySets::keeping(keep);
+        let mut hardening = Hardening::custom(list(MASKED), list(READ_ONLY), capabilities, true)?;
+        hardening.users_keep_capabilities = false;
         hardening.open_ping = first_process;
         hardening.filters = seccomp_filters()?;
         Ok(hardening)
     }
 
-    /// What an OCI bundle's config asks for (no seccomp filter).
+    /// What an OCI bundle's config asks for (no seccomp filter): its sets
+    /// hold whoever the process becomes.
     pub fn custom(
         masked: Vec<String>,
         read_only: Vec<String>,
-        keep: CapsHashSet,
+        capabilities: CapabilitySets,
         no_new_privs: bool,
     ) -> Result<Hardening, Error> {
         let supported = caps::runtime::thread_all_supported();
@@ -304,11 +339,22 @@ impl Hardening {
             masked,
             read_only,
             open_ping: false,
-            drop_from_bounding: supported.difference(&keep).copied().collect(),
-            keep,
+            drop_from_bounding: supported
+                .difference(&capabilities.bounding)
+                .copied()
+                .collect(),
+            capabilities,
+            users_keep_capabilities: true,
+            additional_gids: Vec::new(),
             no_new_privs,
             filters: Vec::new(),
         })
+    }
+
+    /// Supplementary groups for the process, beside its user's group.
+    pub fn with_additional_gids(mut self, gids: Vec<u32>) -> Hardening {
+        self.additional_gids = gids;
+        self
     }
 
     /// As the step `namespaces::start` runs before the command's exec.
@@ -332,17 +378,14 @@ impl Hardening {
         for cap in &self.drop_from_bounding {
             caps::drop(None, CapSet::Bounding, *cap).map_err(std::io::Error::other)?;
         }
-        let keep = match user {
-            Some(user) => become_user(user, &self.keep)?,
-            None => self.keep.clone(),
-        };
-        // Inheritable stays empty, as in runc since CVE-2022-24769: with it,
-        // a file's inheritable capabilities could bring dropped ones back.
-        for set in [CapSet::Ambient, CapSet::Inheritable] {
-            caps::clear(None, set).map_err(std::io::Error::other)?;
+        let mut keeps_capabilities = true;
+        if let Some(user) = user {
+            keeps_capabilities = user.uid == 0 || self.users_keep_capabilities;
+            become_user(user, &self.additional_gids, keeps_capabilities)?;
         }
-        for set in [CapSet::Effective, CapSet::Permitted] {
-            caps::set(None, set, &keep).map_err(std::io::Error::other)?;
+        match keeps_capabilities {
+            true => set_capabilities(&self.capabilities)?,
+            false => set_capabilities(&CapabilitySets::default())?,
         }
         if self.no_new_privs {
             nix::sys::prctl::set_no_new_privs()?;
@@ -439,20 +482,38 @@ fn mask_paths(masked: &[String], read_only: &[String]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Switch to `user`; the capabilities it may keep: all of `keep` for root,
-/// none for another user, as Docker does.
-fn become_user(user: UserIds, keep: &CapsHashSet) -> std::io::Result<CapsHashSet> {
-    let (uid, gid) = (
-        nix::unistd::Uid::from_raw(user.uid),
-        nix::unistd::Gid::from_raw(user.gid),
-    );
-    nix::unistd::setgroups(&[gid])?;
+/// Switch to `user`, with `additional` groups beside its own. Leaving
+/// root empties the permitted set, unless `keep_capabilities` asks the
+/// kernel to keep it (PR_SET_KEEPCAPS) for `set_capabilities` to set.
+fn become_user(user: UserIds, additional: &[u32], keep_capabilities: bool) -> std::io::Result<()> {
+    let gid = nix::unistd::Gid::from_raw(user.gid);
+    let mut groups = [gid; 33];
+    let count = 1 + additional.len().min(groups.len() - 1);
+    for (slot, extra) in groups[1..count].iter_mut().zip(additional) {
+        *slot = nix::unistd::Gid::from_raw(*extra);
+    }
+    nix::unistd::setgroups(&groups[..count])?;
     nix::unistd::setresgid(gid, gid, gid)?;
+    if keep_capabilities {
+        nix::sys::prctl::set_keepcaps(true)?;
+    }
+    let uid = nix::unistd::Uid::from_raw(user.uid);
     nix::unistd::setresuid(uid, uid, uid)?;
-    Ok(match uid.is_root() {
-        true => keep.clone(),
-        false => CapsHashSet::new(),
-    })
+    Ok(())
+}
+
+/// Set the sets other than bounding, in an order the kernel accepts: the
+/// inheritable set while the permitted one is still whole, the permitted
+/// set only once the effective one fits in it, the ambient set last (it
+/// needs both).
+fn set_capabilities(sets: &CapabilitySets) -> std::io::Result<()> {
+    let set =
+        |which, caps: &CapsHashSet| caps::set(None, which, caps).map_err(std::io::Error::other);
+    caps::clear(None, CapSet::Ambient).map_err(std::io::Error::other)?;
+    set(CapSet::Inheritable, &sets.inheritable)?;
+    set(CapSet::Effective, &sets.effective)?;
+    set(CapSet::Permitted, &sets.permitted)?;
+    set(CapSet::Ambient, &sets.ambient)
 }
 
 /// Make the calling process non-dumpable: then only a process with
@@ -471,8 +532,11 @@ mod tests {
     fn the_filters_compile_for_this_machine() {
         let hardening = Hardening::new(true).unwrap();
         assert_eq!(hardening.filters.len(), 2);
-        assert!(!hardening.keep.contains(&Capability::CAP_SYS_ADMIN));
-        assert!(!hardening.keep.contains(&Capability::CAP_MKNOD));
+        let kept = &hardening.capabilities.permitted;
+        assert!(!kept.contains(&Capability::CAP_SYS_ADMIN));
+        assert!(!kept.contains(&Capability::CAP_MKNOD));
+        assert!(!kept.contains(&Capability::CAP_NET_RAW));
+        assert!(hardening.capabilities.inheritable.is_empty());
         assert!(
             hardening
                 .drop_from_bounding

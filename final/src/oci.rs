@@ -36,7 +36,7 @@ use stage03_cgroups::limits::{CPU_PERIOD_US, CpuQuota};
 use stage03_cgroups::{Limits, cgroup};
 use stage04_images::store::write_atomic;
 
-use crate::harden::{self, Hardening};
+use crate::harden::{self, CapabilitySets, Hardening};
 use crate::record::{Proc, now};
 use crate::run::spawn_monitor;
 
@@ -80,17 +80,28 @@ struct ProcessSpec {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct UserSpec {
     #[serde(default)]
     uid: u32,
     #[serde(default)]
     gid: u32,
+    #[serde(default)]
+    additional_gids: Vec<u32>,
 }
 
 #[derive(Debug, Deserialize)]
 struct CapabilitiesSpec {
     #[serde(default)]
     bounding: Vec<String>,
+    #[serde(default)]
+    effective: Vec<String>,
+    #[serde(default)]
+    permitted: Vec<String>,
+    #[serde(default)]
+    inheritable: Vec<String>,
+    #[serde(default)]
+    ambient: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -602,23 +613,13 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
         })
         .filter_map(|m| Some((m.source.clone()?, m.destination.clone())))
         .collect();
-    let keep: CapsHashSet = match &process.capabilities {
-        Some(caps) => caps
-            .bounding
-            .iter()
-            .map(|name| {
-                name.parse::<Capability>()
-                    .map_err(|_| Error::Other(format!("config.json: unknown capability {name}")))
-            })
-            .collect::<Result<_, _>>()?,
-        None => CapsHashSet::new(),
-    };
     let hardening = Hardening::custom(
         config.linux.masked_paths.clone(),
         config.linux.readonly_paths.clone(),
-        keep,
+        capability_sets(process.capabilities.as_ref())?,
         process.no_new_privileges,
-    )?;
+    )?
+    .with_additional_gids(additional_gids(&process.user)?);
     let rlimits = rlimits_of(&process.rlimits)?;
     if config.linux.seccomp.is_some() {
         eprintln!(
@@ -664,6 +665,73 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
             init_title: Some(crate::harden::INIT_TITLE),
         }),
     })
+}
+
+/// `process.capabilities`, all five sets, checked the way the kernel will
+/// check them (none at all without the object).
+fn capability_sets(spec: Option<&CapabilitiesSpec>) -> Result<CapabilitySets, Error> {
+    let Some(spec) = spec else {
+        return Ok(CapabilitySets::default());
+    };
+    let set = |field: &str, names: &[String]| -> Result<CapsHashSet, Error> {
+        names
+            .iter()
+            .map(|name| {
+                name.parse::<Capability>().map_err(|_| {
+                    Error::Other(format!(
+                        "config.json: process.capabilities.{field}: unknown capability {name}"
+                    ))
+                })
+            })
+            .collect()
+    };
+    let sets = CapabilitySets {
+        bounding: set("bounding", &spec.bounding)?,
+        effective: set("effective", &spec.effective)?,
+        permitted: set("permitted", &spec.permitted)?,
+        inheritable: set("inheritable", &spec.inheritable)?,
+        ambient: set("ambient", &spec.ambient)?,
+    };
+    let outside = |inner: &CapsHashSet, outer: &CapsHashSet| {
+        inner
+            .difference(outer)
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+    };
+    let permitted_and_inheritable = sets
+        .permitted
+        .intersection(&sets.inheritable)
+        .copied()
+        .collect();
+    for (field, extra) in [
+        ("effective", outside(&sets.effective, &sets.permitted)),
+        (
+            "ambient",
+            outside(&sets.ambient, &permitted_and_inheritable),
+        ),
+    ] {
+        if !extra.is_empty() {
+            return Err(Error::Other(format!(
+                "config.json: process.capabilities.{field} has {} beyond what the kernel allows \
+                 (effective must be in permitted; ambient in both permitted and inheritable)",
+                extra.join(", ")
+            )));
+        }
+    }
+    Ok(sets)
+}
+
+/// `process.user.additionalGids`, as many as the step before exec can set
+/// without allocating.
+fn additional_gids(user: &UserSpec) -> Result<Vec<u32>, Error> {
+    const MOST: usize = 32;
+    if user.additional_gids.len() > MOST {
+        return Err(Error::Other(format!(
+            "config.json: process.user.additionalGids has {} groups; berth-runtime supports {MOST}",
+            user.additional_gids.len()
+        )));
+    }
+    Ok(user.additional_gids.clone())
 }
 
 fn rlimits_of(specs: &[RlimitSpec]) -> Result<Vec<(libc::__rlimit_resource_t, u64, u64)>, Error> {
