@@ -410,9 +410,14 @@ fn own_session() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Write a sysctl of the container's (namespaced) kernel settings, with
-/// plain system calls: we are between fork and exec.
+/// Write a sysctl of the container's (namespaced) kernel settings.
 fn write_sysctl((path, value): (&CStr, &[u8])) -> std::io::Result<()> {
+    write_proc_file(path, value)
+}
+
+/// Write `value` to a file under /proc, with plain system calls: we are
+/// between fork and exec.
+pub fn write_proc_file(path: &CStr, value: &[u8]) -> std::io::Result<()> {
     // SAFETY: a NUL-terminated path; the descriptor is ours and closed below.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
     if fd < 0 {

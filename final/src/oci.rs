@@ -77,6 +77,8 @@ struct ProcessSpec {
     rlimits: Vec<RlimitSpec>,
     #[serde(default)]
     no_new_privileges: bool,
+    #[serde(default)]
+    oom_score_adj: Option<i32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +146,8 @@ struct LinuxSpec {
     seccomp: Option<serde_json::Value>,
     #[serde(default)]
     uid_mappings: Vec<serde_json::Value>,
+    #[serde(default)]
+    sysctl: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -626,7 +630,18 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
             "berth: warning: config.json's linux.seccomp is not supported; no filter is applied"
         );
     }
+    // Kernel settings as (file under /proc, value), written from inside.
+    let mut settings = sysctls_of(&config.linux.sysctl)?;
+    if let Some(adjustment) = process.oom_score_adj {
+        settings.push((
+            c"/proc/self/oom_score_adj".into(),
+            adjustment.to_string().into(),
+        ));
+    }
     let before_exec = move |user| -> std::io::Result<()> {
+        for (file, value) in &settings {
+            harden::write_proc_file(file, value)?;
+        }
         for (resource, soft, hard) in &rlimits {
             let limit = libc::rlimit {
                 rlim_cur: *soft,
@@ -719,6 +734,40 @@ fn capability_sets(spec: Option<&CapabilitiesSpec>) -> Result<CapabilitySets, Er
         }
     }
     Ok(sets)
+}
+
+/// `linux.sysctl` as files under /proc/sys. Only settings that belong to
+/// the container's own namespaces are taken (network, IPC, hostname):
+/// the others would change the host's kernel for everyone.
+fn sysctls_of(
+    sysctl: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(std::ffi::CString, Vec<u8>)>, Error> {
+    const NAMESPACED: &[&str] = &[
+        "net.",
+        "kernel.msg",
+        "kernel.sem",
+        "kernel.shm",
+        "fs.mqueue.",
+        "kernel.hostname",
+        "kernel.domainname",
+    ];
+    sysctl
+        .iter()
+        .map(|(key, value)| {
+            let valid =
+                key.split('.').all(|part| !part.is_empty() && part != "..") && !key.contains('/');
+            if !valid || !NAMESPACED.iter().any(|prefix| key.starts_with(prefix)) {
+                return Err(Error::Other(format!(
+                    "config.json: linux.sysctl: {key} is not a setting of the container's own \
+                     namespaces; berth-runtime refuses it, as it would change the host"
+                )));
+            }
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            let path = std::ffi::CString::new(path)
+                .map_err(|_| Error::Other(format!("config.json: linux.sysctl: bad key {key}")))?;
+            Ok((path, value.clone().into_bytes()))
+        })
+        .collect()
 }
 
 /// `process.user.additionalGids`, as many as the step before exec can set
