@@ -1,7 +1,9 @@
 //! Stage 02 on the real kernel: namespaces, pivot_root, and init as PID 1.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -77,6 +79,16 @@ fn processes_running(cmdline: &str) -> Vec<String> {
 
 fn host_mounts() -> String {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap()
+}
+
+/// The host's mounts at or below `dir` (a fixture's: no other test's).
+fn host_mounts_below(dir: &Path) -> String {
+    let dir = dir.to_string_lossy();
+    host_mounts()
+        .lines()
+        .filter(|line| line.contains(&*dir))
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
 #[test]
@@ -289,8 +301,169 @@ fn user_namespace_maps_root_to_an_unprivileged_host_user() {
         lines[1].split_whitespace().collect::<Vec<_>>(),
         ["0", "100000", "65536"]
     );
+    // Through the idmapped mount, container root's files are host root's.
     let made = std::fs::metadata(fx.rootfs().join("tmp/made-by-container-root")).unwrap();
-    assert_eq!((made.uid(), made.gid()), (100_000, 100_000));
+    assert_eq!((made.uid(), made.gid()), (0, 0));
+}
+
+/// Owner, group and mode of everything below `root` (links not followed).
+fn owners(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32)> {
+    let mut found = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                todo.push(entry.unwrap().path());
+            }
+        }
+        let relative = path.strip_prefix(root).unwrap().to_path_buf();
+        found.insert(relative, (meta.uid(), meta.gid(), meta.mode()));
+    }
+    found
+}
+
+/// The host's view of a process's user and group IDs: the first two
+/// numbers (real, effective) of `Uid:` and `Gid:` in /proc/PID/status.
+fn host_ids_of(pid: &str) -> Vec<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|line| line.starts_with("Uid:") || line.starts_with("Gid:"))
+        .flat_map(|line| line.split_whitespace().skip(1).take(2).map(String::from))
+        .collect()
+}
+
+#[test]
+fn user_namespace_root_writes_its_rootfs_through_an_idmapped_mount() {
+    if !root_or_skip("user_namespace_root_writes_its_rootfs_through_an_idmapped_mount") {
+        return;
+    }
+    let fx = Fixture::new();
+    let before = owners(&fx.rootfs());
+    let sleeper = format!("sleep 9{}", std::process::id());
+    let script = format!(
+        "id -u; stat -c '%u %g' / /etc/passwd; touch /made-inside && echo made; \
+         echo ready; exec {sleeper}"
+    );
+    let mut child = Running::new(
+        stage02(&fx, &["--userns"])
+            .args(["/bin/sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .take_while(|line| line != "ready")
+        .collect();
+    // Inside: root, and the rootfs's files (host root's) are root's.
+    assert_eq!(lines, ["0", "0 0", "0 0", "made"], "inside");
+
+    // Outside, the same process is the unprivileged host user 100000.
+    wait_for_one_process(&sleeper);
+    let pid = processes_running(&sleeper).remove(0);
+    assert_eq!(host_ids_of(&pid), ["100000"; 4], "host IDs of {pid}");
+    assert_eq!(
+        host_mounts_below(fx.dir()),
+        "",
+        "the container's mounts showed on the host"
+    );
+    let output = child.stop();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The fixture is on the host's /tmp (ext4 here), which can be idmapped.
+    assert!(
+        !stderr.contains("no idmapped mount"),
+        "fell back to a copy: {stderr}"
+    );
+
+    // On the host, the new file is host root's, as the idmapping maps back,
+    // and nothing of the rootfs changed owner: no chown happened.
+    let made = std::fs::metadata(fx.rootfs().join("made-inside")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (0, 0));
+    let mut after = owners(&fx.rootfs());
+    after.remove(Path::new("made-inside"));
+    assert_eq!(after, before, "the rootfs's owners or modes changed");
+    assert_eq!(host_mounts_below(fx.dir()), "", "a mount was left behind");
+}
+
+/// Makes a rootfs on a ramfs, a file system without idmapped mounts, and
+/// runs `stage02-namespaces --userns` on it. All of it happens in a mount
+/// namespace of its own (`unshare -m`), so the ramfs never shows on the
+/// host and goes away with the script. Prints sections: the owners before,
+/// what ran inside printed, the owners after, whether the file it made is
+/// on the ramfs.
+const RAMFS_SCRIPT: &str = r#"
+set -e
+mount -t ramfs -o mode=755 berth-ramfs "$DIR"
+"$MKROOTFS" "$DIR/rootfs" > /dev/null
+owned="$DIR/rootfs/etc/owned-by-1000"
+: > "$owned"; chown 1000:50 "$owned"; chmod 4750 "$owned"
+owners() { find "$DIR/rootfs" -exec stat -c '%n %u %g %a' {} + | sort; }
+echo "== before"; owners
+echo "== inside"
+"$STAGE02" --userns "$DIR/rootfs" /bin/sh -c     "stat -c '%u %g %a' / /root /etc/owned-by-1000; touch /made-inside && echo made" 2> "$ERR"
+echo "== after"; owners
+if [ -e "$DIR/rootfs/made-inside" ]; then echo "== made-inside is on the ramfs"; fi
+"#;
+
+#[test]
+fn user_namespace_without_idmapped_mounts_gets_a_shifted_copy() {
+    if !root_or_skip("user_namespace_without_idmapped_mounts_gets_a_shifted_copy") {
+        return;
+    }
+    let fx = Fixture::new();
+    let ramfs = fx.dir().join("berth-ramfs");
+    std::fs::create_dir(&ramfs).unwrap();
+    let stderr_file = fx.dir().join("stderr");
+    let output = Command::new("unshare")
+        .args([
+            "-m",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            RAMFS_SCRIPT,
+        ])
+        .env("DIR", &ramfs)
+        .env("MKROOTFS", bin("berth-mkrootfs"))
+        .env("STAGE02", bin("stage02-namespaces"))
+        .env("ERR", &stderr_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = std::fs::read_to_string(&stderr_file).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{stderr}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let section = |name: &str| -> Vec<&str> {
+        let start = stdout.find(&format!("== {name}\n")).expect(name) + name.len() + 4;
+        let rest = &stdout[start..];
+        rest[..rest.find("== ").unwrap_or(rest.len())]
+            .lines()
+            .collect()
+    };
+    // Inside, the copy's owners are shifted so that root's files are root's,
+    // and user 1000's are 1000's, set-user-ID bit and all.
+    assert_eq!(
+        section("inside"),
+        ["0 0 755", "0 0 700", "1000 50 4750", "made"],
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no idmapped mount of") && stderr.contains("copy of it in memory"),
+        "the fallback was not explained: {stderr}"
+    );
+    // The copy took the write; the rootfs itself is as it was.
+    assert!(
+        !stdout.contains("== made-inside is on the ramfs"),
+        "{stdout}"
+    );
+    assert_eq!(section("after"), section("before"));
 }
 
 #[test]

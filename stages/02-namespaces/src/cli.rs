@@ -10,7 +10,10 @@ pub struct NamespaceArgs {
     pub hostname: Option<String>,
 
     /// Also make a user namespace: root inside is the unprivileged host user
-    /// 100000, and container IDs 0-65535 are host IDs 100000-165535.
+    /// 100000, and container IDs 0-65535 are host IDs 100000-165535. The
+    /// rootfs is seen through an idmapped mount, so that its files, owned
+    /// by host root, are root's inside (or, where the file system can't do
+    /// that, the container gets a copy of it with shifted owners).
     #[arg(long)]
     pub userns: bool,
 }

@@ -7,11 +7,13 @@
 //! init exits with its status, and the kernel kills anything left in the
 //! namespace.
 
-use std::os::fd::OwnedFd;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 
 use nix::sched::{CloneFlags, unshare};
-use nix::unistd::{Gid, Uid, read, setgroups, sethostname, setresgid, setresuid};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use nix::unistd::{Gid, Uid, setgroups, sethostname, setresgid, setresuid};
 use stage01_chroot::Error;
 
 use crate::namespaces::Container;
@@ -24,10 +26,10 @@ pub fn run(container: &Container, go: &OwnedFd, started: &OwnedFd) -> isize {
     if let Some(title) = container.before_exec.as_ref().and_then(|b| b.init_title) {
         set_title(title);
     }
-    if !parent_said_go(go) {
+    let Some(Go { root }) = wait_for_go(go) else {
         return stage01_chroot::error::EXIT_SETUP_FAILED as isize;
-    }
-    match set_up(container).and_then(|()| start_command(container, started)) {
+    };
+    match set_up(container, root).and_then(|()| start_command(container, started)) {
         Ok(code) => code as isize,
         Err(err) => {
             eprintln!("{program}: {err}");
@@ -37,8 +39,9 @@ pub fn run(container: &Container, go: &OwnedFd, started: &OwnedFd) -> isize {
 }
 
 // ANCHOR: set_up
-/// Inside the new namespaces, in this order.
-fn set_up(container: &Container) -> Result<(), Error> {
+/// Inside the new namespaces, in this order. `root` is the root the parent
+/// made for a user namespace (see [`crate::userns`]).
+fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
     if container.user_map.is_some() {
         become_root_of_user_namespace()?;
         die_with_parent(); // changing our user ID cleared it
@@ -53,6 +56,7 @@ fn set_up(container: &Container) -> Result<(), Error> {
     mounts::prepare_root(
         &container.rootfs,
         container.root_mount.as_ref(),
+        root,
         &container.binds,
     )?;
     Ok(())
@@ -100,11 +104,34 @@ fn die_with_parent() {
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
 }
 
-/// Block until the parent says go. EOF instead means the parent gave up:
-/// then we exit quietly, and the parent reports why.
-fn parent_said_go(go: &OwnedFd) -> bool {
+/// The parent's go-ahead.
+struct Go {
+    /// With a user namespace, the root the parent made for us.
+    root: Option<OwnedFd>,
+}
+
+/// Block until the parent says go, and take the root it may send along
+/// with it. `None` (EOF) means the parent gave up: then we exit quietly,
+/// and the parent reports why.
+fn wait_for_go(go: &OwnedFd) -> Option<Go> {
     let mut byte = [0u8; 1];
-    matches!(read(go, &mut byte), Ok(1))
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut buffer = [IoSliceMut::new(&mut byte)];
+    let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+    let message = recvmsg::<()>(go.as_raw_fd(), &mut buffer, Some(&mut space), flags).ok()?;
+    if message.bytes != 1 {
+        return None;
+    }
+    let mut root = None;
+    for attached in message.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = attached {
+            for fd in fds {
+                // SAFETY: the kernel just made this descriptor, for us alone.
+                root.get_or_insert(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Some(Go { root })
 }
 
 /// After the parent wrote our ID maps we are still the host's root, which
@@ -152,7 +179,7 @@ fn argument_area() -> Option<(usize, usize)> {
     Some((start, end))
 }
 
-fn program_name() -> String {
+pub(crate) fn program_name() -> String {
     std::env::args()
         .next()
         .and_then(|arg0| arg0.rsplit('/').next().map(String::from))

@@ -5,8 +5,11 @@
 //! on the host, and all of it disappears when the container's last process
 //! exits and the namespace with it.
 
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, pivot_root};
 use stage01_chroot::Error;
@@ -87,18 +90,23 @@ const DEV_LINKS: &[(&str, &str)] = &[
 
 // ANCHOR: prepare_root
 /// Turn `rootfs` into the calling process's `/`, with /proc, /sys and /dev.
+/// `made_root` is a detached mount the parent made to be our root (with a
+/// user namespace: see [`crate::userns`]).
 pub fn prepare_root(
     rootfs: &Path,
     root_mount: Option<&RootMount>,
+    made_root: Option<OwnedFd>,
     binds: &[(PathBuf, PathBuf)],
 ) -> Result<(), Error> {
     // 1. Stop mount events from travelling between our table and the host's.
     remount("/", MsFlags::MS_REC | MsFlags::MS_PRIVATE)?;
-    // 2. pivot_root needs the new root to be a mount point: bind it onto
-    //    itself, or mount the given file system (an image's overlay) there.
-    match root_mount {
-        None => bind(rootfs, rootfs)?,
-        Some(m) => mount(
+    // 2. pivot_root needs the new root to be a mount point: attach the one
+    //    the parent made there, or bind the rootfs onto itself, or mount
+    //    the given file system (an image's overlay) there.
+    match (made_root, root_mount) {
+        (Some(made), _) => attach(&made, rootfs)?,
+        (None, None) => bind(rootfs, rootfs)?,
+        (None, Some(m)) => mount(
             Some(m.source.as_str()),
             rootfs,
             Some(m.fstype.as_str()),
@@ -183,18 +191,48 @@ fn bind_file(source: &Path, rootfs: &Path, target: &Path) -> Result<(), Error> {
 fn bind(source: &Path, target: &Path) -> Result<(), Error> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
     mount(Some(source), target, None::<&str>, flags, None::<&str>).map_err(|err| {
-        let hint = if err == nix::errno::Errno::EACCES {
-            " (with --userns, container root is host user 100000 and must be able to \
-             reach the rootfs: check the permissions of the directories above it)"
-        } else {
-            ""
-        };
         Error::Other(format!(
-            "bind-mount {} on {}: {err}{hint}",
+            "bind-mount {} on {}: {err}",
             source.display(),
             target.display()
         ))
     })
+}
+
+/// `move_mount`: attach the detached mount `made` at `target`, in our own
+/// mount namespace (a mount attached nowhere may go into any namespace its
+/// holder may mount in).
+fn attach(made: &OwnedFd, target: &Path) -> Result<(), Error> {
+    let fail = |err: Errno| {
+        let hint = match err {
+            Errno::EACCES => {
+                " (container root is host user 100000 and must be able to reach the \
+                 rootfs: check the permissions of the directories above it)"
+            }
+            _ => "",
+        };
+        Error::Other(format!(
+            "attach the root at {}: {err}{hint}",
+            target.display()
+        ))
+    };
+    let path =
+        CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| fail(Errno::EINVAL))?;
+    // SAFETY: a descriptor we own and a NUL-terminated path.
+    let moved = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            made.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            crate::userns::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    match moved {
+        0 => Ok(()),
+        _ => Err(fail(Errno::last())),
+    }
 }
 
 fn remount(target: &str, flags: MsFlags) -> Result<(), Error> {

@@ -1,12 +1,14 @@
 //! Starting the container's first process in new namespaces.
 //!
 //! The parent clones the child with one `CLONE_NEW*` flag per namespace. The
-//! child then waits on a pipe until the parent has done what only the parent
-//! can do from outside: write the user namespace's ID maps (and, in later
-//! stages, put the child in a cgroup or give it a network device). Only then
-//! does the child build its root and start the command.
+//! child then waits on a socket until the parent has done what only the
+//! parent can do from outside: write the user namespace's ID maps and make
+//! a root that the namespace's root can write (and, in later stages, put the
+//! child in a cgroup or give it a network device). Only then does the child
+//! build its root and start the command.
 
 use std::fs;
+use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,14 +16,17 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use nix::sched::{CloneFlags, clone};
 use nix::sys::signal::{Signal, kill};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
+};
 use nix::sys::wait::waitpid;
-use nix::unistd::{Pid, pipe2, write};
+use nix::unistd::{Pid, pipe2};
 use stage01_chroot::cli::ContainerArgs;
 use stage01_chroot::{Error, checks};
 
 use crate::cli::NamespaceArgs;
 use crate::process::{Process, UserIds};
-use crate::{hostname, init, supervise};
+use crate::{hostname, init, supervise, userns};
 
 /// A range of user (and group) IDs: `count` IDs from `container` inside
 /// are `host` and up outside, as in `/proc/PID/uid_map`.
@@ -45,7 +50,21 @@ impl IdMap {
     pub fn map_line(&self) -> String {
         format!("{} {} {}\n", self.container, self.host, self.count)
     }
+
+    /// The host ID that container ID `id` is. An ID the map leaves out is
+    /// the host's overflow ID, 65534, which shows as `nobody` inside too.
+    pub fn to_host(&self, id: u32) -> u32 {
+        match id.checked_sub(self.container) {
+            Some(offset) if offset < self.count => {
+                self.host.checked_add(offset).unwrap_or(OVERFLOW_ID)
+            }
+            _ => OVERFLOW_ID,
+        }
+    }
 }
+
+/// What the kernel shows for an ID that a user namespace does not map.
+pub const OVERFLOW_ID: u32 = 65_534;
 
 /// Everything needed to start one container.
 #[derive(Debug, Clone)]
@@ -136,6 +155,8 @@ impl Container {
 pub struct Started {
     pid: Pid,
     go: Option<OwnedFd>,
+    /// With a user namespace: the root we made for the child.
+    root: Option<OwnedFd>,
     /// Init writes a byte here once the command runs (EOF if it gave up).
     command_started: Option<OwnedFd>,
 }
@@ -154,14 +175,28 @@ const CHILD_STACK_SIZE: usize = 1024 * 1024;
 /// Clone the container's first process into new namespaces and write its
 /// ID maps. It then waits for [`Started::resume`].
 pub fn start(container: &Container) -> Result<Started, Error> {
+    if container.user_map.is_some() && container.root_mount.is_some() {
+        return Err(Error::Other(
+            "a user namespace with a mounted root (an image's overlay) is not supported \
+             yet: overlayfs can't be idmapped; run without the user namespace"
+                .into(),
+        ));
+    }
     // Signals are blocked before the clone so that the child inherits the
     // mask too: both of us take them with sigwait and forward them.
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
 
-    let pipe =
-        || pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")));
-    let (go_read, go_write) = pipe()?;
-    let (started_read, started_write) = pipe()?;
+    // "Go" travels on a socket, not a pipe: a socket can carry a file
+    // descriptor along, the root we make for a user namespace.
+    let (go_read, go_write) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::Other(format!("socketpair: {e}")))?;
+    let (started_read, started_write) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
     let (go_write_fd, started_read_fd) = (go_write.as_raw_fd(), started_read.as_raw_fd());
     let mut stack = vec![0u8; CHILD_STACK_SIZE];
 
@@ -184,13 +219,17 @@ pub fn start(container: &Container) -> Result<Started, Error> {
     .map_err(|err| clone_error(err, container))?;
     drop((go_read, started_write));
 
-    let started = Started {
+    let mut started = Started {
         pid,
         go: Some(go_write),
+        root: None,
         command_started: Some(started_read),
     };
     if let Some(map) = container.user_map {
         write_id_maps(pid, map)?; // on error, dropping `started` kills the child
+        // A root its root can write, made with its user namespace: sent
+        // along with "go" (see userns).
+        started.root = Some(userns::user_ns_root(&container.rootfs, pid, map)?);
     }
     Ok(started)
 }
@@ -209,7 +248,8 @@ impl Started {
             .go
             .take()
             .ok_or_else(|| Error::Other("resumed twice".into()))?;
-        write(&go, b"1").map_err(|e| Error::Other(format!("wake the container: {e}")))?;
+        send_go(&go, self.root.take())
+            .map_err(|e| Error::Other(format!("wake the container: {e}")))?;
         // Return once init has built the root and started the command (or
         // given up): from then on, the container is all there for anyone
         // who looks at it, `exec` included.
@@ -253,6 +293,23 @@ impl Running {
     }
 }
 
+/// One byte, "go", with the root we made for the child, if any, attached
+/// (SCM_RIGHTS: the kernel puts a copy of the descriptor in the child).
+fn send_go(go: &OwnedFd, root: Option<OwnedFd>) -> nix::Result<()> {
+    let fds: Vec<i32> = root.iter().map(|fd| fd.as_raw_fd()).collect();
+    let with_root = [ControlMessage::ScmRights(&fds)];
+    let attached: &[ControlMessage] = if fds.is_empty() { &[] } else { &with_root };
+    let go_byte = [IoSlice::new(b"1")];
+    sendmsg::<()>(
+        go.as_raw_fd(),
+        &go_byte,
+        attached,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map(drop)
+}
+
 // ANCHOR: id_maps
 /// Write the child's uid_map and gid_map. The kernel accepts one write per
 /// file, from a process with the right capabilities in the parent namespace:
@@ -275,4 +332,27 @@ fn clone_error(err: Errno, container: &Container) -> Error {
         _ => "",
     };
     Error::Other(format!("clone into new namespaces: {err}{hint}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_become_host_ids_of_the_range_and_the_rest_nobody() {
+        let map = IdMap::DEFAULT;
+        assert_eq!(map.map_line(), "0 100000 65536\n");
+        assert_eq!(map.to_host(0), 100_000);
+        assert_eq!(map.to_host(1000), 101_000);
+        assert_eq!(map.to_host(65_535), 165_535);
+        assert_eq!(map.to_host(65_536), OVERFLOW_ID);
+        let shifted = IdMap {
+            container: 1000,
+            host: 5000,
+            count: 10,
+        };
+        assert_eq!(shifted.to_host(999), OVERFLOW_ID);
+        assert_eq!(shifted.to_host(1009), 5009);
+        assert_eq!(shifted.to_host(1010), OVERFLOW_ID);
+    }
 }
