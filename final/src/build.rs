@@ -306,6 +306,7 @@ fn run_step(
         process,
         hostname: id.clone(),
         user_map: None,
+        mounts: None,
         before_exec: Some(hardening.into_before_exec()),
     };
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;

@@ -10,9 +10,11 @@
 //!
 //! berth runs the subset of the runtime spec its stages implement: the
 //! pid, network, ipc, uts and mount namespaces (always all of them), the
-//! process (args, env, cwd, numeric user, capabilities, noNewPrivileges,
-//! rlimits), the hostname, file bind mounts, masked and read-only paths,
-//! and memory, CPU and pids limits. What it can't honour it refuses, by name.
+//! process (args, env, cwd, numeric user and additionalGids, capabilities
+//! in all five sets, noNewPrivileges, rlimits, oomScoreAdj), the hostname,
+//! the mounts exactly as listed (stage 02's `ListedMount`), masked and
+//! read-only paths, namespaced sysctls, and memory, CPU and pids limits.
+//! What it can't honour it refuses, by name.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -31,6 +33,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, mkfifo};
 use serde::{Deserialize, Serialize};
 use stage01_chroot::Error;
+use stage02_namespaces::mounts::ListedMount;
 use stage02_namespaces::{Container, Process, namespaces, supervise};
 use stage03_cgroups::limits::{CPU_PERIOD_US, CpuQuota};
 use stage03_cgroups::{Limits, cgroup};
@@ -182,17 +185,6 @@ struct CpuSpec {
 struct PidsSpec {
     limit: i64,
 }
-
-/// The mounts every berth container gets anyway (stage 02's).
-const STANDARD_MOUNTS: &[&str] = &[
-    "/proc",
-    "/dev",
-    "/dev/pts",
-    "/dev/shm",
-    "/dev/mqueue",
-    "/sys",
-    "/sys/fs/cgroup",
-];
 
 /// The namespaces berth always makes.
 const NAMESPACES: &[&str] = &["pid", "network", "ipc", "uts", "mount"];
@@ -586,20 +578,6 @@ fn check_supported(config: &Config) -> Result<(), Error> {
             return refuse(format!("sharing the host's {wanted} namespace"));
         }
     }
-    for mount in &config.mounts {
-        let standard = STANDARD_MOUNTS
-            .iter()
-            .any(|m| mount.destination == Path::new(m));
-        let bind = mount.r#type.as_deref() == Some("bind")
-            || mount.options.iter().any(|o| o == "bind" || o == "rbind");
-        if !standard && !bind {
-            return refuse(format!(
-                "the {} mount at {}",
-                mount.r#type.as_deref().unwrap_or("?"),
-                mount.destination.display()
-            ));
-        }
-    }
     Ok(())
 }
 
@@ -607,16 +585,7 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
     let rootfs = bundle.join(&config.root.path);
     let rootfs = stage01_chroot::checks::check_rootfs(&rootfs)?;
     let process = &config.process;
-    let binds = config
-        .mounts
-        .iter()
-        .filter(|m| {
-            !STANDARD_MOUNTS
-                .iter()
-                .any(|s| m.destination == Path::new(s))
-        })
-        .filter_map(|m| Some((m.source.clone()?, m.destination.clone())))
-        .collect();
+    let mounts = mounts_of(&config.mounts, bundle)?;
     let hardening = Hardening::custom(
         config.linux.masked_paths.clone(),
         config.linux.readonly_paths.clone(),
@@ -657,7 +626,8 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
     Ok(Container {
         rootfs,
         root_mount: None,
-        binds,
+        binds: Vec::new(),
+        mounts: Some(mounts),
         process: Process {
             args: process.args.iter().map(Into::into).collect(),
             env: process
@@ -734,6 +704,29 @@ fn capability_sets(spec: Option<&CapabilitiesSpec>) -> Result<CapabilitySets, Er
         }
     }
     Ok(sets)
+}
+
+/// `mounts`, exactly as listed; a bind mount's relative source is the
+/// bundle's.
+fn mounts_of(mounts: &[MountSpec], bundle: &Path) -> Result<Vec<ListedMount>, Error> {
+    mounts
+        .iter()
+        .map(|m| {
+            let bind = m.r#type.as_deref() == Some("bind")
+                || m.options.iter().any(|o| o == "bind" || o == "rbind");
+            let source = match bind {
+                true => m.source.as_ref().map(|source| bundle.join(source)),
+                false => m.source.clone(),
+            };
+            ListedMount::parse(
+                m.r#type.as_deref(),
+                source.as_deref(),
+                &m.destination,
+                &m.options,
+            )
+            .map_err(|e| Error::Other(format!("config.json: mounts: {e}")))
+        })
+        .collect()
 }
 
 /// `linux.sysctl` as files under /proc/sys. Only settings that belong to

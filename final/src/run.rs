@@ -279,6 +279,7 @@ fn run_container(
         process,
         hostname,
         user_map: None,
+        mounts: None,
         before_exec: hardening,
     };
 

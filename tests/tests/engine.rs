@@ -805,6 +805,118 @@ impl Drop for RuntimeCleanup {
 }
 
 #[test]
+fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
+    if !root_or_skip("the_oci_runtime_mounts_exactly_what_the_bundle_lists") {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let script = "touch /data-ro/from-ro 2>/dev/null && echo ro-writable || echo ro-refused; \
+        touch /data-rw/from-rw && echo rw-ok; \
+        grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4; stat -c %a /scratch; \
+        echo done; exec sleep 600";
+    let bundle = bundle(
+        &lab,
+        dir.path(),
+        &["sh", "-c", &format!("({script}) > /ran")],
+    );
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mounts = config["mounts"].as_array_mut().unwrap();
+    let source = shared.to_string_lossy().into_owned();
+    mounts.push(
+        serde_json::json!({"destination": "/data-ro", "type": "bind",
+        "source": source, "options": ["rbind", "ro", "nosuid"]}),
+    );
+    mounts.push(
+        serde_json::json!({"destination": "/data-rw", "type": "bind",
+        "source": source, "options": ["bind"]}),
+    );
+    mounts.push(
+        serde_json::json!({"destination": "/scratch", "type": "tmpfs",
+        "source": "tmpfs", "options": ["nosuid", "nodev", "mode=700", "size=1m"]}),
+    );
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let state_root = dir.path().join("state");
+    let runtime = || {
+        let mut command = Command::new(bin("berth-runtime"));
+        command.arg("--root").arg(&state_root);
+        command
+    };
+    let _cleanup = RuntimeCleanup(state_root.clone(), vec!["mounts", "escape"]);
+    let status = runtime()
+        .args(["create", "--bundle"])
+        .arg(&bundle)
+        .arg("mounts")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "create");
+    assert!(
+        runtime()
+            .args(["start", "mounts"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let ran = bundle.join("rootfs/ran");
+    eventually("the command reported its mounts", || {
+        std::fs::read_to_string(&ran).is_ok_and(|r| r.contains("done"))
+    });
+    let report = std::fs::read_to_string(&ran).unwrap();
+    assert!(
+        report.contains("ro-refused"),
+        "an ro bind mount was writable: {report}"
+    );
+    assert!(report.contains("rw-ok"), "{report}");
+    assert!(report.contains("tmpfs rw,nosuid,nodev"), "{report}");
+    assert!(report.contains("size=1024k"), "{report}");
+    assert!(report.contains("\n700\n"), "{report}");
+    assert!(shared.join("from-rw").exists());
+    assert!(!shared.join("from-ro").exists());
+
+    // A destination that goes through a symlink of the image is refused:
+    // before pivot_root, it would resolve against the host's root.
+    std::os::unix::fs::symlink("/etc", bundle.join("rootfs/evil")).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+        "destination": "/evil/berth-mounted", "type": "tmpfs", "source": "tmpfs"}));
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    // Set-up errors show once the container's init does its set-up: today
+    // at `start` (in what `create`'s caller gave it as stderr).
+    let errors = dir.path().join("escape.stderr");
+    let created = runtime()
+        .args(["create", "--bundle"])
+        .arg(&bundle)
+        .arg("escape")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&errors).unwrap())
+        .status()
+        .unwrap();
+    if created.success() {
+        let _ = runtime().args(["start", "escape"]).output();
+        eventually("the refused container stopped", || {
+            runtime()
+                .args(["state", "escape"])
+                .output()
+                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("stopped"))
+        });
+    }
+    let said = std::fs::read_to_string(&errors).unwrap();
+    assert!(said.contains("goes through a symlink"), "{said}");
+    assert!(!Path::new("/etc/berth-mounted").exists());
+}
+
+#[test]
 fn a_killed_monitor_takes_its_container_and_rm_clears_what_it_left() {
     if !root_or_skip("a_killed_monitor_takes_its_container_and_rm_clears_what_it_left") {
         return;

@@ -58,6 +58,7 @@ fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
         container.root_mount.as_ref(),
         root,
         &container.binds,
+        container.mounts.as_deref(),
     )?;
     Ok(())
 }

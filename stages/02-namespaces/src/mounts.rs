@@ -97,6 +97,7 @@ pub fn prepare_root(
     root_mount: Option<&RootMount>,
     made_root: Option<OwnedFd>,
     binds: &[(PathBuf, PathBuf)],
+    listed: Option<&[ListedMount]>,
 ) -> Result<(), Error> {
     // 1. Stop mount events from travelling between our table and the host's.
     remount("/", MsFlags::MS_REC | MsFlags::MS_PRIVATE)?;
@@ -121,12 +122,18 @@ pub fn prepare_root(
     for (source, target) in binds {
         bind_file(source, rootfs, target)?;
     }
-    // 4. The kernel file systems and devices, below the new root.
-    for m in KERNEL_MOUNTS {
-        if m.target == "dev/pts" {
-            add_devices(rootfs)?; // /dev is mounted by now
+    // 4. The kernel file systems and devices, below the new root: ours, or
+    //    exactly those a runtime spec lists.
+    match listed {
+        None => {
+            for m in KERNEL_MOUNTS {
+                if m.target == "dev/pts" {
+                    add_devices(rootfs)?; // /dev is mounted by now
+                }
+                mount_kernel_fs(rootfs, m)?;
+            }
         }
-        mount_kernel_fs(rootfs, m)?;
+        Some(listed) => mount_listed(rootfs, listed)?,
     }
     // 5. Swap roots and drop the old one.
     pivot_into(rootfs)
@@ -143,6 +150,218 @@ fn pivot_into(rootfs: &Path) -> Result<(), Error> {
     chdir("/").map_err(|e| Error::io("chdir", "/", e.into()))
 }
 // ANCHOR_END: prepare_root
+
+// ANCHOR: listed_mounts
+/// A mount of an OCI runtime spec's list: made below the new root exactly
+/// as listed, in the list's order, instead of the stage's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedMount {
+    /// Absolute, inside the container.
+    pub destination: PathBuf,
+    /// The file system type; `None` for a bind mount.
+    pub fstype: Option<String>,
+    /// A host path for a bind mount; a name for the others.
+    pub source: PathBuf,
+    pub flags: MsFlags,
+    /// MS_PRIVATE, MS_SHARED, ... (with MS_REC), set once it is mounted.
+    pub propagation: MsFlags,
+    /// The options the file system reads itself (`mode=755,size=64k`).
+    pub data: String,
+}
+
+impl ListedMount {
+    /// From a spec's `type`, `source`, `destination` and `options`.
+    pub fn parse(
+        fstype: Option<&str>,
+        source: Option<&Path>,
+        destination: &Path,
+        options: &[String],
+    ) -> Result<ListedMount, Error> {
+        if !destination.is_absolute() {
+            return Err(Error::Other(format!(
+                "mount destination {} is not an absolute path",
+                destination.display()
+            )));
+        }
+        let (mut flags, mut propagation, mut data) = (MsFlags::empty(), MsFlags::empty(), vec![]);
+        for option in options {
+            match mount_option(option) {
+                Some(MountOption::Set(flag)) => flags |= flag,
+                Some(MountOption::Clear(flag)) => flags &= !flag,
+                Some(MountOption::Propagation(flag)) => propagation = flag,
+                None => data.push(option.as_str()),
+            }
+        }
+        let bind = fstype == Some("bind") || flags.contains(MsFlags::MS_BIND);
+        let fstype = match bind {
+            true => None,
+            false => Some(fstype.unwrap_or("none").to_string()),
+        };
+        Ok(ListedMount {
+            destination: destination.to_path_buf(),
+            source: source
+                .map(Path::to_path_buf)
+                .or_else(|| fstype.clone().map(PathBuf::from))
+                .unwrap_or_default(),
+            fstype,
+            flags: flags
+                | if bind {
+                    MsFlags::MS_BIND
+                } else {
+                    MsFlags::empty()
+                },
+            propagation,
+            data: data.join(","),
+        })
+    }
+}
+
+enum MountOption {
+    Set(MsFlags),
+    Clear(MsFlags),
+    Propagation(MsFlags),
+}
+
+/// What mount(8) makes of an option, if it is one of the flags.
+fn mount_option(option: &str) -> Option<MountOption> {
+    use MountOption::{Clear, Propagation, Set};
+    let rec = MsFlags::MS_REC;
+    Some(match option {
+        "ro" => Set(MsFlags::MS_RDONLY),
+        "rw" => Clear(MsFlags::MS_RDONLY),
+        "nosuid" => Set(MsFlags::MS_NOSUID),
+        "suid" => Clear(MsFlags::MS_NOSUID),
+        "nodev" => Set(MsFlags::MS_NODEV),
+        "dev" => Clear(MsFlags::MS_NODEV),
+        "noexec" => Set(MsFlags::MS_NOEXEC),
+        "exec" => Clear(MsFlags::MS_NOEXEC),
+        "sync" => Set(MsFlags::MS_SYNCHRONOUS),
+        "async" => Clear(MsFlags::MS_SYNCHRONOUS),
+        "dirsync" => Set(MsFlags::MS_DIRSYNC),
+        "noatime" => Set(MsFlags::MS_NOATIME),
+        "atime" => Clear(MsFlags::MS_NOATIME),
+        "nodiratime" => Set(MsFlags::MS_NODIRATIME),
+        "diratime" => Clear(MsFlags::MS_NODIRATIME),
+        "relatime" => Set(MsFlags::MS_RELATIME),
+        "norelatime" => Clear(MsFlags::MS_RELATIME),
+        "strictatime" => Set(MsFlags::MS_STRICTATIME),
+        "nostrictatime" => Clear(MsFlags::MS_STRICTATIME),
+        "bind" => Set(MsFlags::MS_BIND),
+        "rbind" => Set(MsFlags::MS_BIND | rec),
+        "private" => Propagation(MsFlags::MS_PRIVATE),
+        "rprivate" => Propagation(MsFlags::MS_PRIVATE | rec),
+        "shared" => Propagation(MsFlags::MS_SHARED),
+        "rshared" => Propagation(MsFlags::MS_SHARED | rec),
+        "slave" => Propagation(MsFlags::MS_SLAVE),
+        "rslave" => Propagation(MsFlags::MS_SLAVE | rec),
+        "unbindable" => Propagation(MsFlags::MS_UNBINDABLE),
+        "runbindable" => Propagation(MsFlags::MS_UNBINDABLE | rec),
+        _ => return None,
+    })
+}
+
+/// Make each listed mount, in order; then, if /dev is among them, the
+/// devices every container gets.
+fn mount_listed(rootfs: &Path, listed: &[ListedMount]) -> Result<(), Error> {
+    for m in listed {
+        let target = inside_root(rootfs, &m.destination)?;
+        let fail = |err: Errno| {
+            Error::Other(format!(
+                "mount {} on {}: {err}",
+                m.fstype.as_deref().unwrap_or("(bind)"),
+                m.destination.display()
+            ))
+        };
+        match &m.fstype {
+            None => bind_listed(m, &target).map_err(fail)?,
+            Some(fstype) => {
+                make_dir(&target)?;
+                // The spec's "cgroup" is the unified hierarchy here, seen
+                // through the container's cgroup namespace.
+                let fstype = if fstype == "cgroup" {
+                    "cgroup2"
+                } else {
+                    fstype.as_str()
+                };
+                let data = (!m.data.is_empty()).then_some(m.data.as_str());
+                mount(Some(&m.source), &target, Some(fstype), m.flags, data).map_err(fail)?;
+            }
+        }
+        if !m.propagation.is_empty() {
+            mount(
+                None::<&str>,
+                &target,
+                None::<&str>,
+                m.propagation,
+                None::<&str>,
+            )
+            .map_err(fail)?;
+        }
+    }
+    if listed.iter().any(|m| m.destination == Path::new("/dev")) {
+        add_devices(rootfs)?;
+    }
+    Ok(())
+}
+
+/// A bind mount: the target made as a directory or a file like its source,
+/// then, since the kernel ignores them on the first call, its flags (`ro`,
+/// `nosuid`...) by a remount.
+fn bind_listed(m: &ListedMount, target: &Path) -> Result<(), Errno> {
+    let source_is_dir = std::fs::metadata(&m.source)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)))?
+        .is_dir();
+    match source_is_dir {
+        true => std::fs::create_dir_all(target),
+        false => {
+            let parent = target.parent().unwrap_or(target);
+            std::fs::create_dir_all(parent).and_then(|()| match target.exists() {
+                true => Ok(()),
+                false => std::fs::write(target, b""),
+            })
+        }
+    }
+    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    let recursive = m.flags & MsFlags::MS_REC;
+    mount(
+        Some(&m.source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | recursive,
+        None::<&str>,
+    )?;
+    let rest = m.flags - MsFlags::MS_BIND - MsFlags::MS_REC;
+    if !rest.is_empty() {
+        let remount = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | rest;
+        mount(None::<&str>, target, None::<&str>, remount, None::<&str>)?;
+    }
+    Ok(())
+}
+
+/// `destination` below `rootfs`, refusing a path whose existing parts
+/// include a symlink: we haven't pivoted yet, so a symlink in the image
+/// would resolve against the host's root.
+fn inside_root(rootfs: &Path, destination: &Path) -> Result<PathBuf, Error> {
+    let mut path = rootfs.to_path_buf();
+    for part in destination.components().skip(1) {
+        if part.as_os_str() == ".." {
+            return Err(Error::Other(format!(
+                "mount destination {} climbs out with ..",
+                destination.display()
+            )));
+        }
+        path.push(part);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::Other(format!(
+                "mount destination {} goes through a symlink in the image ({}); refusing it",
+                destination.display(),
+                path.display()
+            )));
+        }
+    }
+    Ok(path)
+}
+// ANCHOR_END: listed_mounts
 
 fn mount_kernel_fs(rootfs: &Path, m: &KernelMount) -> Result<(), Error> {
     let target = rootfs.join(m.target);

@@ -25,6 +25,7 @@ use stage01_chroot::cli::ContainerArgs;
 use stage01_chroot::{Error, checks};
 
 use crate::cli::NamespaceArgs;
+use crate::mounts::ListedMount;
 use crate::process::{Process, UserIds};
 use crate::{hostname, init, supervise, userns};
 
@@ -78,6 +79,9 @@ pub struct Container {
     /// Host files to bind-mount over files inside, `(host path, path
     /// inside)`, like the `/etc/hosts` a network gives each container.
     pub binds: Vec<(PathBuf, PathBuf)>,
+    /// `Some`: exactly these mounts, in this order, instead of the kernel
+    /// file systems stage 02 mounts itself (an OCI runtime spec's list).
+    pub mounts: Option<Vec<ListedMount>>,
     pub process: Process,
     pub hostname: String,
     /// `Some` to give the container a user namespace with this mapping.
@@ -130,6 +134,7 @@ impl Container {
             process: Process::from_args(&command),
             root_mount: None,
             binds: Vec::new(),
+            mounts: None,
         })
     }
 

@@ -78,6 +78,7 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
             process,
             hostname: args.hostname.unwrap_or_else(|| id.clone()),
             user_map: None,
+            mounts: None,
             before_exec: None,
         };
         run_limited(&container, &limits, &format!("berth-{id}"), args.stats)

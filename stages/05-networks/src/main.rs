@@ -125,6 +125,7 @@ fn run(root: &Root, networks: &Networks, args: NetRunArgs) -> Result<u8, Error> 
             process,
             hostname,
             user_map: None,
+            mounts: None,
             before_exec: None,
         })
     });
