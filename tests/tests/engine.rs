@@ -917,6 +917,36 @@ fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
 }
 
 #[test]
+fn the_oci_runtime_logs_errors_as_json_for_its_callers() {
+    if !root_or_skip("the_oci_runtime_logs_errors_as_json_for_its_callers") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.json");
+    let out = Command::new(bin("berth-runtime"))
+        .arg("--root")
+        .arg(dir.path().join("state"))
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "state", "berth-nosuch"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON object");
+    assert_eq!(line["level"], "error");
+    assert!(
+        line["msg"].as_str().unwrap().contains("berth-nosuch"),
+        "{line}"
+    );
+    let time = line["time"].as_str().unwrap();
+    assert!(
+        time.len() == 20 && time.ends_with('Z'),
+        "not RFC 3339: {time}"
+    );
+}
+
+#[test]
 fn a_killed_monitor_takes_its_container_and_rm_clears_what_it_left() {
     if !root_or_skip("a_killed_monitor_takes_its_container_and_rm_clears_what_it_left") {
         return;

@@ -27,9 +27,10 @@ struct Cli {
     /// Also append errors to this file (as runc does for its callers).
     #[arg(long, global = true, value_name = "FILE")]
     log: Option<PathBuf>,
-    /// The log's format; `text` only (accepted for runc compatibility).
+    /// The log's format: `text`, or `json` (one object per line, as runc
+    /// writes it for Podman, containerd and Docker to read).
     #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
-    log_format: String,
+    log_format: LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -76,10 +77,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log = cli.log.clone();
+    let (log, log_format) = (cli.log.clone(), cli.log_format);
     let result = guard(&cli.command).and_then(|()| dispatch(cli));
     if let (Err(err), Some(log)) = (&result, log) {
-        append_log(&log, &err.to_string());
+        append_log(&log, log_format, &err.to_string());
     }
     exit::finish("berth-runtime", result)
 }
@@ -117,12 +118,69 @@ fn guard(command: &Command) -> Result<(), Error> {
     }
 }
 
-fn append_log(path: &Path, message: &str) {
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn append_log(path: &Path, format: LogFormat, message: &str) {
+    let line = match format {
+        LogFormat::Text => format!("berth-runtime: {message}"),
+        LogFormat::Json => serde_json::json!({
+            "level": "error",
+            "msg": message,
+            "time": humantime_now(),
+        })
+        .to_string(),
+    };
     if let Ok(mut file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
     {
-        let _ = writeln!(file, "berth-runtime: {message}");
+        let _ = writeln!(file, "{line}");
+    }
+}
+
+/// Now, as RFC 3339 in UTC (the `time` runc's JSON log lines carry, which
+/// its callers parse as a date).
+fn humantime_now() -> String {
+    rfc3339(berth::record::now())
+}
+
+/// Seconds since 1970 as `YYYY-MM-DDTHH:MM:SSZ` (the civil calendar from a
+/// day count, after Howard Hinnant's `civil_from_days`).
+fn rfc3339(seconds: u64) -> String {
+    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(super::rfc3339(1_796_212_800), "2026-12-02T12:00:00Z");
     }
 }
