@@ -24,7 +24,7 @@
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
@@ -32,6 +32,9 @@ use nix::fcntl::{AtFlags, FcntlArg, SealFlag, fcntl};
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::statvfs::{FsFlags, statvfs};
 use stage01_chroot::Error;
+use stage02_namespaces::userns::{
+    self, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, MountAttr,
+};
 
 /// Where the running binary is, for this process and for the ones it
 /// starts again as itself (a monitor): `/proc/self/exe` execs whatever we
@@ -97,40 +100,11 @@ fn runs_read_only() -> Result<bool, Error> {
 /// A bind mount of `dir`, read-only, attached to no place in any mount
 /// tree: only the descriptor we get leads to it.
 fn read_only_view(dir: &Path) -> std::io::Result<OwnedFd> {
-    let dir = CString::new(dir.as_os_str().as_encoded_bytes())?;
-    // SAFETY: a NUL-terminated path; the kernel returns a new descriptor.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            dir.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: open_tree returned this descriptor to us alone.
-    let view = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     let attributes = MountAttr {
         attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         ..MountAttr::default()
     };
-    // SAFETY: `attributes` is a valid mount_attr of the size we pass.
-    let set = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            view.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attributes as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if set < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(view)
+    Ok(userns::detached_copy(dir, attributes)?)
 }
 
 /// The fallback: a copy of our binary in memory, sealed against any change.
@@ -188,19 +162,3 @@ const SEALS: SealFlag = SealFlag::F_SEAL_SEAL
     .union(SealFlag::F_SEAL_SHRINK)
     .union(SealFlag::F_SEAL_GROW)
     .union(SealFlag::F_SEAL_WRITE);
-
-// From <linux/mount.h>; the libc crate has them for Android only.
-const OPEN_TREE_CLONE: u32 = 1;
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
-const MOUNT_ATTR_NOSUID: u64 = 0x2;
-const MOUNT_ATTR_NODEV: u64 = 0x4;
-
-/// `struct mount_attr` of mount_setattr(2).
-#[repr(C)]
-#[derive(Default)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}

@@ -90,6 +90,22 @@ fn cannot_idmap(err: Errno) -> bool {
 /// `mount_setattr(MOUNT_ATTR_IDMAP)` gives it the map. The kernel allows
 /// that only on a mount that is not attached yet.
 pub fn idmapped_mount(dir: &Path, user_ns: &File) -> nix::Result<OwnedFd> {
+    detached_copy(
+        dir,
+        MountAttr {
+            attr_set: MOUNT_ATTR_IDMAP,
+            // Private: the copy would otherwise be a peer of the host's mount,
+            // and the container's /proc, mounted on it, would show on the host.
+            propagation: libc::MS_PRIVATE,
+            userns_fd: user_ns.as_raw_fd() as u64,
+            ..MountAttr::default()
+        },
+    )
+}
+
+/// A copy of the mount at `dir`, attached nowhere (only the descriptor we
+/// get leads to it), with `attributes` set on it by `mount_setattr`.
+pub fn detached_copy(dir: &Path, attributes: MountAttr) -> nix::Result<OwnedFd> {
     let path = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: a NUL-terminated path; the kernel returns a new descriptor.
     let fd = unsafe {
@@ -105,14 +121,6 @@ pub fn idmapped_mount(dir: &Path, user_ns: &File) -> nix::Result<OwnedFd> {
     }
     // SAFETY: open_tree returned this descriptor to us alone.
     let mount = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let attributes = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        // Private: the copy would otherwise be a peer of the host's mount,
-        // and the container's /proc, mounted on it, would show on the host.
-        propagation: libc::MS_PRIVATE,
-        userns_fd: user_ns.as_raw_fd() as u64,
-        ..MountAttr::default()
-    };
     // SAFETY: `attributes` is a valid mount_attr of the size we pass.
     let set = unsafe {
         libc::syscall(
@@ -251,12 +259,17 @@ const FSCONFIG_CMD_CREATE: u32 = 6;
 const FSMOUNT_CLOEXEC: u32 = 1;
 pub(crate) const MOVE_MOUNT_F_EMPTY_PATH: u32 = 4;
 
+/// Attributes `mount_setattr` can set: read-only, no setuid, no devices.
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+
 /// `struct mount_attr` of mount_setattr(2).
 #[repr(C)]
-#[derive(Default)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
+#[derive(Debug, Default)]
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    pub userns_fd: u64,
 }
