@@ -129,9 +129,15 @@ pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 
 /// berth-<id> cgroup directories on the host, in any hierarchy.
 pub fn cgroups_of(id: &str) -> Vec<String> {
+    cgroups_named(&format!("berth-{id}"))
+}
+
+/// Cgroup directories on the host whose name matches `pattern` (find's
+/// `-name`), in any hierarchy.
+pub fn cgroups_named(pattern: &str) -> Vec<String> {
     let out = Command::new("find")
         .args(["/sys/fs/cgroup", "-maxdepth", "6", "-type", "d", "-name"])
-        .arg(format!("berth-{id}"))
+        .arg(pattern)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::lab::{Lab, cgroups_of, eventually};
+use berth_tests::lab::{Lab, cgroups_named, cgroups_of, eventually};
 use berth_tests::root_or_skip;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -234,22 +234,7 @@ fn peer(id: &str) -> String {
 
 /// Every `berth-*` cgroup directory on the host (filtered by the caller).
 fn berth_cgroups() -> Vec<String> {
-    let out = Command::new("find")
-        .args([
-            "/sys/fs/cgroup",
-            "-maxdepth",
-            "6",
-            "-type",
-            "d",
-            "-name",
-            "berth-*",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
+    cgroups_named("berth-*")
 }
 
 /// The host's links, each with the name of its master (bridge), if any.
