@@ -307,6 +307,7 @@ fn run_step(
         hostname: id.clone(),
         user_map: None,
         mounts: None,
+        readonly_root: false,
         before_exec: Some(hardening.into_before_exec()),
     };
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;

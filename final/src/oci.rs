@@ -12,8 +12,9 @@
 //! pid, network, ipc, uts and mount namespaces (always all of them), the
 //! process (args, env, cwd, numeric user and additionalGids, capabilities
 //! in all five sets, noNewPrivileges, rlimits, oomScoreAdj), the hostname,
-//! the mounts exactly as listed (stage 02's `ListedMount`), masked and
-//! read-only paths, namespaced sysctls, and memory, CPU and pids limits.
+//! the mounts exactly as listed (stage 02's `ListedMount`), a read-only
+//! root, masked and read-only paths, namespaced sysctls, and memory, CPU
+//! and pids limits. Beside the lifecycle: `spec`, `list` and `features`.
 //! What it can't honour it refuses, by name.
 
 use std::collections::BTreeMap;
@@ -482,6 +483,138 @@ pub fn state(root: &Path, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+// ANCHOR: spec
+/// `berth-runtime spec`: write a starting `config.json` into `bundle`, the
+/// runtime spec's defaults (a shell, on a terminal, in `rootfs`), as `runc
+/// spec` does. An existing one is left alone.
+pub fn spec(bundle: &Path) -> Result<(), Error> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(Error::Other(format!(
+            "{} exists already: remove it first, or edit it",
+            path.display()
+        )));
+    }
+    let text = serde_json::to_vec_pretty(&oci_spec::runtime::Spec::default())
+        .map_err(|e| Error::Other(format!("encode the default spec: {e}")))?;
+    std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))
+}
+// ANCHOR_END: spec
+
+/// `berth-runtime list`: the containers under the root, as runc lists them
+/// (a table, or with `json` the state of each).
+pub fn list(root: &Path, json: bool) -> Result<(), Error> {
+    let runtime = Runtime::open(root);
+    let mut states = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&runtime.dir) {
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(state) = runtime.current(&id) {
+                states.push(state);
+            }
+        }
+    }
+    states.sort_by(|a, b| a.id.cmp(&b.id));
+    let pid = |state: &RuntimeState| match state.status {
+        Status::Stopped => 0,
+        _ => state.init.map_or(0, |p| p.pid),
+    };
+    if json {
+        let listed: Vec<serde_json::Value> = states
+            .iter()
+            .map(|state| {
+                serde_json::json!({
+                    "ociVersion": OCI_VERSION,
+                    "id": state.id,
+                    "pid": pid(state),
+                    "status": status_name(state.status),
+                    "bundle": state.bundle,
+                    "created": state.created,
+                    "owner": "root",
+                    "annotations": state.annotations,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(listed));
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<8} {:<10} {:<40} {:<12} OWNER",
+        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+    );
+    for state in &states {
+        println!(
+            "{:<20} {:<8} {:<10} {:<40} {:<12} root",
+            state.id,
+            pid(state),
+            status_name(state.status),
+            state.bundle.display(),
+            state.created
+        );
+    }
+    Ok(())
+}
+
+/// `berth-runtime features`: what this runtime honours, in the runtime
+/// spec's features document, for callers that check before they ask.
+pub fn features() -> Result<(), Error> {
+    let mut capabilities: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    capabilities.sort();
+    let document = serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": [],
+        "mountOptions": MOUNT_OPTIONS,
+        "linux": {
+            "namespaces": ["pid", "network", "ipc", "uts", "mount"],
+            "capabilities": capabilities,
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+        },
+        "annotations": {"org.berth.version": env!("CARGO_PKG_VERSION")},
+    });
+    let text = serde_json::to_string_pretty(&document)
+        .map_err(|e| Error::Other(format!("encode the features: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// The mount options `mounts` may use (stage 02's `ListedMount` reads
+/// them; any other option goes to the file system as its data).
+const MOUNT_OPTIONS: &[&str] = &[
+    "async",
+    "atime",
+    "bind",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "private",
+    "rbind",
+    "relatime",
+    "ro",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "rw",
+    "shared",
+    "slave",
+    "strictatime",
+    "suid",
+    "sync",
+    "unbindable",
+];
+
 /// `berth-runtime kill ID SIGNAL`: to the container's init, which passes it on.
 pub fn kill_container(root: &Path, id: &str, signal: Signal) -> Result<(), Error> {
     let state = Runtime::open(root).current(id)?;
@@ -549,9 +682,6 @@ fn check_supported(config: &Config) -> Result<(), Error> {
     };
     if config.process.terminal {
         return refuse("process.terminal: true (a console socket)".into());
-    }
-    if config.root.readonly {
-        return refuse("root.readonly: true".into());
     }
     if !config.linux.uid_mappings.is_empty() {
         return refuse("a user namespace (linux.uidMappings)".into());
@@ -628,6 +758,7 @@ fn container_of(config: &Config, bundle: &Path) -> Result<Container, Error> {
         root_mount: None,
         binds: Vec::new(),
         mounts: Some(mounts),
+        readonly_root: config.root.readonly,
         process: Process {
             args: process.args.iter().map(Into::into).collect(),
             env: process

@@ -280,6 +280,7 @@ fn run_container(
         hostname,
         user_map: None,
         mounts: None,
+        readonly_root: false,
         before_exec: hardening,
     };
 

@@ -815,13 +815,11 @@ fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
     std::fs::create_dir(&shared).unwrap();
     let script = "touch /data-ro/from-ro 2>/dev/null && echo ro-writable || echo ro-refused; \
         touch /data-rw/from-rw && echo rw-ok; \
+        touch /on-the-root 2>/dev/null && echo root-writable || echo root-refused; \
         grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4; stat -c %a /scratch; \
         echo done; exec sleep 600";
-    let bundle = bundle(
-        &lab,
-        dir.path(),
-        &["sh", "-c", &format!("({script}) > /ran")],
-    );
+    let command = format!("({script}) > /data-rw/ran");
+    let bundle = bundle(&lab, dir.path(), &["sh", "-c", &command]);
     let path = bundle.join("config.json");
     let mut config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -839,6 +837,7 @@ fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
         serde_json::json!({"destination": "/scratch", "type": "tmpfs",
         "source": "tmpfs", "options": ["nosuid", "nodev", "mode=700", "size=1m"]}),
     );
+    config["root"]["readonly"] = true.into();
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     let state_root = dir.path().join("state");
     let runtime = || {
@@ -863,7 +862,7 @@ fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
             .unwrap()
             .success()
     );
-    let ran = bundle.join("rootfs/ran");
+    let ran = shared.join("ran");
     eventually("the command reported its mounts", || {
         std::fs::read_to_string(&ran).is_ok_and(|r| r.contains("done"))
     });
@@ -872,12 +871,31 @@ fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
         report.contains("ro-refused"),
         "an ro bind mount was writable: {report}"
     );
+    assert!(
+        report.contains("root-refused"),
+        "root.readonly was not: {report}"
+    );
     assert!(report.contains("rw-ok"), "{report}");
     assert!(report.contains("tmpfs rw,nosuid,nodev"), "{report}");
     assert!(report.contains("size=1024k"), "{report}");
     assert!(report.contains("\n700\n"), "{report}");
     assert!(shared.join("from-rw").exists());
     assert!(!shared.join("from-ro").exists());
+    let out = runtime()
+        .args(["list", "--format", "json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list is JSON");
+    assert_eq!(listed[0]["id"], "mounts", "{listed}");
+    assert_eq!(listed[0]["status"], "running", "{listed}");
+    let table =
+        String::from_utf8_lossy(&runtime().arg("list").output().unwrap().stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("mounts ") && l.contains("running")),
+        "{table}"
+    );
 
     // A destination that goes through a symlink of the image is refused:
     // before pivot_root, it would resolve against the host's root.
@@ -914,6 +932,47 @@ fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
     let said = std::fs::read_to_string(&errors).unwrap();
     assert!(said.contains("goes through a symlink"), "{said}");
     assert!(!Path::new("/etc/berth-mounted").exists());
+}
+
+#[test]
+fn the_oci_runtime_writes_a_spec_and_describes_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = || Command::new(bin("berth-runtime"));
+    let out = runtime()
+        .args(["spec", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec = oci_spec::runtime::Spec::load(dir.path().join("config.json")).expect("a valid spec");
+    assert_eq!(spec.root().as_ref().unwrap().path(), Path::new("rootfs"));
+    let again = runtime()
+        .args(["spec", "--bundle"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+
+    let out = runtime().arg("features").output().unwrap();
+    assert!(out.status.success());
+    let features: oci_spec::runtime::Features =
+        serde_json::from_slice(&out.stdout).expect("the runtime spec's features document");
+    let namespaces = features
+        .linux()
+        .as_ref()
+        .unwrap()
+        .namespaces()
+        .clone()
+        .unwrap();
+    assert!(
+        namespaces.iter().any(|n| format!("{n:?}").contains("Pid")),
+        "{namespaces:?}"
+    );
 }
 
 #[test]

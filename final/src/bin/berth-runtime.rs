@@ -64,6 +64,19 @@ enum Command {
         force: bool,
         id: String,
     },
+    /// Write a starting config.json into the bundle (the spec's defaults).
+    Spec {
+        #[arg(short, long, default_value = ".", value_name = "DIR")]
+        bundle: PathBuf,
+    },
+    /// List the containers under --root.
+    List {
+        /// `table` or `json`.
+        #[arg(short, long, default_value = "table", value_name = "FORMAT")]
+        format: ListFormat,
+    },
+    /// Print what this runtime supports, as the runtime spec's features JSON.
+    Features,
     /// (internal) Hold a created container; started by `create`.
     #[command(hide = true)]
     Monitor {
@@ -86,7 +99,10 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
-    checks::require_root("containers need root")?;
+    // Writing a config.json or describing ourselves needs no privilege.
+    if !matches!(cli.command, Command::Spec { .. } | Command::Features) {
+        checks::require_root("containers need root")?;
+    }
     let root = &cli.root;
     match cli.command {
         Command::Create {
@@ -98,6 +114,9 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::State { id } => oci::state(root, &id).map(|()| 0),
         Command::Kill { id, signal } => oci::kill_container(root, &id, signal).map(|()| 0),
         Command::Delete { force, id } => oci::delete(root, &id, force).map(|()| 0),
+        Command::Spec { bundle } => oci::spec(&bundle).map(|()| 0),
+        Command::List { format } => oci::list(root, matches!(format, ListFormat::Json)).map(|()| 0),
+        Command::Features => oci::features().map(|()| 0),
         Command::Monitor {
             ready_fd,
             bundle,
@@ -116,6 +135,12 @@ fn guard(command: &Command) -> Result<(), Error> {
         }
         _ => Ok(()),
     }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

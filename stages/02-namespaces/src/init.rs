@@ -60,6 +60,9 @@ fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
         &container.binds,
         container.mounts.as_deref(),
     )?;
+    if container.readonly_root {
+        mounts::make_root_read_only()?;
+    }
     Ok(())
 }
 

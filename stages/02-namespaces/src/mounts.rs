@@ -363,6 +363,15 @@ fn inside_root(rootfs: &Path, destination: &Path) -> Result<PathBuf, Error> {
 }
 // ANCHOR_END: listed_mounts
 
+/// Once we stand in the new root with everything mounted on it: make the
+/// root mount itself read-only (what is mounted below it keeps its own
+/// flags). A bind mount takes `ro` only by a remount.
+pub fn make_root_read_only() -> Result<(), Error> {
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        .map_err(|e| Error::io("make the root read-only", "/", e.into()))
+}
+
 fn mount_kernel_fs(rootfs: &Path, m: &KernelMount) -> Result<(), Error> {
     let target = rootfs.join(m.target);
     make_dir(&target)?;

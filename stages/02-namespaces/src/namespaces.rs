@@ -82,6 +82,8 @@ pub struct Container {
     /// `Some`: exactly these mounts, in this order, instead of the kernel
     /// file systems stage 02 mounts itself (an OCI runtime spec's list).
     pub mounts: Option<Vec<ListedMount>>,
+    /// Make the root itself read-only once everything is mounted on it.
+    pub readonly_root: bool,
     pub process: Process,
     pub hostname: String,
     /// `Some` to give the container a user namespace with this mapping.
@@ -135,6 +137,7 @@ impl Container {
             root_mount: None,
             binds: Vec::new(),
             mounts: None,
+            readonly_root: false,
         })
     }
 

@@ -79,6 +79,7 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
             hostname: args.hostname.unwrap_or_else(|| id.clone()),
             user_map: None,
             mounts: None,
+            readonly_root: false,
             before_exec: None,
         };
         run_limited(&container, &limits, &format!("berth-{id}"), args.stats)

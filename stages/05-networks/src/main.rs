@@ -126,6 +126,7 @@ fn run(root: &Root, networks: &Networks, args: NetRunArgs) -> Result<u8, Error> 
             hostname,
             user_map: None,
             mounts: None,
+            readonly_root: false,
             before_exec: None,
         })
     });
