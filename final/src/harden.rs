@@ -378,7 +378,7 @@ impl Hardening {
     pub fn apply(&self, user: Option<UserIds>) -> std::io::Result<()> {
         own_session()?;
         if self.open_ping {
-            write_sysctl(OPEN_PING)?;
+            write_proc_file(OPEN_PING.0, OPEN_PING.1)?;
         }
         mask_paths(&self.masked, &self.read_only)?;
         for cap in &self.drop_from_bounding {
@@ -414,11 +414,6 @@ fn own_session() -> std::io::Result<()> {
         nix::unistd::setsid()?;
     }
     Ok(())
-}
-
-/// Write a sysctl of the container's (namespaced) kernel settings.
-fn write_sysctl((path, value): (&CStr, &[u8])) -> std::io::Result<()> {
-    write_proc_file(path, value)
 }
 
 /// Write `value` to a file under /proc, with plain system calls: we are

@@ -155,7 +155,7 @@ fn append_log(path: &Path, format: LogFormat, message: &str) {
         LogFormat::Json => serde_json::json!({
             "level": "error",
             "msg": message,
-            "time": humantime_now(),
+            "time": rfc3339(berth::record::now()),
         })
         .to_string(),
     };
@@ -168,14 +168,9 @@ fn append_log(path: &Path, format: LogFormat, message: &str) {
     }
 }
 
-/// Now, as RFC 3339 in UTC (the `time` runc's JSON log lines carry, which
-/// its callers parse as a date).
-fn humantime_now() -> String {
-    rfc3339(berth::record::now())
-}
-
-/// Seconds since 1970 as `YYYY-MM-DDTHH:MM:SSZ` (the civil calendar from a
-/// day count, after Howard Hinnant's `civil_from_days`).
+/// Seconds since 1970 as RFC 3339 in UTC, `YYYY-MM-DDTHH:MM:SSZ`: the
+/// `time` of runc's JSON log lines, which its callers parse as a date (the
+/// civil calendar from a day count, after Howard Hinnant's `civil_from_days`).
 fn rfc3339(seconds: u64) -> String {
     let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
     let z = days + 719_468;
