@@ -308,6 +308,8 @@ fn run_step(
         user_map: None,
         mounts: None,
         readonly_root: false,
+        namespaces: Default::default(),
+        gate: None,
         before_exec: Some(hardening.into_before_exec()),
     };
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;

@@ -9,13 +9,14 @@
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::unistd::{Pid, chroot, fchdir};
 use stage01_chroot::{Error, exit};
-use stage02_namespaces::supervise;
+use stage02_namespaces::{Process, UserIds, supervise};
 use stage04_images::image::{self, Image, Overrides};
 
 use crate::Engine;
@@ -37,9 +38,11 @@ pub struct ExecOptions {
     pub tty: bool,
 }
 
-/// The namespaces we join, the mount namespace last: after it, paths
-/// under /proc would be the container's.
+/// The namespaces we join: the user namespace first (it owns the others,
+/// and without it we would be the host's root in there), the mount
+/// namespace last (after it, paths under /proc would be the container's).
 const NAMESPACES: &[(&str, CloneFlags)] = &[
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
     ("net", CloneFlags::CLONE_NEWNET),
@@ -86,13 +89,7 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
         .unwrap_or(record.id.clone());
 
     // Everything we join is opened first, from the host's point of view.
-    let pid = init.pid;
-    let namespaces = NAMESPACES
-        .iter()
-        .map(|(name, flag)| Ok((open(&format!("/proc/{pid}/ns/{name}"))?, *flag)))
-        .collect::<Result<Vec<_>, Error>>()?;
-    let root = open(&format!("/proc/{pid}/root"))?;
-    let cgroups = cgroup_procs_of(record)?;
+    let entry = Entry::open(init.pid, &record.state.cgroups)?;
     let hardening = match spec.privileged {
         true => None,
         false => {
@@ -104,54 +101,12 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
     };
 
     // The terminal's relay threads start now: once we are in the container's
-    // PID namespace, the kernel refuses us new threads. Threads share the
-    // root and working directory, which entering a mount namespace changes,
-    // so we take a private copy of those first.
+    // PID namespace, the kernel refuses us new threads.
     let relay = terminal.map(|t| t.relay(options.interactive)).transpose()?;
-    unshare(CloneFlags::CLONE_FS).map_err(|e| Error::Other(format!("unshare(CLONE_FS): {e}")))?;
-
-    // Into its namespaces and its root.
-    for (file, flag) in &namespaces {
-        setns(file.as_fd(), *flag).map_err(|e| {
-            Error::Other(format!(
-                "setns into {}'s {flag:?}: {e}",
-                record.display_name()
-            ))
-        })?;
-    }
-    fchdir(&root).map_err(|e| Error::Other(format!("enter the container's root: {e}")))?;
-    chroot(".").map_err(|e| Error::Other(format!("chroot into the container's root: {e}")))?;
-
-    // The child: born in its PID namespace, moved into its cgroup before
-    // exec, as the user looked up in the container's /etc/passwd.
-    let user = process.user_ids()?;
-    let std_switches_user = match hardening {
-        Some(_) => None, // the hardening switches, after its privileged steps
-        None => user,
-    };
-    let mut command = process.to_command(&hostname, std_switches_user)?;
-    let cgroup_fds: Vec<i32> = cgroups.iter().map(|f| f.as_raw_fd()).collect();
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            for fd in &cgroup_fds {
-                // "0" means "the writing process" in cgroup.procs.
-                if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            supervise::reset_signals_for_exec()?;
-            match &hardening {
-                Some(hardening) => hardening.apply(user),
-                None => Ok(()),
-            }
-        });
-    }
-    supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
-    let child = command
-        .spawn()
-        .map_err(|e| exit::spawn_error(e, &program, Path::new(record.display_name())))?;
-    drop((command, process)); // their copies of the terminal, if any
+    let step = hardening
+        .map(|hardening| -> Step { std::sync::Arc::new(move |user| hardening.apply(user)) });
+    let child = entry.spawn(&process, &hostname, step, record.display_name())?;
+    drop(process); // its copy of the terminal, if any
     let status = supervise::supervise(Pid::from_raw(child.id() as i32))
         .map_err(|e| Error::Other(format!("wait for the exec'd process: {e}")))?;
     if let Some(relay) = relay {
@@ -161,23 +116,103 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
 }
 // ANCHOR_END: exec
 
-fn open(path: &str) -> Result<File, Error> {
-    File::open(path).map_err(|e| Error::io("open", path, e))
+/// The step between fork and exec, handed the user to become.
+pub type Step = std::sync::Arc<dyn Fn(Option<UserIds>) -> std::io::Result<()> + Send + Sync>;
+
+// ANCHOR: entry
+/// What joining a running container takes, opened from the host's point
+/// of view before we enter anything: the namespaces of its init (those
+/// that differ from ours), its root, and its cgroups' `cgroup.procs`.
+/// `berth exec` and `berth-runtime exec` both go in through here.
+pub struct Entry {
+    namespaces: Vec<(File, CloneFlags)>,
+    root: File,
+    cgroups: Vec<File>,
 }
 
-/// `cgroup.procs` of each of the container's cgroup directories, opened
-/// for writing.
-fn cgroup_procs_of(record: &Record) -> Result<Vec<File>, Error> {
-    record
-        .state
-        .cgroups
-        .iter()
-        .map(|dir| {
-            let procs = dir.join("cgroup.procs");
-            OpenOptions::new()
-                .write(true)
-                .open(&procs)
-                .map_err(|e| Error::io("open", &procs, e))
+impl Entry {
+    pub fn open(init: i32, cgroup_dirs: &[PathBuf]) -> Result<Entry, Error> {
+        let mut namespaces = Vec::new();
+        for (name, flag) in NAMESPACES {
+            let theirs = format!("/proc/{init}/ns/{name}");
+            let same = std::fs::metadata(&theirs)
+                .ok()
+                .zip(std::fs::metadata(format!("/proc/self/ns/{name}")).ok())
+                .is_some_and(|(a, b)| a.ino() == b.ino() && a.dev() == b.dev());
+            if !same {
+                namespaces.push((open(&theirs)?, *flag));
+            }
+        }
+        let cgroups = cgroup_dirs
+            .iter()
+            .map(|dir| {
+                let procs = dir.join("cgroup.procs");
+                OpenOptions::new()
+                    .write(true)
+                    .open(&procs)
+                    .map_err(|e| Error::io("open", &procs, e))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Entry {
+            namespaces,
+            root: open(&format!("/proc/{init}/root"))?,
+            cgroups,
         })
-        .collect()
+    }
+
+    /// Enter the container's namespaces and root, then start `process`
+    /// there: born in its PID namespace (a process never moves into one
+    /// itself, only its children are born there), moved into its cgroups
+    /// before exec, `step` run last. Call it with no threads but relays.
+    pub fn spawn(
+        self,
+        process: &Process,
+        hostname: &str,
+        step: Option<Step>,
+        container: &str,
+    ) -> Result<std::process::Child, Error> {
+        // Threads share the root and working directory, which entering a
+        // mount namespace changes, so we take a private copy of those first.
+        unshare(CloneFlags::CLONE_FS)
+            .map_err(|e| Error::Other(format!("unshare(CLONE_FS): {e}")))?;
+        for (file, flag) in &self.namespaces {
+            setns(file.as_fd(), *flag)
+                .map_err(|e| Error::Other(format!("setns into {container}'s {flag:?}: {e}")))?;
+        }
+        fchdir(&self.root).map_err(|e| Error::Other(format!("enter the container's root: {e}")))?;
+        chroot(".").map_err(|e| Error::Other(format!("chroot into the container's root: {e}")))?;
+
+        let user = process.user_ids()?;
+        let std_switches_user = match step {
+            Some(_) => None, // the step switches, after its privileged work
+            None => user,
+        };
+        let mut command = process.to_command(hostname, std_switches_user)?;
+        let cgroup_fds: Vec<i32> = self.cgroups.iter().map(|f| f.as_raw_fd()).collect();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                for fd in &cgroup_fds {
+                    // "0" means "the writing process" in cgroup.procs.
+                    if libc::write(*fd, b"0".as_ptr().cast(), 1) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                supervise::reset_signals_for_exec()?;
+                match &step {
+                    Some(step) => step(user),
+                    None => Ok(()),
+                }
+            });
+        }
+        supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
+        command
+            .spawn()
+            .map_err(|e| exit::spawn_error(e, process.program(), Path::new(container)))
+    }
+}
+// ANCHOR_END: entry
+
+fn open(path: &str) -> Result<File, Error> {
+    File::open(path).map_err(|e| Error::io("open", path, e))
 }

@@ -24,9 +24,9 @@ pub mod exec;
 pub mod guard;
 pub mod harden;
 pub mod layer;
-pub mod oci;
 pub mod record;
 pub mod run;
+pub mod runtime;
 pub mod show;
 pub mod terminal;
 

@@ -281,6 +281,8 @@ fn run_container(
         user_map: None,
         mounts: None,
         readonly_root: false,
+        namespaces: Default::default(),
+        gate: None,
         before_exec: hardening,
     };
 

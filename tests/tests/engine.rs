@@ -677,7 +677,7 @@ fn the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle() {
         &[
             "sh",
             "-c",
-            "hostname > /ran; grep CapBnd /proc/self/status >> /ran; exec sleep 600",
+            "hostname > /ran; grep CapBnd /proc/self/status >> /ran; echo $$ > /pid; exec sleep 600",
         ],
     );
     let state_root = dir.path().join("state");
@@ -688,8 +688,8 @@ fn the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle() {
     };
     // Whatever happens, no container outlives the test.
     let _cleanup = RuntimeCleanup(state_root.clone(), vec!["web", "second"]);
-    // A created container's monitor keeps the caller's stdout and stderr,
-    // as runc's container process does: give it none to hold.
+    // A created container's process keeps the caller's stdout and stderr,
+    // as runc's does: give it none to hold.
     let create = |id: &str, extra: &[&str]| {
         let status = runtime()
             .args(["create", "--bundle"])
@@ -733,7 +733,23 @@ fn the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle() {
         .code(125)
         .stderr(predicate::str::contains("container web already exists"));
 
-    // start: the command runs with the config's hostname and capabilities.
+    // runc's process model: `create` has exited, and no berth process
+    // stands between the container and whoever adopted it.
+    let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let parent: i32 = parent[parent.rfind(')').unwrap() + 2..]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let parent_name = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap();
+    assert!(
+        !parent_name.starts_with("berth"),
+        "init's parent is {parent_name}"
+    );
+
+    // start: the command runs with the config's hostname and capabilities,
+    // as the container's PID 1 (init became it).
     runtime().args(["start", "web"]).assert().success();
     assert_eq!(state("web")["status"], "running");
     eventually("the command ran", || bundle.join("rootfs/ran").exists());
@@ -745,14 +761,33 @@ fn the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle() {
         std::fs::read_to_string(bundle.join("rootfs/ran")).unwrap(),
         "umoci-default\nCapBnd:\t0000000020000420\n"
     );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/pid")).unwrap(),
+        "1\n"
+    );
     runtime()
         .args(["delete", "web"])
         .assert()
         .code(125)
         .stderr(predicate::str::contains("is running"));
 
+    // exec: one more process, inside, its output and exit code ours.
+    runtime()
+        .args(["exec", "web", "sh", "-c", "echo in $(hostname); exit 7"])
+        .assert()
+        .code(7)
+        .stdout("in umoci-default\n");
+    let listed = runtime()
+        .args(["ps", "--format", "json", "web"])
+        .output()
+        .unwrap();
+    let listed: Vec<i64> = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed, vec![pid], "ps lists the container's processes");
+
     // kill, then delete: nothing is left.
-    runtime().args(["kill", "web", "TERM"]).assert().success();
+    // The command is PID 1 now: like any init, it ignores TERM unless it
+    // handles it. KILL always works.
+    runtime().args(["kill", "web", "KILL"]).assert().success();
     eventually("it stopped", || state("web")["status"] == "stopped");
     runtime().args(["delete", "web"]).assert().success();
     runtime()
@@ -780,9 +815,22 @@ fn the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle() {
         .arg("third")
         .assert()
         .code(125)
+        .stderr(predicate::str::contains("give --console-socket"));
+
+    // Set-up errors come back from `create` itself, and leave nothing.
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["/no/such/program"]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    runtime()
+        .args(["create", "--bundle"])
+        .arg(&bundle)
+        .arg("third")
+        .assert()
+        .code(125)
         .stderr(predicate::str::contains(
-            "process.terminal: true (a console socket) is not supported",
+            "/no/such/program: command not found",
         ));
+    assert!(cgroups_of("third").is_empty(), "its cgroup was left");
     let left = std::fs::read_dir(state_root.join("runtime"))
         .unwrap()
         .count();

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use berth::oci;
+use berth::runtime;
 use clap::{Parser, Subcommand};
 use nix::sys::signal::Signal;
 use stage01_chroot::{Error, checks, exit};
@@ -31,6 +31,9 @@ struct Cli {
     /// writes it for Podman, containerd and Docker to read).
     #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// Accepted for runc's callers; refused if set (berth writes cgroupfs).
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -38,32 +41,79 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a container from a bundle; its process waits for `start`.
+    /// Create a container from a bundle: set it up and leave its first
+    /// process waiting for `start`. Set-up errors are reported here.
     Create {
-        /// The bundle: a directory with config.json and the root file system.
-        #[arg(short, long, default_value = ".", value_name = "DIR")]
-        bundle: PathBuf,
-        /// Write the container's PID (its init, as the host sees it) here.
-        #[arg(long, value_name = "FILE")]
-        pid_file: Option<PathBuf>,
-        id: String,
+        #[command(flatten)]
+        create: CreateArgs,
     },
-    /// Let a created container run its process.
+    /// Let a created container run its command.
     Start { id: String },
-    /// Print the container's state as JSON.
+    /// Create and start a container, wait for it to end and delete it
+    /// (with --detach, return once it runs). Exits with its exit code.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return once the container runs; it is left to whoever adopts it.
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// Print the container's state as JSON (the runtime spec's document).
     State { id: String },
-    /// Send a signal (default TERM) to the container.
+    /// Send a signal (default TERM) to the container's first process.
     Kill {
+        /// Send it to every process in the container.
+        #[arg(short, long)]
+        all: bool,
         id: String,
         #[arg(default_value = "TERM", value_parser = berth::control::parse_signal)]
         signal: Signal,
     },
-    /// Remove a stopped container (with --force, a running one too).
+    /// Remove a stopped container (with --force, one in any state).
     Delete {
         #[arg(short, long)]
         force: bool,
         id: String,
     },
+    /// Run one more process in a running container.
+    Exec {
+        /// A JSON file with the process, as `process` in config.json.
+        #[arg(short, long, value_name = "FILE")]
+        process: Option<PathBuf>,
+        /// Don't wait for it; it is left to whoever adopts it.
+        #[arg(short, long)]
+        detach: bool,
+        /// Write its PID here.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Give it a terminal (sent to --console-socket).
+        #[arg(short, long)]
+        tty: bool,
+        /// A Unix socket to send the terminal's outer side to.
+        #[arg(long, value_name = "PATH")]
+        console_socket: Option<PathBuf>,
+        /// Its working directory, inside.
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<String>,
+        /// More environment, KEY=VALUE.
+        #[arg(short, long, value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        id: String,
+        /// The command and its arguments (without --process).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// List the container's processes.
+    Ps {
+        /// `table`, or `json`: a list of PIDs.
+        #[arg(short, long, default_value = "table", value_name = "FORMAT")]
+        format: ListFormat,
+        id: String,
+    },
+    /// Freeze every process of the container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
     /// Write a starting config.json into the bundle (the spec's defaults).
     Spec {
         #[arg(short, long, default_value = ".", value_name = "DIR")]
@@ -77,25 +127,56 @@ enum Command {
     },
     /// Print what this runtime supports, as the runtime spec's features JSON.
     Features,
-    /// (internal) Hold a created container; started by `create`.
-    #[command(hide = true)]
-    Monitor {
-        #[arg(long)]
-        ready_fd: i32,
-        #[arg(long)]
-        bundle: PathBuf,
-        id: String,
-    },
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// The bundle: a directory with config.json and the root file system.
+    #[arg(short, long, default_value = ".", value_name = "DIR")]
+    bundle: PathBuf,
+    /// Write the container's PID (its first process, as the host sees it) here.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// A Unix socket to send the terminal's outer side to, when config.json
+    /// asks for a terminal (the caller relays it).
+    #[arg(long, value_name = "PATH")]
+    console_socket: Option<PathBuf>,
+    id: String,
+}
+
+impl CreateArgs {
+    fn options(&self) -> runtime::CreateOptions<'_> {
+        runtime::CreateOptions {
+            bundle: &self.bundle,
+            id: &self.id,
+            pid_file: self.pid_file.as_deref(),
+            console_socket: self.console_socket.as_deref(),
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (log, log_format) = (cli.log.clone(), cli.log_format);
-    let result = guard(&cli.command).and_then(|()| dispatch(cli));
+    let result = check_flags(&cli)
+        .and_then(|()| guard(&cli.command))
+        .and_then(|()| dispatch(cli));
     if let (Err(err), Some(log)) = (&result, log) {
         append_log(&log, log_format, &err.to_string());
     }
     exit::finish("berth-runtime", result)
+}
+
+/// runc's global flags that berth does not implement, refused by name.
+fn check_flags(cli: &Cli) -> Result<(), Error> {
+    match cli.systemd_cgroup {
+        true => Err(Error::Other(
+            "--systemd-cgroup: berth-runtime manages cgroups through the cgroup file system \
+             only; configure the caller for cgroupfs (Podman: --cgroup-manager cgroupfs)"
+                .into(),
+        )),
+        false => Ok(()),
+    }
 }
 
 fn dispatch(cli: Cli) -> Result<u8, Error> {
@@ -104,33 +185,60 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         checks::require_root("containers need root")?;
     }
     let root = &cli.root;
+    let done = |()| 0;
     match cli.command {
-        Command::Create {
-            bundle,
+        Command::Create { create } => runtime::create(root, &create.options()).map(|_| 0),
+        Command::Start { id } => runtime::start(root, &id).map(done),
+        Command::Run { create, detach } => runtime::run(root, &create.options(), detach),
+        Command::State { id } => runtime::state(root, &id).map(done),
+        Command::Kill { all, id, signal } => {
+            runtime::kill_container(root, &id, signal, all).map(done)
+        }
+        Command::Delete { force, id } => runtime::delete(root, &id, force).map(done),
+        Command::Exec {
+            process,
+            detach,
             pid_file,
+            tty,
+            console_socket,
+            cwd,
+            env,
             id,
-        } => oci::create(root, &bundle, &id, pid_file.as_deref()).map(|()| 0),
-        Command::Start { id } => oci::start(root, &id).map(|()| 0),
-        Command::State { id } => oci::state(root, &id).map(|()| 0),
-        Command::Kill { id, signal } => oci::kill_container(root, &id, signal).map(|()| 0),
-        Command::Delete { force, id } => oci::delete(root, &id, force).map(|()| 0),
-        Command::Spec { bundle } => oci::spec(&bundle).map(|()| 0),
-        Command::List { format } => oci::list(root, matches!(format, ListFormat::Json)).map(|()| 0),
-        Command::Features => oci::features().map(|()| 0),
-        Command::Monitor {
-            ready_fd,
-            bundle,
-            id,
-        } => oci::monitor(root, &bundle, &id, ready_fd),
+            command,
+        } => runtime::exec(
+            root,
+            runtime::ExecOptions {
+                id: &id,
+                process_file: process.as_deref(),
+                args: command,
+                cwd,
+                env,
+                tty,
+                console_socket: console_socket.as_deref(),
+                detach,
+                pid_file: pid_file.as_deref(),
+            },
+        ),
+        Command::Ps { format, id } => {
+            runtime::ps(root, &id, matches!(format, ListFormat::Json)).map(done)
+        }
+        Command::Pause { id } => runtime::pause(root, &id, true).map(done),
+        Command::Resume { id } => runtime::pause(root, &id, false).map(done),
+        Command::Spec { bundle } => runtime::spec(&bundle).map(done),
+        Command::List { format } => {
+            runtime::list(root, matches!(format, ListFormat::Json)).map(done)
+        }
+        Command::Features => runtime::features().map(done),
     }
 }
 
 /// As `berth` does: no inherited file reaches the container, and the
-/// commands that start one run from a read-only view of this binary.
+/// commands that start something in one run from a read-only view of this
+/// binary.
 fn guard(command: &Command) -> Result<(), Error> {
     berth::guard::close_inherited_files()?;
     match command {
-        Command::Create { .. } | Command::Monitor { .. } => {
+        Command::Create { .. } | Command::Run { .. } | Command::Exec { .. } => {
             berth::guard::run_from_read_only_binary()
         }
         _ => Ok(()),
@@ -155,7 +263,7 @@ fn append_log(path: &Path, format: LogFormat, message: &str) {
         LogFormat::Json => serde_json::json!({
             "level": "error",
             "msg": message,
-            "time": rfc3339(berth::record::now()),
+            "time": runtime::rfc3339(berth::record::now()),
         })
         .to_string(),
     };
@@ -165,42 +273,5 @@ fn append_log(path: &Path, format: LogFormat, message: &str) {
         .open(path)
     {
         let _ = writeln!(file, "{line}");
-    }
-}
-
-/// Seconds since 1970 as RFC 3339 in UTC, `YYYY-MM-DDTHH:MM:SSZ`: the
-/// `time` of runc's JSON log lines, which its callers parse as a date (the
-/// civil calendar from a day count, after Howard Hinnant's `civil_from_days`).
-fn rfc3339(seconds: u64) -> String {
-    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(super::rfc3339(1_796_212_800), "2026-12-02T12:00:00Z");
     }
 }

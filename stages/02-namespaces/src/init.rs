@@ -16,12 +16,18 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::unistd::{Gid, Uid, setgroups, sethostname, setresgid, setresuid};
 use stage01_chroot::Error;
 
-use crate::namespaces::Container;
+use crate::namespaces::{Container, Gate};
 use crate::{mounts, network, supervise};
 
 /// The body of the cloned child; its return value is its exit code.
-pub fn run(container: &Container, go: &OwnedFd, started: &OwnedFd) -> isize {
+pub fn run(
+    container: &Container,
+    joined: &[(CloneFlags, OwnedFd)],
+    go: &OwnedFd,
+    started: &OwnedFd,
+) -> isize {
     die_with_parent();
+    let parent = nix::unistd::getppid();
     let program = program_name();
     if let Some(title) = container.before_exec.as_ref().and_then(|b| b.init_title) {
         set_title(title);
@@ -29,13 +35,34 @@ pub fn run(container: &Container, go: &OwnedFd, started: &OwnedFd) -> isize {
     let Some(Go { root }) = wait_for_go(go) else {
         return stage01_chroot::error::EXIT_SETUP_FAILED as isize;
     };
-    match set_up(container, root).and_then(|()| start_command(container, started)) {
+    let set = enter(joined).and_then(|()| set_up(container, root));
+    let Some(gate) = &container.gate else {
+        return match set.and_then(|()| start_command(container, started)) {
+            Ok(code) => code as isize,
+            Err(err) => {
+                eprintln!("{program}: {err}");
+                err.exit_code() as isize
+            }
+        };
+    };
+    // The OCI runtime's way: a set-up error goes back to `create`.
+    match set.and_then(|()| exec_command(container, gate, parent, started)) {
         Ok(code) => code as isize,
         Err(err) => {
-            eprintln!("{program}: {err}");
+            let _ = nix::unistd::write(started, err.to_string().as_bytes());
             err.exit_code() as isize
         }
     }
+}
+
+/// Enter the namespaces an OCI runtime spec names by path (all but the
+/// PID namespace, which the parent entered for us: see `namespaces`).
+fn enter(joined: &[(CloneFlags, OwnedFd)]) -> Result<(), Error> {
+    for (kind, fd) in joined {
+        nix::sched::setns(fd, *kind)
+            .map_err(|e| Error::Other(format!("join a namespace ({kind:?}): {e}")))?;
+    }
+    Ok(())
 }
 
 // ANCHOR: set_up
@@ -48,11 +75,17 @@ fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
     }
     // Now that the parent has put us in our cgroup (stage 03), a new cgroup
     // namespace makes that cgroup the root of what we see in /proc/self/cgroup.
-    unshare(CloneFlags::CLONE_NEWCGROUP)
-        .map_err(|e| Error::Other(format!("unshare the cgroup namespace: {e}")))?;
-    sethostname(&container.hostname)
-        .map_err(|e| Error::Other(format!("sethostname {}: {e}", container.hostname)))?;
-    network::loopback_up().map_err(|e| Error::Other(format!("bring up lo: {e}")))?;
+    if container.makes(CloneFlags::CLONE_NEWCGROUP) {
+        unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| Error::Other(format!("unshare the cgroup namespace: {e}")))?;
+    }
+    if container.makes(CloneFlags::CLONE_NEWUTS) && !container.hostname.is_empty() {
+        sethostname(&container.hostname)
+            .map_err(|e| Error::Other(format!("sethostname {}: {e}", container.hostname)))?;
+    }
+    if container.makes(CloneFlags::CLONE_NEWNET) {
+        network::loopback_up().map_err(|e| Error::Other(format!("bring up lo: {e}")))?;
+    }
     mounts::prepare_root(
         &container.rootfs,
         container.root_mount.as_ref(),
@@ -69,8 +102,21 @@ fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
 /// Start the command as our child, tell the parent, then be its init until
 /// it exits.
 fn start_command(container: &Container, started: &OwnedFd) -> Result<u8, Error> {
-    // Looked up now, in the container's root, so that an unknown user is an
-    // error that says so, before anything is forked.
+    let mut command = prepared_command(container)?;
+    let child = command.spawn().map_err(|err| {
+        stage01_chroot::exit::spawn_error(err, container.process.program(), &container.rootfs)
+    })?;
+    let _ = nix::unistd::write(started, b"1"); // spawn returns once it exec'd
+    let status = supervise::supervise(nix::unistd::Pid::from_raw(child.id() as i32))
+        .map_err(|e| Error::Other(format!("init: wait for the command: {e}")))?;
+    Ok(stage01_chroot::exit::exit_code(status))
+}
+// ANCHOR_END: set_up
+
+/// The command, ready to spawn or exec: its user looked up now, in the
+/// container's root, so that an unknown user is an error that says so
+/// before anything is forked.
+fn prepared_command(container: &Container) -> Result<std::process::Command, Error> {
     let user = container.process.user_ids()?;
     let step = container.before_exec.as_ref().map(|b| b.step.clone());
     let std_switches_user = match step {
@@ -91,15 +137,74 @@ fn start_command(container: &Container, started: &OwnedFd) -> Result<u8, Error> 
             }
         })
     };
-    let child = command.spawn().map_err(|err| {
-        stage01_chroot::exit::spawn_error(err, container.process.program(), &container.rootfs)
-    })?;
-    let _ = nix::unistd::write(started, b"1"); // spawn returns once it exec'd
-    let status = supervise::supervise(nix::unistd::Pid::from_raw(child.id() as i32))
-        .map_err(|e| Error::Other(format!("init: wait for the command: {e}")))?;
-    Ok(stage01_chroot::exit::exit_code(status))
+    Ok(command)
 }
-// ANCHOR_END: set_up
+
+/// The OCI runtime's way: say "ready", outlive `create`, wait at the gate,
+/// then become the command. Errors before "ready" go back to `create`;
+/// after it, to the container's stderr (and its exit code).
+fn exec_command(
+    container: &Container,
+    gate: &Gate,
+    parent: nix::unistd::Pid,
+    started: &OwnedFd,
+) -> Result<u8, Error> {
+    let mut command = prepared_command(container)?;
+    find_program(&container.process, &container.rootfs)?;
+    // From here on we outlive `create`, by design: no death signal. If it
+    // died before we got here, nobody will ever hear "ready": give up.
+    let _ = nix::sys::prctl::set_pdeathsig(None);
+    if nix::unistd::getppid() != parent {
+        return Err(Error::Other(
+            "create ended before the container was set up".into(),
+        ));
+    }
+    nix::unistd::write(started, b"1").map_err(|e| Error::Other(format!("report ready: {e}")))?;
+    let program = program_name();
+    if let Err(err) = (gate.open)() {
+        eprintln!("{program}: wait for start: {err}");
+        return Ok(stage01_chroot::error::EXIT_SETUP_FAILED);
+    }
+    let err = stage01_chroot::exit::spawn_error(
+        command.exec(), // returns only if exec failed
+        container.process.program(),
+        &container.rootfs,
+    );
+    eprintln!("{program}: {err}");
+    Ok(err.exit_code())
+}
+
+/// Check that the program exists and may be run, as `exec` will find it
+/// (a name without a slash is looked for in the process's PATH), so that
+/// a wrong command is an error of `create`, not an exit code after `start`.
+fn find_program(process: &crate::Process, rootfs: &std::path::Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let program = std::path::Path::new(process.program());
+    let runnable = |path: &std::path::Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = match program.as_os_str().as_encoded_bytes().contains(&b'/') {
+        true => runnable(&process.cwd.join(program)),
+        false => {
+            let path = process
+                .env
+                .iter()
+                .find(|(key, _)| key == "PATH")
+                .map(|(_, value)| value.clone())
+                .unwrap_or_else(|| {
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+                });
+            std::env::split_paths(&path).any(|dir| runnable(&dir.join(program)))
+        }
+    };
+    match found {
+        true => Ok(()),
+        false => Err(Error::CommandNotFound {
+            command: process.program().to_owned(),
+            rootfs: rootfs.to_owned(),
+        }),
+    }
+}
 
 /// If the stage binary outside dies, even by SIGKILL, take the container
 /// down with it: the kernel then kills init, and so the whole namespace.

@@ -29,5 +29,7 @@ pub mod process;
 pub mod supervise;
 pub mod userns;
 
-pub use namespaces::{BeforeExec, Container, IdMap, RootMount, Running, Started};
+pub use namespaces::{
+    BeforeExec, Container, Gate, IdMap, RootMount, Running, SharedNamespaces, Started,
+};
 pub use process::{Process, ProcessStdio, UserIds};

@@ -91,6 +91,47 @@ pub struct Container {
     /// Run in the command's process just before it execs; the engine
     /// hardens its containers there. The stages leave it `None`.
     pub before_exec: Option<BeforeExec>,
+    /// Namespaces not made new: shared with the host, or joined. The
+    /// stages make them all; an OCI runtime spec may say otherwise.
+    pub namespaces: SharedNamespaces,
+    /// `Some`: the OCI runtime's process model (see [`Gate`]). `None`: init
+    /// stays PID 1 below the command, as in the stages and the engine.
+    pub gate: Option<Gate>,
+}
+
+/// The namespaces a container does not get new ones of.
+#[derive(Debug, Clone)]
+pub struct SharedNamespaces {
+    /// Kinds taken as they are (the host's, or those joined below).
+    pub kept: CloneFlags,
+    /// Existing namespaces to enter, each by a path like /proc/PID/ns/net.
+    pub join: Vec<(CloneFlags, PathBuf)>,
+}
+
+/// How an OCI runtime starts a container in two steps. Init sets the
+/// container up, reports back, and outlives the process that cloned it
+/// (`create` exits); it then waits in `open`, which returns when
+/// `start` says go, and *becomes* the command (exec, no fork), so that the
+/// command is PID 1 and its parent is whoever adopted init.
+#[derive(Clone)]
+pub struct Gate {
+    pub open: Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>,
+}
+
+impl Default for SharedNamespaces {
+    /// None: every namespace is new.
+    fn default() -> Self {
+        SharedNamespaces {
+            kept: CloneFlags::empty(),
+            join: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate(..)")
+    }
 }
 
 /// The engine's part in the container's first process: a step for the
@@ -138,6 +179,8 @@ impl Container {
             binds: Vec::new(),
             mounts: None,
             readonly_root: false,
+            namespaces: SharedNamespaces::default(),
+            gate: None,
         })
     }
 
@@ -153,7 +196,12 @@ impl Container {
         if self.user_map.is_some() {
             flags |= CloneFlags::CLONE_NEWUSER; // user and group IDs
         }
-        flags
+        flags - self.namespaces.kept
+    }
+
+    /// Whether the container gets a new namespace of this kind.
+    pub fn makes(&self, kind: CloneFlags) -> bool {
+        !self.namespaces.kept.contains(kind)
     }
 }
 // ANCHOR_END: clone_flags
@@ -206,13 +254,14 @@ pub fn start(container: &Container) -> Result<Started, Error> {
     let (started_read, started_write) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Other(format!("pipe: {e}")))?;
     let (go_write_fd, started_read_fd) = (go_write.as_raw_fd(), started_read.as_raw_fd());
+    let joined = open_joined(container)?;
     let mut stack = vec![0u8; CHILD_STACK_SIZE];
 
     let child = Box::new(|| {
         // The child's copies of our ends must go, or EOF never comes.
         let _ = nix::unistd::close(go_write_fd);
         let _ = nix::unistd::close(started_read_fd);
-        init::run(container, &go_read, &started_write)
+        init::run(container, &joined, &go_read, &started_write)
     });
     // SAFETY: we are single-threaded, so the child's copy of our memory is
     // consistent; the stack outlives the call (the child has its own copy).
@@ -274,6 +323,45 @@ impl Started {
     }
 }
 
+impl Started {
+    /// For a container with a [`Gate`]: let init go on, and wait until it
+    /// has set the container up and waits at the gate. From then on the
+    /// process is on its own: we no longer kill it when we go. A set-up
+    /// error comes back here, in init's words.
+    pub fn ready(mut self) -> Result<Pid, Error> {
+        let go = self
+            .go
+            .take()
+            .ok_or_else(|| Error::Other("resumed twice".into()))?;
+        send_go(&go, self.root.take())
+            .map_err(|e| Error::Other(format!("wake the container: {e}")))?;
+        // "1" when it is ready (it keeps its end open until it execs), or
+        // why it gave up, followed by EOF as it exits.
+        let mut said = Vec::new();
+        if let Some(started) = self.command_started.take() {
+            let mut pipe = fs::File::from(started);
+            let mut first = [0u8; 1];
+            if let Ok(1) = std::io::Read::read(&mut pipe, &mut first) {
+                said.push(first[0]);
+                if first[0] != b'1' {
+                    let _ = std::io::Read::read_to_end(&mut pipe, &mut said);
+                }
+            }
+        }
+        match said.as_slice() {
+            b"1" => {
+                let pid = self.pid;
+                std::mem::forget(self); // init lives on without us
+                Ok(pid)
+            }
+            b"" => Err(Error::Other(
+                "the container's init ended before it was set up".into(),
+            )),
+            words => Err(Error::Other(String::from_utf8_lossy(words).trim().into())),
+        }
+    }
+}
+
 impl Drop for Started {
     /// Never leave a half-made container behind.
     fn drop(&mut self) {
@@ -330,6 +418,24 @@ fn write_id_maps(pid: Pid, map: IdMap) -> Result<(), Error> {
     Ok(())
 }
 // ANCHOR_END: id_maps
+
+/// Open the namespaces to join, here, where a wrong path is an error of
+/// ours. A PID namespace is entered by us: it decides where our *next*
+/// child is born. The others the child enters (see [`init`]).
+fn open_joined(container: &Container) -> Result<Vec<(CloneFlags, OwnedFd)>, Error> {
+    let mut joined = Vec::new();
+    for (kind, path) in &container.namespaces.join {
+        let file = fs::File::open(path).map_err(|e| Error::io("open namespace", path, e))?;
+        let fd = OwnedFd::from(file);
+        if *kind == CloneFlags::CLONE_NEWPID {
+            nix::sched::setns(&fd, *kind)
+                .map_err(|e| Error::io("join the PID namespace", path, e.into()))?;
+        } else {
+            joined.push((*kind, fd));
+        }
+    }
+    Ok(joined)
+}
 
 fn clone_error(err: Errno, container: &Container) -> Error {
     let hint = match (err, container.user_map.is_some()) {

@@ -80,6 +80,8 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
             user_map: None,
             mounts: None,
             readonly_root: false,
+            namespaces: Default::default(),
+            gate: None,
             before_exec: None,
         };
         run_limited(&container, &limits, &format!("berth-{id}"), args.stats)

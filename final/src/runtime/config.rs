@@ -1,0 +1,656 @@
+//! config.json, the part berth reads, and how it becomes a stage 02
+//! [`Container`]: what can't be honoured is refused here, by name, before
+//! anything is made.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use caps::{Capability, CapsHashSet};
+use nix::sched::CloneFlags;
+use serde::Deserialize;
+use stage01_chroot::Error;
+use stage02_namespaces::mounts::ListedMount;
+use stage02_namespaces::{Container, Gate, IdMap, Process, ProcessStdio, SharedNamespaces};
+use stage03_cgroups::Limits;
+use stage03_cgroups::limits::{CPU_PERIOD_US, CpuQuota};
+
+use crate::harden::{self, CapabilitySets, Hardening};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Config {
+    pub(crate) process: ProcessSpec,
+    pub(crate) root: RootSpec,
+    #[serde(default)]
+    pub(crate) hostname: Option<String>,
+    #[serde(default)]
+    pub(crate) mounts: Vec<MountSpec>,
+    #[serde(default)]
+    pub(crate) annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) hooks: super::hooks::Hooks,
+    #[serde(default)]
+    pub(crate) linux: LinuxSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ProcessSpec {
+    #[serde(default)]
+    pub(crate) terminal: bool,
+    #[serde(default)]
+    pub(crate) user: UserSpec,
+    pub(crate) args: Vec<String>,
+    #[serde(default)]
+    pub(crate) env: Vec<String>,
+    pub(crate) cwd: String,
+    #[serde(default)]
+    pub(crate) capabilities: Option<CapabilitiesSpec>,
+    #[serde(default)]
+    pub(crate) rlimits: Vec<RlimitSpec>,
+    #[serde(default)]
+    pub(crate) no_new_privileges: bool,
+    #[serde(default)]
+    pub(crate) oom_score_adj: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UserSpec {
+    #[serde(default)]
+    pub(crate) uid: u32,
+    #[serde(default)]
+    pub(crate) gid: u32,
+    #[serde(default)]
+    pub(crate) additional_gids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct CapabilitiesSpec {
+    #[serde(default)]
+    pub(crate) bounding: Vec<String>,
+    #[serde(default)]
+    pub(crate) effective: Vec<String>,
+    #[serde(default)]
+    pub(crate) permitted: Vec<String>,
+    #[serde(default)]
+    pub(crate) inheritable: Vec<String>,
+    #[serde(default)]
+    pub(crate) ambient: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct RlimitSpec {
+    pub(crate) r#type: String,
+    pub(crate) hard: u64,
+    pub(crate) soft: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct RootSpec {
+    pub(crate) path: PathBuf,
+    #[serde(default)]
+    pub(crate) readonly: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct MountSpec {
+    pub(crate) destination: PathBuf,
+    #[serde(default)]
+    pub(crate) r#type: Option<String>,
+    #[serde(default)]
+    pub(crate) source: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LinuxSpec {
+    #[serde(default)]
+    pub(crate) namespaces: Vec<NamespaceSpec>,
+    #[serde(default)]
+    pub(crate) resources: Option<ResourcesSpec>,
+    #[serde(default)]
+    pub(crate) masked_paths: Vec<String>,
+    #[serde(default)]
+    pub(crate) readonly_paths: Vec<String>,
+    #[serde(default)]
+    pub(crate) seccomp: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) uid_mappings: Vec<IdMapping>,
+    #[serde(default)]
+    pub(crate) gid_mappings: Vec<IdMapping>,
+    #[serde(default)]
+    #[allow(dead_code)] // wired to stage 03's cgroup targets next
+    pub(crate) cgroups_path: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) sysctl: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct NamespaceSpec {
+    pub(crate) r#type: String,
+    #[serde(default)]
+    pub(crate) path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ResourcesSpec {
+    #[serde(default)]
+    pub(crate) memory: Option<MemorySpec>,
+    #[serde(default)]
+    pub(crate) cpu: Option<CpuSpec>,
+    #[serde(default)]
+    pub(crate) pids: Option<PidsSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct MemorySpec {
+    pub(crate) limit: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct CpuSpec {
+    pub(crate) quota: Option<i64>,
+    pub(crate) period: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct PidsSpec {
+    pub(crate) limit: i64,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdMapping {
+    #[serde(rename = "containerID")]
+    pub(crate) container_id: u32,
+    #[serde(rename = "hostID")]
+    pub(crate) host_id: u32,
+    pub(crate) size: u32,
+}
+
+/// The namespace kinds of the spec, and their clone flags.
+const NAMESPACES: &[(&str, CloneFlags)] = &[
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("network", CloneFlags::CLONE_NEWNET),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("mount", CloneFlags::CLONE_NEWNS),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("user", CloneFlags::CLONE_NEWUSER),
+];
+
+pub(crate) fn read_config(bundle: &Path) -> Result<Config, Error> {
+    let path = bundle.join("config.json");
+    let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    let config: Config = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Other(format!("{}: not a runtime config: {e}", path.display())))?;
+    check_supported(&config)?;
+    Ok(config)
+}
+
+fn refuse<T>(what: String) -> Result<T, Error> {
+    Err(Error::Other(format!(
+        "config.json: {what} is not supported by berth"
+    )))
+}
+
+/// Refuse, by name, what berth can't do as asked.
+fn check_supported(config: &Config) -> Result<(), Error> {
+    namespaces_of(config)?;
+    user_map_of(config)?;
+    if !config.hooks.create_container.is_empty() || !config.hooks.start_container.is_empty() {
+        return refuse(
+            "hooks that run inside the container (createContainer, startContainer)".into(),
+        );
+    }
+    if config.process.args.is_empty() {
+        return Err(Error::Other(
+            "config.json: process.args is empty: give the command to run".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `linux.namespaces`: a kind listed without a path is made new, with a
+/// path it is joined, and a kind not listed is the host's.
+fn namespaces_of(config: &Config) -> Result<SharedNamespaces, Error> {
+    let mut shared = SharedNamespaces::default();
+    for (kind, flag) in NAMESPACES {
+        let listed: Vec<&NamespaceSpec> = config
+            .linux
+            .namespaces
+            .iter()
+            .filter(|ns| ns.r#type == *kind)
+            .collect();
+        match listed.as_slice() {
+            [] if *kind == "mount" => {
+                return refuse("a container without a mount namespace".into());
+            }
+            [] if *kind == "user" => {} // none asked for: none made
+            [] => shared.kept |= *flag,
+            [one] => match &one.path {
+                None => {}
+                Some(_) if *kind == "user" => {
+                    return refuse("joining an existing user namespace".into());
+                }
+                Some(path) => {
+                    shared.kept |= *flag;
+                    shared.join.push((*flag, path.clone()));
+                }
+            },
+            _ => {
+                return Err(Error::Other(format!(
+                    "config.json: linux.namespaces lists {kind} more than once"
+                )));
+            }
+        }
+    }
+    for ns in &config.linux.namespaces {
+        if !NAMESPACES.iter().any(|(kind, _)| *kind == ns.r#type) {
+            return refuse(format!("a {} namespace", ns.r#type));
+        }
+    }
+    Ok(shared)
+}
+
+/// `linux.uidMappings` and `gidMappings`, with a user namespace: one range,
+/// the same for users and groups (stage 02's [`IdMap`]).
+pub(crate) fn user_map_of(config: &Config) -> Result<Option<IdMap>, Error> {
+    let wants_user_ns = config.linux.namespaces.iter().any(|ns| ns.r#type == "user");
+    let (uids, gids) = (&config.linux.uid_mappings, &config.linux.gid_mappings);
+    if !wants_user_ns {
+        return match uids.is_empty() && gids.is_empty() {
+            true => Ok(None),
+            false => Err(Error::Other(
+                "config.json: linux.uidMappings without a user namespace: add {\"type\": \"user\"} \
+                 to linux.namespaces"
+                    .into(),
+            )),
+        };
+    }
+    match (uids.as_slice(), gids.as_slice()) {
+        ([uid], [gid]) if uid == gid => Ok(Some(IdMap {
+            container: uid.container_id,
+            host: uid.host_id,
+            count: uid.size,
+        })),
+        _ => refuse(
+            "a user namespace whose mappings are not one range, the same for uids and gids".into(),
+        ),
+    }
+}
+
+/// The container `config` describes, its process with `stdio`; with a
+/// `gate`, in the OCI runtime's process model.
+pub(crate) fn container_of(
+    config: &Config,
+    bundle: &Path,
+    stdio: ProcessStdio,
+    gate: Option<Gate>,
+) -> Result<Container, Error> {
+    let rootfs = bundle.join(&config.root.path);
+    let rootfs = stage01_chroot::checks::check_rootfs(&rootfs)?;
+    let mounts = mounts_of(&config.mounts, bundle)?;
+    let mut settings = sysctls_of(&config.linux.sysctl)?;
+    if config.linux.seccomp.is_some() {
+        eprintln!(
+            "berth: warning: config.json's linux.seccomp is not supported; no filter is applied"
+        );
+    }
+    let mut process = process_of(&config.process, stdio)?;
+    let hardening = Hardening::custom(
+        config.linux.masked_paths.clone(),
+        config.linux.readonly_paths.clone(),
+        capability_sets(config.process.capabilities.as_ref())?,
+        config.process.no_new_privileges,
+    )?
+    .with_additional_gids(additional_gids(&config.process.user)?);
+    settings.append(&mut process.settings);
+    Ok(Container {
+        rootfs,
+        root_mount: None,
+        binds: Vec::new(),
+        mounts: Some(mounts),
+        readonly_root: config.root.readonly,
+        process: process.process,
+        hostname: config.hostname.clone().unwrap_or_default(),
+        user_map: user_map_of(config)?,
+        before_exec: Some(stage02_namespaces::BeforeExec {
+            step: before_exec(settings, process.rlimits, hardening),
+            init_title: Some(crate::harden::INIT_TITLE),
+        }),
+        namespaces: namespaces_of(config)?,
+        gate,
+    })
+}
+
+/// A `process` of the spec (config.json's, or `exec --process`'s) as
+/// stage 02's [`Process`], with what must be set from inside before exec.
+pub(crate) struct ProcessParts {
+    pub(crate) process: Process,
+    /// Kernel settings as (file under /proc, value).
+    pub(crate) settings: Vec<(std::ffi::CString, Vec<u8>)>,
+    pub(crate) rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+}
+
+pub(crate) fn process_of(spec: &ProcessSpec, stdio: ProcessStdio) -> Result<ProcessParts, Error> {
+    let mut settings = Vec::new();
+    if let Some(adjustment) = spec.oom_score_adj {
+        settings.push((
+            c"/proc/self/oom_score_adj".into(),
+            adjustment.to_string().into(),
+        ));
+    }
+    Ok(ProcessParts {
+        process: Process {
+            args: spec.args.iter().map(Into::into).collect(),
+            env: spec
+                .env
+                .iter()
+                .map(|e| {
+                    let (k, v) = e.split_once('=').unwrap_or((e, ""));
+                    (k.into(), v.into())
+                })
+                .collect(),
+            cwd: PathBuf::from(&spec.cwd),
+            // Numbers, so init needs no /etc/passwd; the hardening switches.
+            user: Some(format!("{}:{}", spec.user.uid, spec.user.gid)),
+            stdio,
+        },
+        settings,
+        rlimits: rlimits_of(&spec.rlimits)?,
+    })
+}
+
+/// The step before exec: kernel settings, rlimits, then the hardening
+/// (which switches to the user).
+pub(crate) fn before_exec(
+    settings: Vec<(std::ffi::CString, Vec<u8>)>,
+    rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    hardening: Hardening,
+) -> std::sync::Arc<dyn Fn(Option<stage02_namespaces::UserIds>) -> std::io::Result<()> + Send + Sync>
+{
+    std::sync::Arc::new(move |user| {
+        for (file, value) in &settings {
+            harden::write_proc_file(file, value)?;
+        }
+        for (resource, soft, hard) in &rlimits {
+            let limit = libc::rlimit {
+                rlim_cur: *soft,
+                rlim_max: *hard,
+            };
+            // SAFETY: a valid resource number and limit.
+            if unsafe { libc::setrlimit(*resource, &limit) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        hardening.apply(user)
+    })
+}
+
+/// `process.capabilities`, all five sets, checked the way the kernel will
+/// check them (none at all without the object).
+pub(crate) fn capability_sets(spec: Option<&CapabilitiesSpec>) -> Result<CapabilitySets, Error> {
+    let Some(spec) = spec else {
+        return Ok(CapabilitySets::default());
+    };
+    let set = |field: &str, names: &[String]| -> Result<CapsHashSet, Error> {
+        names
+            .iter()
+            .map(|name| {
+                name.parse::<Capability>().map_err(|_| {
+                    Error::Other(format!(
+                        "config.json: process.capabilities.{field}: unknown capability {name}"
+                    ))
+                })
+            })
+            .collect()
+    };
+    let sets = CapabilitySets {
+        bounding: set("bounding", &spec.bounding)?,
+        effective: set("effective", &spec.effective)?,
+        permitted: set("permitted", &spec.permitted)?,
+        inheritable: set("inheritable", &spec.inheritable)?,
+        ambient: set("ambient", &spec.ambient)?,
+    };
+    let outside = |inner: &CapsHashSet, outer: &CapsHashSet| {
+        inner
+            .difference(outer)
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+    };
+    let permitted_and_inheritable = sets
+        .permitted
+        .intersection(&sets.inheritable)
+        .copied()
+        .collect();
+    for (field, extra) in [
+        ("effective", outside(&sets.effective, &sets.permitted)),
+        (
+            "ambient",
+            outside(&sets.ambient, &permitted_and_inheritable),
+        ),
+    ] {
+        if !extra.is_empty() {
+            return Err(Error::Other(format!(
+                "config.json: process.capabilities.{field} has {} beyond what the kernel allows \
+                 (effective must be in permitted; ambient in both permitted and inheritable)",
+                extra.join(", ")
+            )));
+        }
+    }
+    Ok(sets)
+}
+
+/// `mounts`, exactly as listed; a bind mount's relative source is the
+/// bundle's.
+fn mounts_of(mounts: &[MountSpec], bundle: &Path) -> Result<Vec<ListedMount>, Error> {
+    mounts
+        .iter()
+        .map(|m| {
+            let bind = m.r#type.as_deref() == Some("bind")
+                || m.options.iter().any(|o| o == "bind" || o == "rbind");
+            let source = match bind {
+                true => m.source.as_ref().map(|source| bundle.join(source)),
+                false => m.source.clone(),
+            };
+            ListedMount::parse(
+                m.r#type.as_deref(),
+                source.as_deref(),
+                &m.destination,
+                &m.options,
+            )
+            .map_err(|e| Error::Other(format!("config.json: mounts: {e}")))
+        })
+        .collect()
+}
+
+/// `linux.sysctl` as files under /proc/sys. Only settings that belong to
+/// the container's own namespaces are taken (network, IPC, hostname):
+/// the others would change the host's kernel for everyone.
+fn sysctls_of(
+    sysctl: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(std::ffi::CString, Vec<u8>)>, Error> {
+    const NAMESPACED: &[&str] = &[
+        "net.",
+        "kernel.msg",
+        "kernel.sem",
+        "kernel.shm",
+        "fs.mqueue.",
+        "kernel.hostname",
+        "kernel.domainname",
+    ];
+    sysctl
+        .iter()
+        .map(|(key, value)| {
+            let valid =
+                key.split('.').all(|part| !part.is_empty() && part != "..") && !key.contains('/');
+            if !valid || !NAMESPACED.iter().any(|prefix| key.starts_with(prefix)) {
+                return Err(Error::Other(format!(
+                    "config.json: linux.sysctl: {key} is not a setting of the container's own \
+                     namespaces; berth-runtime refuses it, as it would change the host"
+                )));
+            }
+            let path = format!("/proc/sys/{}", key.replace('.', "/"));
+            let path = std::ffi::CString::new(path)
+                .map_err(|_| Error::Other(format!("config.json: linux.sysctl: bad key {key}")))?;
+            Ok((path, value.clone().into_bytes()))
+        })
+        .collect()
+}
+
+/// `process.user.additionalGids`, as many as the step before exec can set
+/// without allocating.
+pub(crate) fn additional_gids(user: &UserSpec) -> Result<Vec<u32>, Error> {
+    const MOST: usize = 32;
+    if user.additional_gids.len() > MOST {
+        return Err(Error::Other(format!(
+            "config.json: process.user.additionalGids has {} groups; berth-runtime supports {MOST}",
+            user.additional_gids.len()
+        )));
+    }
+    Ok(user.additional_gids.clone())
+}
+
+fn rlimits_of(specs: &[RlimitSpec]) -> Result<Vec<(libc::__rlimit_resource_t, u64, u64)>, Error> {
+    specs
+        .iter()
+        .map(|spec| {
+            let resource = match spec.r#type.as_str() {
+                "RLIMIT_AS" => libc::RLIMIT_AS,
+                "RLIMIT_CORE" => libc::RLIMIT_CORE,
+                "RLIMIT_CPU" => libc::RLIMIT_CPU,
+                "RLIMIT_DATA" => libc::RLIMIT_DATA,
+                "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+                "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+                "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+                "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+                "RLIMIT_NICE" => libc::RLIMIT_NICE,
+                "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+                "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+                "RLIMIT_RSS" => libc::RLIMIT_RSS,
+                "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+                "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+                "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+                "RLIMIT_STACK" => libc::RLIMIT_STACK,
+                other => {
+                    return Err(Error::Other(format!(
+                        "config.json: process.rlimits: {other} is not a Linux resource limit"
+                    )));
+                }
+            };
+            Ok((resource, spec.soft, spec.hard))
+        })
+        .collect()
+}
+
+pub(crate) fn limits_of(config: &Config) -> Limits {
+    let Some(resources) = &config.linux.resources else {
+        return Limits::default();
+    };
+    Limits {
+        memory: resources
+            .memory
+            .as_ref()
+            .and_then(|m| m.limit)
+            .filter(|l| *l > 0)
+            .map(|l| l as u64),
+        cpu: resources.cpu.as_ref().and_then(|cpu| {
+            let quota = cpu.quota.filter(|q| *q > 0)?;
+            Some(CpuQuota {
+                quota_us: quota as u64,
+                period_us: cpu.period.unwrap_or(CPU_PERIOD_US),
+            })
+        }),
+        pids: resources
+            .pids
+            .as_ref()
+            .map(|p| p.limit)
+            .filter(|l| *l > 0)
+            .map(|l| l as u64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> Result<Config, Error> {
+        let config: Config = serde_json::from_str(json).unwrap();
+        check_supported(&config).map(|()| config)
+    }
+
+    const BASE: &str = r#"{"process": {"args": ["sh"], "cwd": "/"}, "root": {"path": "rootfs"},
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+        {"type": "uts"}, {"type": "mount"}]}}"#;
+
+    #[test]
+    fn a_plain_config_is_accepted_and_odd_ones_refused_by_name() {
+        assert!(config(BASE).is_ok());
+        let changed = |from: &str, to: &str| config(&BASE.replace(from, to));
+        let refused = |from: &str, to: &str| changed(from, to).unwrap_err().to_string();
+        assert!(refused(r#"{"type": "mount"}"#, r#"{"type": "uts"}"#).contains("more than once"));
+        assert!(refused(r#", {"type": "mount"}"#, "").contains("without a mount namespace"));
+        assert!(
+            refused(
+                r#"{"type": "mount"}"#,
+                r#"{"type": "mount"}, {"type": "user"}"#
+            )
+            .contains("mappings are not one range")
+        );
+        assert!(
+            refused(
+                r#"{"type": "mount"}"#,
+                r#"{"type": "mount"}, {"type": "time"}"#
+            )
+            .contains("a time namespace")
+        );
+        assert!(refused(r#"["sh"]"#, "[]").contains("process.args is empty"));
+    }
+
+    #[test]
+    fn namespaces_are_made_joined_or_kept() {
+        let shared = |from: &str, to: &str| {
+            namespaces_of(&config(&BASE.replace(from, to)).unwrap()).unwrap()
+        };
+        let all_new = shared("", "");
+        assert_eq!(all_new.kept, CloneFlags::CLONE_NEWCGROUP);
+        let host_network = shared(r#"{"type": "network"}, "#, "");
+        assert!(host_network.kept.contains(CloneFlags::CLONE_NEWNET));
+        let joined = shared(
+            r#"{"type": "uts"}"#,
+            r#"{"type": "uts", "path": "/proc/1/ns/uts"}"#,
+        );
+        assert!(joined.kept.contains(CloneFlags::CLONE_NEWUTS));
+        assert_eq!(
+            joined.join,
+            vec![(CloneFlags::CLONE_NEWUTS, PathBuf::from("/proc/1/ns/uts"))]
+        );
+        let mapped = config(&BASE.replace(
+            r#"{"type": "mount"}]"#,
+            r#"{"type": "mount"}, {"type": "user"}], "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}], "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]"#,
+        ))
+        .unwrap();
+        assert_eq!(user_map_of(&mapped).unwrap(), Some(IdMap::DEFAULT));
+    }
+
+    #[test]
+    fn resources_become_limits() {
+        let json = BASE.replace(
+            r#""linux": {"#,
+            r#""linux": {"resources": {"memory": {"limit": 67108864}, "cpu": {"quota": 50000, "period": 100000}, "pids": {"limit": 20}}, "#,
+        );
+        let limits = limits_of(&config(&json).unwrap());
+        assert_eq!(limits.memory, Some(64 << 20));
+        assert_eq!(
+            limits.cpu,
+            Some(CpuQuota {
+                quota_us: 50_000,
+                period_us: 100_000
+            })
+        );
+        assert_eq!(limits.pids, Some(20));
+    }
+}

@@ -1,0 +1,819 @@
+//! `berth-runtime`: berth as an OCI runtime, in runc's shape, on a
+//! *bundle* (a directory with a `config.json` and a root file system, as
+//! `umoci unpack`, Podman or containerd make).
+//!
+//! This is the interface Podman (through conmon) and containerd (through
+//! its shim) use to drive runc, and runc's process model with it. `create`
+//! clones the container's init, which sets the container up (mounts,
+//! root, hostname) and tells `create` it is ready or why it failed; then
+//! `create` exits and init waits, adopted by whoever adopts orphans for
+//! the caller (its *subreaper*: conmon, the shim), on a FIFO in the
+//! container's state directory. `start` opens that FIFO: init execs the
+//! command, which is then the container's PID 1, a child of the caller's
+//! side with no berth process in between, so the caller sees it exit.
+//!
+//! Everything in config.json that berth cannot honour is refused at
+//! `create`, by name (see `config`).
+
+mod config;
+mod hooks;
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::fcntl::{OFlag, openat};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::Mode;
+use nix::unistd::{Pid, mkfifo};
+use serde::{Deserialize, Serialize};
+use stage01_chroot::Error;
+use stage02_namespaces::{Gate, ProcessStdio, namespaces, supervise};
+use stage03_cgroups::cgroup;
+use stage04_images::store::write_atomic;
+
+use crate::exec::{Entry, Step};
+use crate::harden::{self, Hardening};
+use crate::record::{Proc, now};
+use crate::terminal::Terminal;
+
+/// The runtime spec version we report.
+const OCI_VERSION: &str = "1.0.2";
+
+/// The FIFO init waits on until `start`, in the container's state directory.
+const EXEC_FIFO: &str = "exec.fifo";
+
+// ---- the state berth keeps per container ----
+
+/// A container's status, as the runtime spec names them (and runc's
+/// `paused`). What is recorded is only a part of it: the rest is read
+/// from the kernel each time (is init alive, does it still wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    fn name(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// `<root>/runtime/<id>/state.json`, written before each step that makes
+/// something (so that `delete` knows what to remove if `create` is killed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RuntimeState {
+    id: String,
+    bundle: PathBuf,
+    status: Status,
+    /// The container's first process: init, then the command it became.
+    init: Option<Proc>,
+    /// The `create` that is making it, while it is `creating`.
+    creator: Option<Proc>,
+    /// Its cgroup directories, written down before they are made.
+    cgroups: Vec<PathBuf>,
+    created: u64,
+    annotations: BTreeMap<String, String>,
+}
+
+/// The runtime containers of one root (`--root`).
+pub struct Runtime {
+    dir: PathBuf,
+}
+
+impl Runtime {
+    pub fn open(root: &Path) -> Runtime {
+        Runtime {
+            dir: root.join("runtime"),
+        }
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    fn load(&self, id: &str) -> Result<RuntimeState, Error> {
+        let path = self.container_dir(id).join("state.json");
+        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::Other(format!("container {id} does not exist")),
+            _ => Error::io("read", &path, e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Other(format!("{}: {e}", path.display())))
+    }
+
+    fn save(&self, state: &RuntimeState) -> Result<(), Error> {
+        let bytes = serde_json::to_vec_pretty(state)
+            .map_err(|e| Error::Other(format!("encode the state of {}: {e}", state.id)))?;
+        write_atomic(&self.container_dir(&state.id).join("state.json"), &bytes)
+    }
+
+    /// The state with its status as it is now.
+    fn current(&self, id: &str) -> Result<RuntimeState, Error> {
+        let mut state = self.load(id)?;
+        let init_alive = state.init.is_some_and(|p| p.alive());
+        state.status = match state.status {
+            Status::Creating if state.creator.is_some_and(|p| p.alive()) => Status::Creating,
+            Status::Creating => Status::Stopped, // its `create` was killed
+            _ if !init_alive => Status::Stopped,
+            _ if self.container_dir(id).join(EXEC_FIFO).exists() => Status::Created,
+            Status::Paused => Status::Paused,
+            _ => Status::Running,
+        };
+        Ok(state)
+    }
+}
+
+// ---- the lifecycle ----
+
+/// What `create` (and `run`) is given.
+pub struct CreateOptions<'a> {
+    pub bundle: &'a Path,
+    pub id: &'a str,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+}
+
+// ANCHOR: create
+/// `berth-runtime create --bundle DIR ID`: make the container, its init set
+/// up and waiting for `start`; init's PID.
+pub fn create(root: &Path, options: &CreateOptions) -> Result<Pid, Error> {
+    let id = options.id;
+    check_id(id)?;
+    let bundle = std::fs::canonicalize(options.bundle)
+        .map_err(|e| Error::io("open bundle", options.bundle, e))?;
+    let config = config::read_config(&bundle)?; // refuse what we can't run before making anything
+    if config.process.terminal != options.console_socket.is_some() {
+        return Err(Error::Other(match config.process.terminal {
+            true => "config.json asks for a terminal (process.terminal): give --console-socket, \
+                     where the caller will receive it"
+                .into(),
+            false => "--console-socket is given but config.json's process.terminal is false".into(),
+        }));
+    }
+    let runtime = Runtime::open(root);
+    let dir = runtime.container_dir(id);
+    std::fs::create_dir_all(&runtime.dir).map_err(|e| Error::io("create", &runtime.dir, e))?;
+    std::fs::create_dir(&dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::Other(format!("container {id} already exists")),
+        _ => Error::io("create", &dir, e),
+    })?;
+    let mut state = RuntimeState {
+        id: id.to_string(),
+        bundle: bundle.clone(),
+        status: Status::Creating,
+        init: None,
+        creator: Proc::of(std::process::id() as i32),
+        cgroups: Vec::new(),
+        created: now(),
+        annotations: config.annotations.clone(),
+    };
+    match make(&runtime, &mut state, &config, options.console_socket) {
+        Ok(pid) => {
+            if let Some(pid_file) = options.pid_file {
+                write_atomic(pid_file, pid.to_string().as_bytes())?;
+            }
+            Ok(pid)
+        }
+        Err(err) => {
+            let _ = cgroup::remove_leftovers(&mut state.cgroups);
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(err)
+        }
+    }
+}
+
+/// The steps of `create`, each written down before it is taken.
+fn make(
+    runtime: &Runtime,
+    state: &mut RuntimeState,
+    config: &config::Config,
+    console_socket: Option<&Path>,
+) -> Result<Pid, Error> {
+    let dir = runtime.container_dir(&state.id);
+    let fifo = dir.join(EXEC_FIFO);
+    mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR)
+        .map_err(|e| Error::io("mkfifo", &fifo, e.into()))?;
+    // Init opens it as the container's root, which with a user namespace
+    // is another user of the host's: it must be able to pass through the
+    // directory and own the FIFO.
+    if let Some(map) = config::user_map_of(config)? {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| Error::io("chmod", &dir, e))?;
+        let root = map.to_host(0);
+        std::os::unix::fs::chown(&fifo, Some(root), Some(root))
+            .map_err(|e| Error::io("chown", &fifo, e))?;
+    }
+    let place = cgroup::place()?;
+    let name = format!("berth-{}", state.id);
+    state.cgroups = place.dirs(&name);
+    runtime.save(state)?;
+    let cgroup = place.create(&name, &config::limits_of(config))?;
+
+    let stdio = match console_socket {
+        Some(socket) => Terminal::open()?.hand_outer_side_to(socket)?,
+        None => ProcessStdio::Inherit,
+    };
+    let container = config::container_of(config, &state.bundle, stdio, Some(exec_gate(&dir)?))?;
+    harden::protect_our_binary()?; // init is a copy of us until it execs
+    let started = namespaces::start(&container)?;
+    cgroup.add_process(started.pid())?;
+    state.init = Proc::of(started.pid().as_raw());
+    runtime.save(state)?;
+    let pid = started.ready()?; // init is set up, and waits at the gate
+    std::mem::forget(cgroup); // the container's now: `delete` removes it
+    state.init = Proc::of(pid.as_raw());
+    let document = state_document(state);
+    hooks::run("prestart", &config.hooks.prestart, &document)?;
+    hooks::run("createRuntime", &config.hooks.create_runtime, &document)?;
+    state.status = Status::Created;
+    state.creator = None;
+    runtime.save(state)?;
+    Ok(pid)
+}
+
+/// Init's gate: open the FIFO for writing, which blocks until `start`
+/// opens it for reading, and write one byte. The FIFO is reached through
+/// the state directory, opened now: by then init stands in the container's
+/// root, where no path leads to it.
+fn exec_gate(dir: &Path) -> Result<Gate, Error> {
+    let dir_fd: OwnedFd = std::fs::File::open(dir)
+        .map_err(|e| Error::io("open", dir, e))?
+        .into();
+    Ok(Gate {
+        open: Arc::new(move || {
+            let fifo = openat(
+                dir_fd.as_fd(),
+                EXEC_FIFO,
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            nix::unistd::write(&fifo, b"0")?;
+            Ok(())
+        }),
+    })
+}
+// ANCHOR_END: create
+
+fn check_id(id: &str) -> Result<(), Error> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !id.starts_with('.');
+    match ok {
+        true => Ok(()),
+        false => Err(Error::Other(format!(
+            "{id:?} is not a container ID: use letters, digits, '-', '_' and '.'"
+        ))),
+    }
+}
+
+// ANCHOR: start
+/// `berth-runtime start ID`: open the FIFO init waits on; it execs the
+/// command as soon as it has written its byte.
+pub fn start(root: &Path, id: &str) -> Result<(), Error> {
+    let runtime = Runtime::open(root);
+    let mut state = runtime.current(id)?;
+    if state.status != Status::Created {
+        return Err(Error::Other(format!(
+            "container {id} is {}, not created: only a created container can be started",
+            state.status.name()
+        )));
+    }
+    let path = runtime.container_dir(id).join(EXEC_FIFO);
+    // Not blocking, so that we notice if init dies instead of writing.
+    let mut fifo = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    loop {
+        let mut ready = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut ready, PollTimeout::from(100u16));
+        let mut byte = [0u8; 1];
+        match fifo.read(&mut byte) {
+            Ok(1) => break,
+            Ok(_) | Err(_) if !state.init.is_some_and(|p| p.alive()) => {
+                return Err(Error::Other(format!(
+                    "container {id} ended before it could start"
+                )));
+            }
+            _ => {}
+        }
+    }
+    std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+    state.status = Status::Running;
+    runtime.save(&state)?;
+    // The spec: a failing poststart hook is only worth a warning.
+    if let Ok(config) = config::read_config(&state.bundle)
+        && let Err(err) = hooks::run(
+            "poststart",
+            &config.hooks.poststart,
+            &state_document(&state),
+        )
+    {
+        eprintln!("berth-runtime: warning: {err}");
+    }
+    Ok(())
+}
+// ANCHOR_END: start
+
+/// `berth-runtime run`: create, start, and wait for the container as its
+/// parent (forwarding signals), then delete it; its exit code. With
+/// `detach`, return after `start`, as runc does.
+pub fn run(root: &Path, options: &CreateOptions, detach: bool) -> Result<u8, Error> {
+    let pid = create(root, options)?;
+    if let Err(err) = start(root, options.id) {
+        let _ = delete(root, options.id, true);
+        return Err(err);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let status = supervise::supervise(pid)
+        .map_err(|e| Error::Other(format!("wait for the container: {e}")))?;
+    delete(root, options.id, true)?;
+    Ok(stage01_chroot::exit::exit_code(status))
+}
+
+/// `berth-runtime state ID`: the state document, as runc prints it.
+pub fn state(root: &Path, id: &str) -> Result<(), Error> {
+    let state = Runtime::open(root).current(id)?;
+    print_json(&state_document(&state))
+}
+
+fn state_document(state: &RuntimeState) -> serde_json::Value {
+    let rootfs = config::read_config(&state.bundle)
+        .map(|c| state.bundle.join(&c.root.path))
+        .unwrap_or_default();
+    serde_json::json!({
+        "ociVersion": OCI_VERSION,
+        "id": state.id,
+        "pid": pid_of(state),
+        "status": state.status.name(),
+        "bundle": state.bundle,
+        "rootfs": rootfs,
+        "created": rfc3339(state.created),
+        "owner": "",
+        "annotations": state.annotations,
+    })
+}
+
+fn pid_of(state: &RuntimeState) -> i32 {
+    match state.status {
+        Status::Stopped => 0,
+        _ => state.init.map_or(0, |p| p.pid),
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Other(format!("encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `berth-runtime kill [--all] ID SIGNAL`: to the container's first
+/// process, or to every process in its cgroup.
+pub fn kill_container(root: &Path, id: &str, signal: Signal, all: bool) -> Result<(), Error> {
+    let state = Runtime::open(root).current(id)?;
+    if all {
+        for pid in processes(&state) {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+        return Ok(());
+    }
+    match (state.status, state.init) {
+        (Status::Created | Status::Running | Status::Paused, Some(init)) => {
+            kill(Pid::from_raw(init.pid), signal)
+                .map_err(|e| Error::Other(format!("kill {id} with {signal}: {e}")))
+        }
+        _ => Err(Error::Other(format!("container {id} is not running"))),
+    }
+}
+
+/// The processes in the container's cgroups, each once.
+fn processes(state: &RuntimeState) -> Vec<i32> {
+    let mut pids: Vec<i32> = state
+        .cgroups
+        .iter()
+        .filter_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|line| line.trim().parse().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    pids
+}
+
+/// `berth-runtime ps ID`: the container's processes (`--format json`: their
+/// PIDs as a JSON list, which containerd reads).
+pub fn ps(root: &Path, id: &str, json: bool) -> Result<(), Error> {
+    let state = Runtime::open(root).current(id)?;
+    let pids = processes(&state);
+    if json {
+        return print_json(&serde_json::json!(pids));
+    }
+    println!("{:<8} CMD", "PID");
+    for pid in pids {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let words: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        println!("{pid:<8} {}", words.join(" "));
+    }
+    Ok(())
+}
+
+/// `berth-runtime delete [--force] ID`: remove a stopped container (with
+/// force, one in any state): its processes, cgroups and state.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
+    let runtime = Runtime::open(root);
+    let mut state = runtime.current(id)?;
+    match state.status {
+        Status::Created | Status::Running | Status::Paused | Status::Creating if !force => {
+            return Err(Error::Other(format!(
+                "container {id} is {}: stop it first, or use delete --force",
+                state.status.name()
+            )));
+        }
+        Status::Stopped => {}
+        _ => {
+            if let Some(init) = state.init.filter(|p| p.alive()) {
+                let _ = kill(Pid::from_raw(init.pid), Signal::SIGKILL);
+            }
+        }
+    }
+    cgroup::remove_leftovers(&mut state.cgroups)?; // kills what is left, then removes
+    if let Some(init) = state.init
+        && !init.wait_gone(Duration::from_secs(10))
+    {
+        return Err(Error::Other(format!("container {id}'s init does not end")));
+    }
+    let dir = runtime.container_dir(id);
+    std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+    if let Ok(config) = config::read_config(&state.bundle)
+        && let Err(err) = hooks::run("poststop", &config.hooks.poststop, &state_document(&state))
+    {
+        eprintln!("berth-runtime: warning: {err}");
+    }
+    Ok(())
+}
+
+// ---- exec: one more process in a container ----
+
+/// What `exec` is given.
+pub struct ExecOptions<'a> {
+    pub id: &'a str,
+    /// A `process` object as in config.json (runc's `--process`).
+    pub process_file: Option<&'a Path>,
+    /// Or the command line, with `--cwd`, `--env` and `--tty`.
+    pub args: Vec<String>,
+    pub cwd: Option<String>,
+    pub env: Vec<String>,
+    pub tty: bool,
+    pub console_socket: Option<&'a Path>,
+    pub detach: bool,
+    pub pid_file: Option<&'a Path>,
+}
+
+// ANCHOR: exec
+/// `berth-runtime exec ID CMD...` (or `--process FILE`): run one more
+/// process in the container, through the same [`Entry`] as `berth exec`;
+/// wait for it and return its exit code, or with `--detach` leave it to
+/// whoever adopts it.
+pub fn exec(root: &Path, options: ExecOptions) -> Result<u8, Error> {
+    let runtime = Runtime::open(root);
+    let state = runtime.current(options.id)?;
+    let init = match (state.status, state.init) {
+        (Status::Running, Some(init)) => init,
+        _ => {
+            return Err(Error::Other(format!(
+                "container {} is {}: exec needs a running container",
+                options.id,
+                state.status.name()
+            )));
+        }
+    };
+    let config = config::read_config(&state.bundle)?;
+    let spec = exec_process(&config, &options)?;
+    if spec.terminal != options.console_socket.is_some() {
+        return Err(Error::Other(
+            "a terminal (--tty, or terminal in --process) needs --console-socket, and the \
+             other way round"
+                .into(),
+        ));
+    }
+    let stdio = match options.console_socket {
+        Some(socket) => Terminal::open()?.hand_outer_side_to(socket)?,
+        None => ProcessStdio::Inherit,
+    };
+    let parts = config::process_of(&spec, stdio)?;
+    let hardening = Hardening::custom(
+        Vec::new(), // the container's masks are in place already
+        Vec::new(),
+        config::capability_sets(spec.capabilities.as_ref())?,
+        spec.no_new_privileges,
+    )?
+    .with_additional_gids(config::additional_gids(&spec.user)?);
+    let step: Step = config::before_exec(parts.settings, parts.rlimits, hardening);
+    let entry = Entry::open(init.pid, &state.cgroups)?;
+    harden::protect_our_binary()?;
+    let hostname = config.hostname.clone().unwrap_or_default();
+    let child = entry.spawn(&parts.process, &hostname, Some(step), options.id)?;
+    let pid = Pid::from_raw(child.id() as i32);
+    drop(parts.process); // its copy of the terminal, if any
+    if let Some(pid_file) = options.pid_file {
+        write_atomic(pid_file, pid.to_string().as_bytes())?;
+    }
+    if options.detach {
+        return Ok(0);
+    }
+    let status = supervise::supervise(pid)
+        .map_err(|e| Error::Other(format!("wait for the exec'd process: {e}")))?;
+    Ok(stage01_chroot::exit::exit_code(status))
+}
+// ANCHOR_END: exec
+
+/// The process to exec: `--process`'s, or config.json's with the command
+/// line's args, cwd, env and tty.
+fn exec_process(
+    config: &config::Config,
+    options: &ExecOptions,
+) -> Result<config::ProcessSpec, Error> {
+    if let Some(path) = options.process_file {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Other(format!("{}: not a process: {e}", path.display())));
+    }
+    if options.args.is_empty() {
+        return Err(Error::Other(
+            "exec needs a command, or --process FILE".into(),
+        ));
+    }
+    let mut spec = config.process.clone();
+    spec.args = options.args.clone();
+    spec.terminal = options.tty;
+    if let Some(cwd) = &options.cwd {
+        spec.cwd = cwd.clone();
+    }
+    spec.env.extend(options.env.iter().cloned());
+    Ok(spec)
+}
+
+// ---- pause and resume: the freezer ----
+
+/// `berth-runtime pause ID` / `resume ID`: freeze or thaw every process of
+/// the container, through its cgroup's freezer.
+pub fn pause(root: &Path, id: &str, frozen: bool) -> Result<(), Error> {
+    let runtime = Runtime::open(root);
+    let mut state = runtime.current(id)?;
+    let (from, to) = match frozen {
+        true => (Status::Running, Status::Paused),
+        false => (Status::Paused, Status::Running),
+    };
+    if state.status != from {
+        return Err(Error::Other(format!(
+            "container {id} is {}, not {}",
+            state.status.name(),
+            from.name()
+        )));
+    }
+    freeze(&state.cgroups, frozen)?;
+    state.status = to;
+    runtime.save(&state)
+}
+
+/// v1: `freezer.state` (FROZEN/THAWED); v2: `cgroup.freeze` (1/0). We
+/// wait until the kernel says it is done.
+fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<(), Error> {
+    for dir in dirs {
+        let (file, value, done) = if dir.join("freezer.state").exists() {
+            let value = if frozen { "FROZEN" } else { "THAWED" };
+            ("freezer.state", value, value)
+        } else if dir.join("cgroup.freeze").exists() {
+            let value = if frozen { "1" } else { "0" };
+            ("cgroup.freeze", value, value)
+        } else {
+            continue;
+        };
+        let path = dir.join(file);
+        std::fs::write(&path, value).map_err(|e| Error::io("write", &path, e))?;
+        for _ in 0..500 {
+            let now = std::fs::read_to_string(&path).unwrap_or_default();
+            if now.trim() == done || file == "cgroup.freeze" {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        return Err(Error::Other(format!(
+            "{} did not become {done}",
+            path.display()
+        )));
+    }
+    Err(Error::Other(
+        "the container's cgroups have no freezer (v1 freezer controller or v2 cgroup.freeze)"
+            .into(),
+    ))
+}
+
+// ---- spec, list, features ----
+
+// ANCHOR: spec
+/// `berth-runtime spec`: write a starting `config.json` into `bundle`, the
+/// runtime spec's defaults (a shell, on a terminal, in `rootfs`), as `runc
+/// spec` does. An existing one is left alone.
+pub fn spec(bundle: &Path) -> Result<(), Error> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        return Err(Error::Other(format!(
+            "{} exists already: remove it first, or edit it",
+            path.display()
+        )));
+    }
+    let mut default = oci_spec::runtime::Spec::default();
+    default.set_hostname(Some("berth".into()));
+    let text = serde_json::to_vec_pretty(&default)
+        .map_err(|e| Error::Other(format!("encode the default spec: {e}")))?;
+    std::fs::write(&path, text).map_err(|e| Error::io("write", &path, e))
+}
+// ANCHOR_END: spec
+
+/// Seconds since 1970 as RFC 3339 in UTC, `YYYY-MM-DDTHH:MM:SSZ`, as runc
+/// writes times for its callers to parse (the civil calendar from a day
+/// count, after Howard Hinnant's `civil_from_days`).
+pub fn rfc3339(seconds: u64) -> String {
+    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// `berth-runtime list`: the containers under the root, as runc lists them
+/// (a table, or with `json` the state of each).
+pub fn list(root: &Path, json: bool) -> Result<(), Error> {
+    let runtime = Runtime::open(root);
+    let mut states = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&runtime.dir) {
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(state) = runtime.current(&id) {
+                states.push(state);
+            }
+        }
+    }
+    states.sort_by(|a, b| a.id.cmp(&b.id));
+    let pid = pid_of;
+    if json {
+        let listed: Vec<serde_json::Value> = states
+            .iter()
+            .map(|state| {
+                serde_json::json!({
+                    "ociVersion": OCI_VERSION,
+                    "id": state.id,
+                    "pid": pid(state),
+                    "status": state.status.name(),
+                    "bundle": state.bundle,
+                    "created": rfc3339(state.created),
+                    "owner": "root",
+                    "annotations": state.annotations,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(listed));
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<8} {:<10} {:<40} {:<12} OWNER",
+        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+    );
+    for state in &states {
+        println!(
+            "{:<20} {:<8} {:<10} {:<40} {:<12} root",
+            state.id,
+            pid(state),
+            state.status.name(),
+            state.bundle.display(),
+            state.created
+        );
+    }
+    Ok(())
+}
+pub fn features() -> Result<(), Error> {
+    let mut capabilities: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    capabilities.sort();
+    let document = serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": OCI_VERSION,
+        "hooks": [],
+        "mountOptions": MOUNT_OPTIONS,
+        "linux": {
+            "namespaces": ["pid", "network", "ipc", "uts", "mount", "cgroup", "user"],
+            "capabilities": capabilities,
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "seccomp": {"enabled": false},
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false},
+        },
+        "annotations": {"org.berth.version": env!("CARGO_PKG_VERSION")},
+    });
+    let text = serde_json::to_string_pretty(&document)
+        .map_err(|e| Error::Other(format!("encode the features: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// The mount options `mounts` may use (stage 02's `ListedMount` reads
+/// them; any other option goes to the file system as its data).
+const MOUNT_OPTIONS: &[&str] = &[
+    "async",
+    "atime",
+    "bind",
+    "dev",
+    "diratime",
+    "dirsync",
+    "exec",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "private",
+    "rbind",
+    "relatime",
+    "ro",
+    "rprivate",
+    "rshared",
+    "rslave",
+    "runbindable",
+    "rw",
+    "shared",
+    "slave",
+    "strictatime",
+    "suid",
+    "sync",
+    "unbindable",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_id("web-1.a_b").is_ok());
+        for bad in ["", "../x", "a/b", ".hidden", "with space"] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_212_800), "2026-12-02T12:00:00Z");
+    }
+}
