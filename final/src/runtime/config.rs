@@ -10,7 +10,7 @@ use nix::sched::CloneFlags;
 use serde::Deserialize;
 use stage01_chroot::Error;
 use stage02_namespaces::mounts::ListedMount;
-use stage02_namespaces::{Container, Gate, IdMap, Process, ProcessStdio, SharedNamespaces};
+use stage02_namespaces::{Container, Gate, IdMap, IdMaps, Process, ProcessStdio, SharedNamespaces};
 use stage03_cgroups::Limits;
 use stage03_cgroups::limits::{CPU_PERIOD_US, CpuQuota};
 
@@ -255,9 +255,9 @@ fn namespaces_of(config: &Config) -> Result<SharedNamespaces, Error> {
     Ok(shared)
 }
 
-/// `linux.uidMappings` and `gidMappings`, with a user namespace: one range,
-/// the same for users and groups (stage 02's [`IdMap`]).
-pub(crate) fn user_map_of(config: &Config) -> Result<Option<IdMap>, Error> {
+/// `linux.uidMappings` and `gidMappings`, with a user namespace: one range
+/// each (stage 02's [`IdMap`]).
+pub(crate) fn user_map_of(config: &Config) -> Result<Option<IdMaps>, Error> {
     let wants_user_ns = config.linux.namespaces.iter().any(|ns| ns.r#type == "user");
     let (uids, gids) = (&config.linux.uid_mappings, &config.linux.gid_mappings);
     if !wants_user_ns {
@@ -271,14 +271,18 @@ pub(crate) fn user_map_of(config: &Config) -> Result<Option<IdMap>, Error> {
         };
     }
     match (uids.as_slice(), gids.as_slice()) {
-        ([uid], [gid]) if uid == gid => Ok(Some(IdMap {
-            container: uid.container_id,
-            host: uid.host_id,
-            count: uid.size,
-        })),
-        _ => refuse(
-            "a user namespace whose mappings are not one range, the same for uids and gids".into(),
-        ),
+        ([uid], [gid]) => {
+            let map = |m: &IdMapping| IdMap {
+                container: m.container_id,
+                host: m.host_id,
+                count: m.size,
+            };
+            Ok(Some(IdMaps {
+                uid: map(uid),
+                gid: map(gid),
+            }))
+        }
+        _ => refuse("a user namespace with other than one range of uids and one of gids".into()),
     }
 }
 
@@ -633,7 +637,10 @@ mod tests {
             r#"{"type": "mount"}, {"type": "user"}], "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}], "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]"#,
         ))
         .unwrap();
-        assert_eq!(user_map_of(&mapped).unwrap(), Some(IdMap::DEFAULT));
+        assert_eq!(
+            user_map_of(&mapped).unwrap(),
+            Some(IdMaps::same(IdMap::DEFAULT))
+        );
     }
 
     #[test]

@@ -213,12 +213,12 @@ fn make(
     // Init opens it as the container's root, which with a user namespace
     // is another user of the host's: it must be able to pass through the
     // directory and own the FIFO.
-    if let Some(map) = config::user_map_of(config)? {
+    if let Some(maps) = config::user_map_of(config)? {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
             .map_err(|e| Error::io("chmod", &dir, e))?;
-        let root = map.to_host(0);
-        std::os::unix::fs::chown(&fifo, Some(root), Some(root))
+        let (uid, gid) = (maps.uid.to_host(0), maps.gid.to_host(0));
+        std::os::unix::fs::chown(&fifo, Some(uid), Some(gid))
             .map_err(|e| Error::io("chown", &fifo, e))?;
     }
     let place = cgroup::place()?;

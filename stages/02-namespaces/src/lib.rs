@@ -30,6 +30,6 @@ pub mod supervise;
 pub mod userns;
 
 pub use namespaces::{
-    BeforeExec, Container, Gate, IdMap, RootMount, Running, SharedNamespaces, Started,
+    BeforeExec, Container, Gate, IdMap, IdMaps, RootMount, Running, SharedNamespaces, Started,
 };
 pub use process::{Process, ProcessStdio, UserIds};

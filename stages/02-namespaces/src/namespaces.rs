@@ -64,6 +64,20 @@ impl IdMap {
     }
 }
 
+/// A user namespace's two maps: one for user IDs, one for group IDs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMaps {
+    pub uid: IdMap,
+    pub gid: IdMap,
+}
+
+impl IdMaps {
+    /// Users and groups mapped alike, as the stages do.
+    pub fn same(map: IdMap) -> IdMaps {
+        IdMaps { uid: map, gid: map }
+    }
+}
+
 /// What the kernel shows for an ID that a user namespace does not map.
 pub const OVERFLOW_ID: u32 = 65_534;
 
@@ -86,8 +100,8 @@ pub struct Container {
     pub readonly_root: bool,
     pub process: Process,
     pub hostname: String,
-    /// `Some` to give the container a user namespace with this mapping.
-    pub user_map: Option<IdMap>,
+    /// `Some` to give the container a user namespace with these mappings.
+    pub user_map: Option<IdMaps>,
     /// Run in the command's process just before it execs; the engine
     /// hardens its containers there. The stages leave it `None`.
     pub before_exec: Option<BeforeExec>,
@@ -172,7 +186,7 @@ impl Container {
                 Some(name) => name,
                 None => hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?,
             },
-            user_map: namespaces.userns.then_some(IdMap::DEFAULT),
+            user_map: namespaces.userns.then_some(IdMaps::same(IdMap::DEFAULT)),
             before_exec: None,
             process: Process::from_args(&command),
             root_mount: None,
@@ -282,11 +296,11 @@ pub fn start(container: &Container) -> Result<Started, Error> {
         root: None,
         command_started: Some(started_read),
     };
-    if let Some(map) = container.user_map {
-        write_id_maps(pid, map)?; // on error, dropping `started` kills the child
+    if let Some(maps) = container.user_map {
+        write_id_maps(pid, maps)?; // on error, dropping `started` kills the child
         // A root its root can write, made with its user namespace: sent
         // along with "go" (see userns).
-        started.root = Some(userns::user_ns_root(&container.rootfs, pid, map)?);
+        started.root = Some(userns::user_ns_root(&container.rootfs, pid, maps)?);
     }
     Ok(started)
 }
@@ -410,8 +424,8 @@ fn send_go(go: &OwnedFd, root: Option<OwnedFd>) -> nix::Result<()> {
 /// Write the child's uid_map and gid_map. The kernel accepts one write per
 /// file, from a process with the right capabilities in the parent namespace:
 /// that is us, outside, which is why the child has to wait for it.
-fn write_id_maps(pid: Pid, map: IdMap) -> Result<(), Error> {
-    for file in ["uid_map", "gid_map"] {
+fn write_id_maps(pid: Pid, maps: IdMaps) -> Result<(), Error> {
+    for (file, map) in [("uid_map", maps.uid), ("gid_map", maps.gid)] {
         let path = PathBuf::from(format!("/proc/{pid}/{file}"));
         fs::write(&path, map.map_line()).map_err(|e| Error::io("write", &path, e))?;
     }

@@ -33,7 +33,7 @@ use nix::sys::stat::{Mode, SFlag, mknod};
 use nix::unistd::Pid;
 use stage01_chroot::Error;
 
-use crate::namespaces::IdMap;
+use crate::namespaces::IdMaps;
 
 // ANCHOR: user_ns_root
 /// The container's root, for a child in a user namespace with `map`: an
@@ -47,7 +47,7 @@ use crate::namespaces::IdMap;
 /// child's ID map: from `/proc/PID/ns/user`, once the maps are written.
 /// Attaching it is the child's part: `move_mount` attaches in the caller's
 /// own mount namespace, and the child is in the container's.
-pub fn user_ns_root(rootfs: &Path, child: Pid, map: IdMap) -> Result<OwnedFd, Error> {
+pub fn user_ns_root(rootfs: &Path, child: Pid, maps: IdMaps) -> Result<OwnedFd, Error> {
     let ns_path = PathBuf::from(format!("/proc/{child}/ns/user"));
     let user_ns = File::open(&ns_path).map_err(|e| Error::io("open", &ns_path, e))?;
     match idmapped_mount(rootfs, &user_ns) {
@@ -60,7 +60,7 @@ pub fn user_ns_root(rootfs: &Path, child: Pid, map: IdMap) -> Result<OwnedFd, Er
                 crate::init::program_name(),
                 rootfs.display()
             );
-            shifted_copy(rootfs, map)
+            shifted_copy(rootfs, maps)
         }
         Err(err) => Err(Error::Other(format!(
             "make an idmapped mount of {} (open_tree, mount_setattr): {err}",
@@ -144,7 +144,7 @@ pub fn detached_copy(dir: &Path, attributes: MountAttr) -> nix::Result<OwnedFd> 
 /// whose owners are shifted by hand into the container's range (container
 /// ID `n` becomes host ID `map.host + n`), as Podman's chown-on-copy does.
 /// The rootfs itself is left as it was.
-pub fn shifted_copy(rootfs: &Path, map: IdMap) -> Result<OwnedFd, Error> {
+pub fn shifted_copy(rootfs: &Path, maps: IdMaps) -> Result<OwnedFd, Error> {
     let tmpfs = detached_tmpfs().map_err(|e| {
         Error::Other(format!(
             "make a tmpfs for a copy of the rootfs (fsopen, fsmount): {e} \
@@ -154,24 +154,24 @@ pub fn shifted_copy(rootfs: &Path, map: IdMap) -> Result<OwnedFd, Error> {
     // Its one path: through our descriptor, which /proc/self/fd leads to.
     let top = PathBuf::from(format!("/proc/self/fd/{}", tmpfs.as_raw_fd()));
     let mut links = HashMap::new();
-    copy_dir(rootfs, &top, map, &mut links)?;
+    copy_dir(rootfs, &top, maps, &mut links)?;
     let meta = fs::symlink_metadata(rootfs).map_err(|e| Error::io("stat", rootfs, e))?;
-    take_owner_and_mode(&top, &meta, map)?;
+    take_owner_and_mode(&top, &meta, maps)?;
     Ok(tmpfs)
 }
 
 /// Copy what is in `from` into the existing directory `to`.
-fn copy_dir(from: &Path, to: &Path, map: IdMap, links: &mut Links) -> Result<(), Error> {
+fn copy_dir(from: &Path, to: &Path, maps: IdMaps, links: &mut Links) -> Result<(), Error> {
     for entry in fs::read_dir(from).map_err(|e| Error::io("read directory", from, e))? {
         let entry = entry.map_err(|e| Error::io("read directory", from, e))?;
-        copy_entry(&entry.path(), &to.join(entry.file_name()), map, links)?;
+        copy_entry(&entry.path(), &to.join(entry.file_name()), maps, links)?;
     }
     Ok(())
 }
 
 /// Copy one file of any kind, never following a symbolic link, then give
 /// the copy its shifted owner and its mode.
-fn copy_entry(from: &Path, to: &Path, map: IdMap, links: &mut Links) -> Result<(), Error> {
+fn copy_entry(from: &Path, to: &Path, maps: IdMaps, links: &mut Links) -> Result<(), Error> {
     let meta = fs::symlink_metadata(from).map_err(|e| Error::io("stat", from, e))?;
     let kind = meta.file_type();
     if kind.is_file() && meta.nlink() > 1 {
@@ -185,7 +185,7 @@ fn copy_entry(from: &Path, to: &Path, map: IdMap, links: &mut Links) -> Result<(
     let fail = |e: std::io::Error| Error::io("copy", from, e);
     if kind.is_dir() {
         fs::create_dir(to).map_err(fail)?;
-        copy_dir(from, to, map, links)?;
+        copy_dir(from, to, maps, links)?;
     } else if kind.is_symlink() {
         let target = fs::read_link(from).map_err(fail)?;
         std::os::unix::fs::symlink(target, to).map_err(fail)?;
@@ -196,14 +196,17 @@ fn copy_entry(from: &Path, to: &Path, map: IdMap, links: &mut Links) -> Result<(
         let kind = SFlag::from_bits_truncate(meta.mode() & libc::S_IFMT);
         mknod(to, kind, Mode::empty(), meta.rdev()).map_err(|e| fail(e.into()))?;
     }
-    take_owner_and_mode(to, &meta, map)
+    take_owner_and_mode(to, &meta, maps)
 }
 
 /// `chown` to the shifted owner, then `chmod`: in that order, because
 /// chown clears the set-user-ID and set-group-ID bits. A symbolic link
 /// itself (`lchown`) has an owner but no mode of its own.
-fn take_owner_and_mode(to: &Path, meta: &fs::Metadata, map: IdMap) -> Result<(), Error> {
-    let (uid, gid) = (Some(map.to_host(meta.uid())), Some(map.to_host(meta.gid())));
+fn take_owner_and_mode(to: &Path, meta: &fs::Metadata, maps: IdMaps) -> Result<(), Error> {
+    let (uid, gid) = (
+        Some(maps.uid.to_host(meta.uid())),
+        Some(maps.gid.to_host(meta.gid())),
+    );
     let chowned = match meta.file_type().is_symlink() {
         true => std::os::unix::fs::lchown(to, uid, gid),
         false => std::os::unix::fs::chown(to, uid, gid).and_then(|()| {
