@@ -602,7 +602,7 @@ mod tests {
                 r#"{"type": "mount"}"#,
                 r#"{"type": "mount"}, {"type": "user"}"#
             )
-            .contains("mappings are not one range")
+            .contains("other than one range")
         );
         assert!(
             refused(
