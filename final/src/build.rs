@@ -308,6 +308,7 @@ fn run_step(
         user_map: None,
         mounts: None,
         readonly_root: false,
+        devices: Vec::new(),
         namespaces: Default::default(),
         gate: None,
         before_exec: Some(hardening.into_before_exec()),

@@ -281,6 +281,7 @@ fn run_container(
         user_map: None,
         mounts: None,
         readonly_root: false,
+        devices: Vec::new(),
         namespaces: Default::default(),
         gate: None,
         before_exec: hardening,

@@ -386,3 +386,607 @@ fn the_v2_backend_runs_on_a_real_cgroup2() {
     cgroup.remove().unwrap();
     assert!(!dir.exists());
 }
+
+// --- The OCI runtime's cgroups: linux.cgroupsPath and linux.resources ---
+
+/// What an OCI cgroup test makes on the host, undone on drop, also when the
+/// test fails: thaw, SIGKILL every member, reap our children, remove the
+/// directories (deepest first), and put back `cgroup.subtree_control`s.
+#[derive(Default)]
+struct HostCgroups {
+    dirs: Vec<PathBuf>,
+    procs: Vec<Running>,
+    /// (directory, controller) enabled in its subtree_control by the test.
+    enabled: Vec<(PathBuf, String)>,
+}
+
+impl HostCgroups {
+    /// Watch `dirs` and each of their parents up to (not including) `base`.
+    fn watch(&mut self, dirs: &[PathBuf], bases: &[PathBuf]) {
+        for dir in dirs {
+            let mut d = dir.clone();
+            while !bases.contains(&d) && d.file_name().is_some() {
+                if !self.dirs.contains(&d) {
+                    self.dirs.push(d.clone());
+                }
+                if !d.pop() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Note that the test may enable `controller` below `dir`.
+    fn restore_subtree(&mut self, dir: &Path, controller: &str) {
+        let enabled = std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap();
+        if !enabled.split_whitespace().any(|c| c == controller) {
+            self.enabled
+                .push((dir.to_path_buf(), controller.to_string()));
+        }
+    }
+
+    fn spawn(&mut self, command: &mut Command) -> Pid {
+        let child = command.spawn().unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        self.procs.push(Running::new(child));
+        pid
+    }
+}
+
+impl Drop for HostCgroups {
+    fn drop(&mut self) {
+        for dir in &self.dirs {
+            let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+            let _ = std::fs::write(dir.join("cgroup.freeze"), "0");
+        }
+        for dir in &self.dirs {
+            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.parse().ok()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        self.procs.clear();
+        let mut dirs = self.dirs.clone();
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for dir in dirs {
+            for _ in 0..100 {
+                match std::fs::remove_dir(&dir) {
+                    Err(e) if e.raw_os_error() == Some(libc_ebusy()) => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    _ => break,
+                }
+            }
+        }
+        for (dir, controller) in &self.enabled {
+            let _ = std::fs::write(dir.join("cgroup.subtree_control"), format!("-{controller}"));
+        }
+    }
+}
+
+fn libc_ebusy() -> i32 {
+    nix::errno::Errno::EBUSY as i32
+}
+
+fn read_trimmed(path: impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// CPU time (user + system, in clock ticks) of `pid` so far.
+fn cpu_ticks(pid: Pid) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Freezing stops a busy loop dead; thawing lets it run on.
+fn assert_freezes(cgroup: &dyn stage03_cgroups::Manage, busy: Pid) {
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!cgroup.is_frozen().unwrap());
+    cgroup.freeze().unwrap();
+    assert!(cgroup.is_frozen().unwrap());
+    let before = cpu_ticks(busy);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(cpu_ticks(busy), before, "a frozen busy loop ran on");
+    cgroup.thaw().unwrap();
+    assert!(!cgroup.is_frozen().unwrap());
+    let thawed = cpu_ticks(busy);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(cpu_ticks(busy) > thawed, "a thawed busy loop did not run");
+}
+
+/// A shell that, at each line on its stdin, tries /dev/null and /dev/zero
+/// and says which it could open.
+fn device_prober() -> Command {
+    let mut command = Command::new("sh");
+    command
+        .args([
+            "-c",
+            "while read x; do \
+               (: > /dev/null) 2>/dev/null && echo null-ok || echo null-denied; \
+               (head -c1 /dev/zero > /dev/null) 2>/dev/null && echo zero-ok || echo zero-denied; \
+             done",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    command
+}
+
+/// Ask the prober once; its two answers.
+fn probe_devices(prober: &mut Running) -> String {
+    use std::io::Write;
+    let stdin = prober.stdin.as_mut().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    stdin.flush().unwrap();
+    let stdout = prober.stdout.as_mut().unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8];
+    while answer.iter().filter(|b| **b == b'\n').count() < 2 {
+        assert_eq!(
+            std::io::Read::read(stdout, &mut byte).unwrap(),
+            1,
+            "prober ended"
+        );
+        answer.push(byte[0]);
+    }
+    String::from_utf8(answer)
+        .unwrap()
+        .replace('\n', " ")
+        .trim()
+        .to_string()
+}
+
+fn deny_all_but_null() -> Vec<stage03_cgroups::resources::DeviceRule> {
+    use stage03_cgroups::resources::DeviceRule;
+    vec![
+        DeviceRule {
+            allow: false,
+            kind: 'a',
+            major: None,
+            minor: None,
+            access: "rwm".into(),
+        },
+        DeviceRule {
+            allow: true,
+            kind: 'c',
+            major: Some(1),
+            minor: Some(3),
+            access: "rwm".into(),
+        },
+    ]
+}
+
+/// The first whole disk in /proc/partitions, as (major, minor).
+fn a_block_device() -> Option<(i64, i64)> {
+    let partitions = std::fs::read_to_string("/proc/partitions").ok()?;
+    partitions.lines().skip(2).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (major, minor) = (fields.first()?.parse().ok()?, fields.get(1)?.parse().ok()?);
+        (minor == 0).then_some((major, minor))
+    })
+}
+
+#[test]
+fn an_absolute_cgroups_path_carries_every_resource_on_v1() {
+    if !root_or_skip("an_absolute_cgroups_path_carries_every_resource_on_v1") {
+        return;
+    }
+    use stage03_cgroups::resources::{Cpu, Hugepage, Memory, Throttle};
+    let _serial = SERIAL.lock().unwrap();
+    let name = format!("berth-oci-abs-{}", std::process::id());
+    let target = stage03_cgroups::target(Path::new(&format!("/{name}"))).unwrap();
+    let dirs = target.dirs();
+    let mut host = HostCgroups::default();
+    host.dirs = dirs.clone();
+
+    // Absolute: from each hierarchy's mount point, not from our own cgroup.
+    let memory = PathBuf::from(format!("/sys/fs/cgroup/memory/{name}"));
+    let cpu = PathBuf::from(format!("/sys/fs/cgroup/cpu/{name}"));
+    let cpuset = PathBuf::from(format!("/sys/fs/cgroup/cpuset/{name}"));
+    let unified = PathBuf::from(format!("/sys/fs/cgroup/unified/{name}"));
+    for dir in [&memory, &cpu, &cpuset, &unified] {
+        assert!(dirs.contains(dir), "{dir:?} not among {dirs:?}");
+    }
+    let hugetlb_in_unified =
+        read_trimmed("/sys/fs/cgroup/unified/cgroup.controllers").contains("hugetlb");
+    if hugetlb_in_unified {
+        host.restore_subtree(Path::new("/sys/fs/cgroup/unified"), "hugetlb");
+    }
+
+    let limit = 50_593_792;
+    let disk = a_block_device();
+    let mut resources = stage03_cgroups::Resources {
+        memory: Memory {
+            limit: Some(limit),
+            reservation: Some(limit / 2),
+            swap: Some(limit * 2),
+            kernel_tcp: Some(limit),
+            swappiness: Some(10),
+            disable_oom_killer: Some(true),
+            ..Memory::default()
+        },
+        cpu: Cpu {
+            shares: Some(2048),
+            quota: Some(200_000),
+            period: Some(100_000),
+            realtime_period: Some(1_000_000),
+            realtime_runtime: Some(10_000),
+            cpus: Some("0".into()),
+            mems: Some("0".into()),
+            ..Cpu::default()
+        },
+        pids: Some(100),
+        devices: deny_all_but_null(),
+        ..Default::default()
+    };
+    if let Some((major, minor)) = disk {
+        resources.block_io.throttle_read_bps = vec![Throttle {
+            major,
+            minor,
+            rate: 1 << 20,
+        }];
+    }
+    if hugetlb_in_unified {
+        resources.hugepages = vec![Hugepage {
+            page_size: "2MB".into(),
+            limit: 2 << 30,
+        }];
+    }
+    let mut cgroup = target.create(&resources).unwrap();
+    assert_eq!(cgroup.dirs(), dirs);
+
+    let busy = host.spawn(Command::new("sh").args(["-c", "while :; do :; done"]));
+    cgroup.add_process(busy).unwrap();
+    let prober = host.spawn(&mut device_prober());
+    cgroup.add_process(prober).unwrap();
+    let membership = std::fs::read_to_string(format!("/proc/{busy}/cgroup")).unwrap();
+    assert!(
+        membership.contains(&format!(":memory:/{name}\n")),
+        "{membership}"
+    );
+    assert!(
+        membership.contains(&format!("0::/{name}\n")),
+        "{membership}"
+    );
+
+    // Each setting, read back from its file.
+    assert_eq!(
+        read_trimmed(memory.join("memory.limit_in_bytes")),
+        limit.to_string()
+    );
+    assert_eq!(
+        read_trimmed(memory.join("memory.soft_limit_in_bytes")),
+        (limit / 2).to_string()
+    );
+    if memory.join("memory.memsw.limit_in_bytes").exists() {
+        assert_eq!(
+            read_trimmed(memory.join("memory.memsw.limit_in_bytes")),
+            (limit * 2).to_string()
+        );
+    }
+    assert_eq!(
+        read_trimmed(memory.join("memory.kmem.tcp.limit_in_bytes")),
+        limit.to_string()
+    );
+    assert_eq!(read_trimmed(memory.join("memory.swappiness")), "10");
+    assert!(read_trimmed(memory.join("memory.oom_control")).starts_with("oom_kill_disable 1"));
+    assert_eq!(read_trimmed(cpu.join("cpu.shares")), "2048");
+    assert_eq!(read_trimmed(cpu.join("cpu.cfs_quota_us")), "200000");
+    assert_eq!(read_trimmed(cpu.join("cpu.cfs_period_us")), "100000");
+    assert_eq!(read_trimmed(cpu.join("cpu.rt_runtime_us")), "10000");
+    assert_eq!(read_trimmed(cpuset.join("cpuset.cpus")), "0");
+    assert_eq!(read_trimmed(cpuset.join("cpuset.mems")), "0");
+    assert_eq!(
+        read_trimmed(format!("/sys/fs/cgroup/pids/{name}/pids.max")),
+        "100"
+    );
+    let devices = format!("/sys/fs/cgroup/devices/{name}/devices.list");
+    assert_eq!(read_trimmed(devices), "c 1:3 rwm");
+    if let Some((major, minor)) = disk {
+        let throttle = format!("/sys/fs/cgroup/blkio/{name}/blkio.throttle.read_bps_device");
+        assert_eq!(read_trimmed(throttle), format!("{major}:{minor} 1048576"));
+    }
+    if hugetlb_in_unified {
+        assert_eq!(
+            read_trimmed(unified.join("hugetlb.2MB.max")),
+            (2u64 << 30).to_string()
+        );
+    }
+
+    // The rules hold: /dev/null may be opened, /dev/zero may not.
+    let mut prober_running = host.procs.pop().unwrap();
+    assert_eq!(probe_devices(&mut prober_running), "null-ok zero-denied");
+    host.procs.push(prober_running);
+
+    assert_freezes(cgroup.as_ref(), busy);
+
+    // Another process (a later `berth-runtime ps`/`update`) finds it again.
+    cgroup.keep();
+    drop(cgroup);
+    let again = stage03_cgroups::open(&dirs).unwrap();
+    let mut expected = vec![busy, prober];
+    expected.sort();
+    assert_eq!(again.pids().unwrap(), expected);
+    let update = stage03_cgroups::Resources {
+        memory: Memory {
+            limit: Some(limit * 3), // above the old memory+swap: order matters
+            swap: Some(limit * 4),
+            ..Memory::default()
+        },
+        pids: Some(-1),
+        ..Default::default()
+    };
+    again.update(&update).unwrap();
+    assert_eq!(
+        read_trimmed(memory.join("memory.limit_in_bytes")),
+        (limit * 3).to_string()
+    );
+    assert_eq!(
+        read_trimmed(format!("/sys/fs/cgroup/pids/{name}/pids.max")),
+        "max"
+    );
+    assert_eq!(
+        read_trimmed(cpu.join("cpu.shares")),
+        "2048",
+        "not in the update: unchanged"
+    );
+    drop(again); // opened, so it stays
+    assert!(memory.exists());
+
+    // Once its processes are gone, it can be removed, from yet another handle.
+    for pid in [busy, prober] {
+        kill(pid, Signal::SIGKILL).unwrap();
+    }
+    host.procs.clear();
+    // A cgroup the container made below its own goes with it.
+    let nested = memory.join("berth-nested");
+    host.dirs.push(nested.clone());
+    std::fs::create_dir(&nested).unwrap();
+    let mut last = stage03_cgroups::open(&dirs).unwrap();
+    last.remove().unwrap();
+    assert!(!nested.exists());
+    for dir in &dirs {
+        assert!(!dir.exists(), "{dir:?} left behind");
+    }
+}
+
+#[test]
+fn a_relative_cgroups_path_goes_below_our_own_cgroup() {
+    if !root_or_skip("a_relative_cgroups_path_goes_below_our_own_cgroup") {
+        return;
+    }
+    let outer = format!("berth-oci-rel-{}", std::process::id());
+    let path = format!("{outer}/inner");
+    let target = stage03_cgroups::target(Path::new(&path)).unwrap();
+    let dirs = target.dirs();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let memberships = parse_proc_cgroup(&own);
+    let mounts = parse_v1_mounts(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let own_memory = v1_own_dir("memory", &memberships, &mounts).unwrap();
+    let own_cpuset = v1_own_dir("cpuset", &memberships, &mounts).unwrap();
+    let mut host = HostCgroups::default();
+    let bases: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.parent().unwrap().parent().unwrap().to_path_buf())
+        .collect();
+    host.watch(&dirs, &bases);
+    assert!(dirs.contains(&own_memory.join(&path)), "{dirs:?}");
+
+    // cpuset needs its CPUs copied into every new level before anyone joins.
+    let resources = stage03_cgroups::Resources {
+        cpu: stage03_cgroups::resources::Cpu {
+            cpus: Some("0".into()),
+            ..Default::default()
+        },
+        pids: Some(10),
+        ..Default::default()
+    };
+    let cgroup = target.create(&resources).unwrap();
+    let sleeper = host.spawn(Command::new("sleep").arg("30"));
+    cgroup.add_process(sleeper).unwrap();
+    let membership = std::fs::read_to_string(format!("/proc/{sleeper}/cgroup")).unwrap();
+    assert!(membership.contains(&format!("/{path}\n")), "{membership}");
+    assert_eq!(
+        read_trimmed(own_cpuset.join(&outer).join("cpuset.cpus")),
+        read_trimmed(own_cpuset.join("cpuset.cpus"))
+    );
+    assert_eq!(
+        read_trimmed(own_cpuset.join(&path).join("cpuset.cpus")),
+        "0"
+    );
+    assert_eq!(cgroup.pids().unwrap(), [sleeper]);
+    drop(host); // kills the sleeper, removes inner and outer
+    for dir in &dirs {
+        assert!(!dir.exists());
+    }
+}
+
+#[test]
+fn what_the_host_lacks_is_refused_by_name() {
+    if !root_or_skip("what_the_host_lacks_is_refused_by_name") {
+        return;
+    }
+    use stage03_cgroups::resources::{BlockIo, Hugepage, Network};
+    let name = format!("berth-oci-refused-{}", std::process::id());
+    let target = stage03_cgroups::target(Path::new(&format!("/{name}"))).unwrap();
+    let mut host = HostCgroups::default();
+    host.dirs = target.dirs();
+    let refused = |resources: stage03_cgroups::Resources| {
+        let err = target
+            .create(&resources)
+            .err()
+            .expect("refused")
+            .to_string();
+        for dir in target.dirs() {
+            assert!(!dir.exists(), "{dir:?} left after a refusal");
+        }
+        err
+    };
+
+    if !Path::new("/sys/fs/cgroup/net_cls").exists() {
+        let err = refused(stage03_cgroups::Resources {
+            network: Network {
+                class_id: Some(255),
+                ..Network::default()
+            },
+            ..Default::default()
+        });
+        assert!(
+            err.contains(
+                "linux.resources.network.classID is set but this host has no net_cls controller"
+            ),
+            "{err}"
+        );
+    }
+    let err = refused(stage03_cgroups::Resources {
+        hugepages: vec![Hugepage {
+            page_size: "3MB".into(),
+            limit: 1 << 30,
+        }],
+        ..Default::default()
+    });
+    assert!(
+        err.contains("page size \"3MB\" is not one this host has"),
+        "{err}"
+    );
+
+    // Leaf weights went with the CFQ I/O scheduler in Linux 5.0: refused
+    // after the directories were made, and they are removed again.
+    let release = nix::sys::utsname::uname()
+        .unwrap()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let major: u32 = release.split('.').next().unwrap().parse().unwrap();
+    if major >= 5 {
+        let err = refused(stage03_cgroups::Resources {
+            block_io: BlockIo {
+                leaf_weight: Some(300),
+                ..BlockIo::default()
+            },
+            ..Default::default()
+        });
+        assert!(
+            err.contains("linux.resources.blockIO.leafWeight is set but") && err.contains("CFQ"),
+            "{err}"
+        );
+    }
+
+    let err = stage03_cgroups::target(Path::new("../escape"))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("leaves the cgroup tree"), "{err}");
+}
+
+#[test]
+fn the_v2_backend_freezes_updates_and_filters_devices() {
+    if !root_or_skip("the_v2_backend_freezes_updates_and_filters_devices") {
+        return;
+    }
+    use stage03_cgroups::resources::Hugepage;
+    let _serial = SERIAL.lock().unwrap();
+    let mount = Cgroup2Mount::new();
+    let outer = format!("berth-v2-oci-{}", std::process::id());
+    let path = format!("{outer}/c");
+    let target =
+        stage03_cgroups::Target::new(Path::new(&path), Vec::new(), Some(mount.path().into()))
+            .unwrap();
+    let dir = mount.path().join(&path);
+    assert_eq!(target.dirs(), std::slice::from_ref(&dir));
+    let mut host = HostCgroups::default();
+    host.watch(std::slice::from_ref(&dir), &[mount.path().to_path_buf()]);
+    let hugetlb = read_trimmed(mount.path().join("cgroup.controllers")).contains("hugetlb");
+    if hugetlb {
+        host.restore_subtree(mount.path(), "hugetlb");
+    }
+
+    let mut resources = stage03_cgroups::Resources {
+        devices: deny_all_but_null(),
+        ..Default::default()
+    };
+    if hugetlb {
+        resources.hugepages = vec![Hugepage {
+            page_size: "2MB".into(),
+            limit: 1 << 30,
+        }];
+    }
+    let cgroup = target.create(&resources).unwrap();
+    if hugetlb {
+        assert_eq!(
+            read_trimmed(dir.join("hugetlb.2MB.max")),
+            (1u64 << 30).to_string()
+        );
+    }
+
+    // Device rules as an eBPF program: enforced at every open.
+    let prober = host.spawn(&mut device_prober());
+    cgroup.add_process(prober).unwrap();
+    let mut prober_running = host.procs.pop().unwrap();
+    assert_eq!(probe_devices(&mut prober_running), "null-ok zero-denied");
+    // An update replaces the program.
+    let mut allow_zero = deny_all_but_null();
+    allow_zero.push(stage03_cgroups::resources::DeviceRule {
+        allow: true,
+        kind: 'c',
+        major: Some(1),
+        minor: Some(5),
+        access: "r".into(),
+    });
+    cgroup
+        .update(&stage03_cgroups::Resources {
+            devices: allow_zero,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(probe_devices(&mut prober_running), "null-ok zero-ok");
+    host.procs.push(prober_running);
+
+    let busy = host.spawn(Command::new("sh").args(["-c", "while :; do :; done"]));
+    cgroup.add_process(busy).unwrap();
+    assert_freezes(cgroup.as_ref(), busy);
+
+    // Found again from the mount table, as a v2 cgroup.
+    let again = stage03_cgroups::open(std::slice::from_ref(&dir)).unwrap();
+    let mut expected = vec![prober, busy];
+    expected.sort();
+    assert_eq!(again.pids().unwrap(), expected);
+    if hugetlb {
+        again
+            .update(&stage03_cgroups::Resources {
+                hugepages: vec![Hugepage {
+                    page_size: "2MB".into(),
+                    limit: -1,
+                }],
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(read_trimmed(dir.join("hugetlb.2MB.max")), "max");
+    }
+    // What v2 has no file for is refused by name.
+    let err = again
+        .update(&stage03_cgroups::Resources {
+            memory: stage03_cgroups::resources::Memory {
+                swappiness: Some(10),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("linux.resources.memory.swappiness is set but cgroup v2 has no swappiness"),
+        "{err}"
+    );
+    drop(host); // kills what runs in it
+    drop(cgroup); // made here and not kept: removed (already gone is fine)
+    assert!(!dir.exists());
+}

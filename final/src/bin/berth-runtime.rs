@@ -114,6 +114,15 @@ enum Command {
     Pause { id: String },
     /// Thaw a paused container.
     Resume { id: String },
+    /// Change the limits of a live container.
+    Update {
+        /// A JSON file with `linux.resources` settings (`-` for stdin).
+        #[arg(short, long, value_name = "FILE")]
+        resources: Option<PathBuf>,
+        #[command(flatten)]
+        flags: runtime::UpdateFlags,
+        id: String,
+    },
     /// Write a starting config.json into the bundle (the spec's defaults).
     Spec {
         #[arg(short, long, default_value = ".", value_name = "DIR")]
@@ -224,6 +233,11 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Pause { id } => runtime::pause(root, &id, true).map(done),
         Command::Resume { id } => runtime::pause(root, &id, false).map(done),
+        Command::Update {
+            resources,
+            flags,
+            id,
+        } => runtime::update(root, &id, resources.as_deref(), &flags).map(done),
         Command::Spec { bundle } => runtime::spec(&bundle).map(done),
         Command::List { format } => {
             runtime::list(root, matches!(format, ListFormat::Json)).map(done)

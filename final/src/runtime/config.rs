@@ -9,10 +9,8 @@ use caps::{Capability, CapsHashSet};
 use nix::sched::CloneFlags;
 use serde::Deserialize;
 use stage01_chroot::Error;
-use stage02_namespaces::mounts::ListedMount;
+use stage02_namespaces::mounts::{DeviceNode, ListedMount};
 use stage02_namespaces::{Container, Gate, IdMap, IdMaps, Process, ProcessStdio, SharedNamespaces};
-use stage03_cgroups::Limits;
-use stage03_cgroups::limits::{CPU_PERIOD_US, CpuQuota};
 
 use crate::harden::{self, CapabilitySets, Hardening};
 
@@ -110,7 +108,7 @@ pub(crate) struct LinuxSpec {
     #[serde(default)]
     pub(crate) namespaces: Vec<NamespaceSpec>,
     #[serde(default)]
-    pub(crate) resources: Option<ResourcesSpec>,
+    pub(crate) resources: Option<oci_spec::runtime::LinuxResources>,
     #[serde(default)]
     pub(crate) masked_paths: Vec<String>,
     #[serde(default)]
@@ -122,10 +120,11 @@ pub(crate) struct LinuxSpec {
     #[serde(default)]
     pub(crate) gid_mappings: Vec<IdMapping>,
     #[serde(default)]
-    #[allow(dead_code)] // wired to stage 03's cgroup targets next
     pub(crate) cgroups_path: Option<PathBuf>,
     #[serde(default)]
     pub(crate) sysctl: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) devices: Vec<oci_spec::runtime::LinuxDevice>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,32 +132,6 @@ pub(crate) struct NamespaceSpec {
     pub(crate) r#type: String,
     #[serde(default)]
     pub(crate) path: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct ResourcesSpec {
-    #[serde(default)]
-    pub(crate) memory: Option<MemorySpec>,
-    #[serde(default)]
-    pub(crate) cpu: Option<CpuSpec>,
-    #[serde(default)]
-    pub(crate) pids: Option<PidsSpec>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct MemorySpec {
-    pub(crate) limit: Option<i64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct CpuSpec {
-    pub(crate) quota: Option<i64>,
-    pub(crate) period: Option<u64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct PidsSpec {
-    pub(crate) limit: i64,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +291,7 @@ pub(crate) fn container_of(
         binds: Vec::new(),
         mounts: Some(mounts),
         readonly_root: config.root.readonly,
+        devices: devices_of(config)?,
         process: process.process,
         hostname: config.hostname.clone().unwrap_or_default(),
         user_map: user_map_of(config)?,
@@ -392,6 +366,40 @@ pub(crate) fn before_exec(
         }
         hardening.apply(user)
     })
+}
+
+/// `linux.devices`: nodes init makes in the container's /dev. In a user
+/// namespace the kernel forbids `mknod`, so there they are refused.
+fn devices_of(config: &Config) -> Result<Vec<DeviceNode>, Error> {
+    if !config.linux.devices.is_empty() && user_map_of(config)?.is_some() {
+        return refuse("linux.devices in a user namespace".into());
+    }
+    config
+        .linux
+        .devices
+        .iter()
+        .map(|d| {
+            Ok(DeviceNode {
+                path: d.path().clone(),
+                kind: d.typ().as_str().chars().next().unwrap_or('c'),
+                major: u64::try_from(d.major()).map_err(|_| {
+                    Error::Other(format!(
+                        "config.json: linux.devices: {} has a negative major",
+                        d.path().display()
+                    ))
+                })?,
+                minor: u64::try_from(d.minor()).map_err(|_| {
+                    Error::Other(format!(
+                        "config.json: linux.devices: {} has a negative minor",
+                        d.path().display()
+                    ))
+                })?,
+                mode: d.file_mode().unwrap_or(0o666),
+                uid: d.uid().unwrap_or(0),
+                gid: d.gid().unwrap_or(0),
+            })
+        })
+        .collect()
 }
 
 /// `process.capabilities`, all five sets, checked the way the kernel will
@@ -550,33 +558,6 @@ fn rlimits_of(specs: &[RlimitSpec]) -> Result<Vec<(libc::__rlimit_resource_t, u6
         .collect()
 }
 
-pub(crate) fn limits_of(config: &Config) -> Limits {
-    let Some(resources) = &config.linux.resources else {
-        return Limits::default();
-    };
-    Limits {
-        memory: resources
-            .memory
-            .as_ref()
-            .and_then(|m| m.limit)
-            .filter(|l| *l > 0)
-            .map(|l| l as u64),
-        cpu: resources.cpu.as_ref().and_then(|cpu| {
-            let quota = cpu.quota.filter(|q| *q > 0)?;
-            Some(CpuQuota {
-                quota_us: quota as u64,
-                period_us: cpu.period.unwrap_or(CPU_PERIOD_US),
-            })
-        }),
-        pids: resources
-            .pids
-            .as_ref()
-            .map(|p| p.limit)
-            .filter(|l| *l > 0)
-            .map(|l| l as u64),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,20 +625,24 @@ mod tests {
     }
 
     #[test]
-    fn resources_become_limits() {
+    fn resources_become_stage_three_resources() {
         let json = BASE.replace(
             r#""linux": {"#,
-            r#""linux": {"resources": {"memory": {"limit": 67108864}, "cpu": {"quota": 50000, "period": 100000}, "pids": {"limit": 20}}, "#,
+            r#""linux": {"resources": {"memory": {"limit": 67108864, "swap": 134217728}, "cpu": {"quota": 50000, "period": 100000, "shares": 512, "cpus": "0"}, "pids": {"limit": 20}, "devices": [{"allow": false, "access": "rwm"}]}, "#,
         );
-        let limits = limits_of(&config(&json).unwrap());
-        assert_eq!(limits.memory, Some(64 << 20));
-        assert_eq!(
-            limits.cpu,
-            Some(CpuQuota {
-                quota_us: 50_000,
-                period_us: 100_000
-            })
+        let config = config(&json).unwrap();
+        let resources = super::super::resources::resources_of(config.linux.resources.as_ref());
+        assert_eq!(resources.memory.limit, Some(64 << 20));
+        assert_eq!(resources.memory.swap, Some(128 << 20));
+        assert_eq!(resources.cpu.quota, Some(50_000));
+        assert_eq!(resources.cpu.shares, Some(512));
+        assert_eq!(resources.cpu.cpus.as_deref(), Some("0"));
+        assert_eq!(resources.pids, Some(20));
+        let with_defaults = super::super::resources::with_default_devices(resources, &[]);
+        assert!(
+            !with_defaults.devices[0].allow,
+            "the spec's rules come first"
         );
-        assert_eq!(limits.pids, Some(20));
+        assert!(with_defaults.devices[1..].iter().all(|d| d.allow));
     }
 }

@@ -17,6 +17,7 @@
 
 mod config;
 mod hooks;
+mod resources;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -221,11 +222,27 @@ fn make(
         std::os::unix::fs::chown(&fifo, Some(uid), Some(gid))
             .map_err(|e| Error::io("chown", &fifo, e))?;
     }
-    let place = cgroup::place()?;
-    let name = format!("berth-{}", state.id);
-    state.cgroups = place.dirs(&name);
+    // The cgroup: where config.json says (runc's default, "berth-ID" below
+    // our own cgroup, if it says nothing), written down before it is made.
+    let path = match &config.linux.cgroups_path {
+        Some(path) => path.clone(),
+        None => PathBuf::from(format!("berth-{}", state.id)),
+    };
+    let target = cgroup::target(&path)?;
+    let resources = resources::with_default_devices(
+        resources::resources_of(config.linux.resources.as_ref()),
+        &config.linux.devices,
+    );
+    target.check(&resources)?;
+    state.cgroups = target.dirs();
     runtime.save(state)?;
-    let cgroup = place.create(&name, &config::limits_of(config))?;
+    // Device rules last, as runc does: init makes the spec's device nodes
+    // while it sets up, which the rules could forbid.
+    let without_devices = stage03_cgroups::Resources {
+        devices: Vec::new(),
+        ..resources.clone()
+    };
+    let mut cgroup = target.create(&without_devices)?;
 
     let stdio = match console_socket {
         Some(socket) => Terminal::open()?.hand_outer_side_to(socket)?,
@@ -238,8 +255,12 @@ fn make(
     state.init = Proc::of(started.pid().as_raw());
     runtime.save(state)?;
     let pid = started.ready()?; // init is set up, and waits at the gate
-    std::mem::forget(cgroup); // the container's now: `delete` removes it
+    if !resources.devices.is_empty() {
+        cgroup.update(&resources)?;
+    }
+    cgroup.keep(); // the container's now: `delete` removes it
     state.init = Proc::of(pid.as_raw());
+    state.status = Status::Created; // what the hooks are to be told
     let document = state_document(state);
     hooks::run("prestart", &config.hooks.prestart, &document)?;
     hooks::run("createRuntime", &config.hooks.create_runtime, &document)?;
@@ -397,8 +418,12 @@ fn print_json(value: &serde_json::Value) -> Result<(), Error> {
 pub fn kill_container(root: &Path, id: &str, signal: Signal, all: bool) -> Result<(), Error> {
     let state = Runtime::open(root).current(id)?;
     if all {
-        for pid in processes(&state) {
+        for pid in processes(&state)? {
             let _ = kill(Pid::from_raw(pid), signal);
+        }
+        if state.status == Status::Paused && signal == Signal::SIGKILL {
+            // Frozen processes die only once thawed (cgroup v1).
+            cgroup::open(&state.cgroups)?.thaw()?;
         }
         return Ok(());
     }
@@ -412,27 +437,16 @@ pub fn kill_container(root: &Path, id: &str, signal: Signal, all: bool) -> Resul
 }
 
 /// The processes in the container's cgroups, each once.
-fn processes(state: &RuntimeState) -> Vec<i32> {
-    let mut pids: Vec<i32> = state
-        .cgroups
-        .iter()
-        .filter_map(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).ok())
-        .flat_map(|text| {
-            text.lines()
-                .filter_map(|line| line.trim().parse().ok())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    pids.sort_unstable();
-    pids.dedup();
-    pids
+fn processes(state: &RuntimeState) -> Result<Vec<i32>, Error> {
+    let pids = cgroup::open(&state.cgroups)?.pids()?;
+    Ok(pids.into_iter().map(|pid| pid.as_raw()).collect())
 }
 
 /// `berth-runtime ps ID`: the container's processes (`--format json`: their
 /// PIDs as a JSON list, which containerd reads).
 pub fn ps(root: &Path, id: &str, json: bool) -> Result<(), Error> {
     let state = Runtime::open(root).current(id)?;
-    let pids = processes(&state);
+    let pids = processes(&state)?;
     if json {
         return print_json(&serde_json::json!(pids));
     }
@@ -465,6 +479,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
         _ => {
             if let Some(init) = state.init.filter(|p| p.alive()) {
                 let _ = kill(Pid::from_raw(init.pid), Signal::SIGKILL);
+            }
+            if state.status == Status::Paused {
+                cgroup::open(&state.cgroups)?.thaw()?; // frozen, they can't die
             }
         }
     }
@@ -603,42 +620,86 @@ pub fn pause(root: &Path, id: &str, frozen: bool) -> Result<(), Error> {
             from.name()
         )));
     }
-    freeze(&state.cgroups, frozen)?;
+    let cgroup = cgroup::open(&state.cgroups)?;
+    match frozen {
+        true => cgroup.freeze()?,
+        false => cgroup.thaw()?,
+    }
     state.status = to;
     runtime.save(&state)
 }
 
-/// v1: `freezer.state` (FROZEN/THAWED); v2: `cgroup.freeze` (1/0). We
-/// wait until the kernel says it is done.
-fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<(), Error> {
-    for dir in dirs {
-        let (file, value, done) = if dir.join("freezer.state").exists() {
-            let value = if frozen { "FROZEN" } else { "THAWED" };
-            ("freezer.state", value, value)
-        } else if dir.join("cgroup.freeze").exists() {
-            let value = if frozen { "1" } else { "0" };
-            ("cgroup.freeze", value, value)
-        } else {
-            continue;
-        };
-        let path = dir.join(file);
-        std::fs::write(&path, value).map_err(|e| Error::io("write", &path, e))?;
-        for _ in 0..500 {
-            let now = std::fs::read_to_string(&path).unwrap_or_default();
-            if now.trim() == done || file == "cgroup.freeze" {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+/// `berth-runtime update ID`: change the limits of a live container, from
+/// a `linux.resources` JSON object (runc's `--resources FILE`, `-` for
+/// stdin) and/or the common flags.
+pub fn update(
+    root: &Path,
+    id: &str,
+    file: Option<&Path>,
+    flags: &UpdateFlags,
+) -> Result<(), Error> {
+    let state = Runtime::open(root).current(id)?;
+    if !matches!(
+        state.status,
+        Status::Created | Status::Running | Status::Paused
+    ) {
         return Err(Error::Other(format!(
-            "{} did not become {done}",
-            path.display()
+            "container {id} is {}: only a live container can be updated",
+            state.status.name()
         )));
     }
-    Err(Error::Other(
-        "the container's cgroups have no freezer (v1 freezer controller or v2 cgroup.freeze)"
-            .into(),
-    ))
+    let spec: Option<oci_spec::runtime::LinuxResources> = match file {
+        None => None,
+        Some(path) => {
+            let bytes = match path == Path::new("-") {
+                true => {
+                    let mut bytes = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut bytes)
+                        .map_err(|e| Error::io("read", "stdin", e))?;
+                    bytes
+                }
+                false => std::fs::read(path).map_err(|e| Error::io("read", path, e))?,
+            };
+            Some(serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Other(format!("{}: not linux.resources: {e}", path.display()))
+            })?)
+        }
+    };
+    let mut resources = resources::resources_of(spec.as_ref());
+    resources.memory.limit = flags.memory.or(resources.memory.limit);
+    resources.cpu.quota = flags.cpu_quota.or(resources.cpu.quota);
+    resources.cpu.period = flags.cpu_period.or(resources.cpu.period);
+    resources.cpu.shares = flags.cpu_shares.or(resources.cpu.shares);
+    resources.pids = flags.pids_limit.or(resources.pids);
+    if resources.is_empty() {
+        return Err(Error::Other(
+            "nothing to update: give --resources FILE or a limit such as --memory".into(),
+        ));
+    }
+    let config = config::read_config(&state.bundle)?;
+    let resources = resources::with_default_devices(resources, &config.linux.devices);
+    cgroup::open(&state.cgroups)?.update(&resources)
+}
+
+/// `update`'s flags, as runc names them.
+#[derive(Debug, Default, clap::Args)]
+pub struct UpdateFlags {
+    /// Memory limit in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub memory: Option<i64>,
+    /// CPU time in microseconds per period.
+    #[arg(long, value_name = "US")]
+    pub cpu_quota: Option<i64>,
+    /// The CPU period in microseconds.
+    #[arg(long, value_name = "US")]
+    pub cpu_period: Option<u64>,
+    /// Relative CPU weight (1024 is the default).
+    #[arg(long, value_name = "N")]
+    pub cpu_shares: Option<u64>,
+    /// Most processes at once.
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<i64>,
 }
 
 // ---- spec, list, features ----

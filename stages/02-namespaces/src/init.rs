@@ -93,6 +93,7 @@ fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
         &container.binds,
         container.mounts.as_deref(),
     )?;
+    mounts::make_device_nodes(&container.devices)?;
     if container.readonly_root {
         mounts::make_root_read_only()?;
     }

@@ -363,6 +363,57 @@ fn inside_root(rootfs: &Path, destination: &Path) -> Result<PathBuf, Error> {
 }
 // ANCHOR_END: listed_mounts
 
+/// A device node an OCI runtime spec asks for (`linux.devices`), beyond
+/// the few every container gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceNode {
+    /// Inside the container, e.g. /dev/fuse.
+    pub path: PathBuf,
+    /// `c`, `u` (both character devices), `b` (block) or `p` (a FIFO).
+    pub kind: char,
+    pub major: u64,
+    pub minor: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Make the device nodes, once we stand in the new root (so a symlink in
+/// a path resolves inside it): `mknod`, then owner and mode.
+pub fn make_device_nodes(nodes: &[DeviceNode]) -> Result<(), Error> {
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    for node in nodes {
+        let kind = match node.kind {
+            'c' | 'u' => SFlag::S_IFCHR,
+            'b' => SFlag::S_IFBLK,
+            'p' => SFlag::S_IFIFO,
+            other => {
+                return Err(Error::Other(format!(
+                    "device {}: unknown type {other:?} (c, u, b or p)",
+                    node.path.display()
+                )));
+            }
+        };
+        if let Some(parent) = node.path.parent() {
+            make_dir(parent)?;
+        }
+        let _ = std::fs::remove_file(&node.path); // the spec's node replaces the image's
+        let mode = Mode::from_bits_truncate(node.mode & 0o7777);
+        mknod(&node.path, kind, mode, makedev(node.major, node.minor))
+            .map_err(|e| Error::io("mknod", &node.path, e.into()))?;
+        std::os::unix::fs::chown(&node.path, Some(node.uid), Some(node.gid))
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(
+                    &node.path,
+                    std::fs::Permissions::from_mode(node.mode & 0o7777),
+                )
+            })
+            .map_err(|e| Error::io("chown and chmod", &node.path, e))?;
+    }
+    Ok(())
+}
+
 /// Once we stand in the new root with everything mounted on it: make the
 /// root mount itself read-only (what is mounted below it keeps its own
 /// flags). A bind mount takes `ro` only by a remount.

@@ -98,6 +98,8 @@ pub struct Container {
     pub mounts: Option<Vec<ListedMount>>,
     /// Make the root itself read-only once everything is mounted on it.
     pub readonly_root: bool,
+    /// Device nodes to make in it (an OCI runtime spec's `linux.devices`).
+    pub devices: Vec<crate::mounts::DeviceNode>,
     pub process: Process,
     pub hostname: String,
     /// `Some` to give the container a user namespace with these mappings.
@@ -193,6 +195,7 @@ impl Container {
             binds: Vec::new(),
             mounts: None,
             readonly_root: false,
+            devices: Vec::new(),
             namespaces: SharedNamespaces::default(),
             gate: None,
         })

@@ -96,6 +96,20 @@ pub fn parse_v1_mounts(mountinfo: &str) -> Vec<V1Mount> {
         .collect()
 }
 
+/// The mount points of cgroup2 file systems, from /proc/self/mountinfo.
+pub fn parse_v2_mounts(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            if after.split(' ').next()? != "cgroup2" {
+                return None;
+            }
+            Some(PathBuf::from(before.split(' ').nth(4)?))
+        })
+        .collect()
+}
+
 /// The directory of our own cgroup in the v1 hierarchy of `controller`.
 pub fn v1_own_dir(
     controller: &str,
@@ -172,6 +186,14 @@ mod tests {
         assert_eq!(
             v1_own_dir("pids", &members, &mounts).unwrap(),
             Path::new("/mnt/pids/ours")
+        );
+    }
+
+    #[test]
+    fn cgroup2_mounts_are_found_apart() {
+        assert_eq!(
+            parse_v2_mounts(MOUNTINFO),
+            [Path::new("/sys/fs/cgroup/unified")]
         );
     }
 

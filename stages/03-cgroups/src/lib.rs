@@ -9,12 +9,21 @@
 //! old one, or both at once (hybrid). [`layout`] finds out which one this
 //! host has; [`v2`] and [`v1`] are the two backends behind one [`Cgroup`]
 //! trait; [`limits`] parses `--memory`, `--cpus` and `--pids-limit`.
+//!
+//! An OCI runtime needs more: every setting of the spec's
+//! `linux.resources` ([`resources`]), a cgroup at the path the spec names
+//! ([`cgroup::target`]), found again from another process
+//! ([`cgroup::open`]), frozen, thawed and updated ([`Manage`]). On cgroup
+//! v2, device rules are an eBPF program ([`bpf`]).
 
+pub mod bpf;
 pub mod cgroup;
 pub mod layout;
 pub mod limits;
+pub mod resources;
 pub mod v1;
 pub mod v2;
 
-pub use cgroup::{Cgroup, Usage, create, report};
+pub use cgroup::{Cgroup, Manage, Target, Usage, create, open, report, target};
 pub use limits::Limits;
+pub use resources::Resources;

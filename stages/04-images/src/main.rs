@@ -80,6 +80,7 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
             user_map: None,
             mounts: None,
             readonly_root: false,
+            devices: Vec::new(),
             namespaces: Default::default(),
             gate: None,
             before_exec: None,

@@ -127,6 +127,7 @@ fn run(root: &Root, networks: &Networks, args: NetRunArgs) -> Result<u8, Error> 
             user_map: None,
             mounts: None,
             readonly_root: false,
+            devices: Vec::new(),
             namespaces: Default::default(),
             gate: None,
             before_exec: None,
