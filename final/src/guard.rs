@@ -109,19 +109,25 @@ fn read_only_view(dir: &Path) -> std::io::Result<OwnedFd> {
 
 /// The fallback: a copy of our binary in memory, sealed against any change.
 fn sealed_copy() -> Result<OwnedFd, Error> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| {
-        Error::Other(format!(
-            "copy berth's binary to a sealed memfd ({what}): {e}"
-        ))
+    let mut source = File::open(OUR_BINARY)
+        .map_err(|e| Error::Other(format!("copy berth's binary to a sealed memfd: {e}")))?;
+    sealed_memfd(c"berth", &mut source, "berth's binary")
+}
+
+/// What `source` gives, in a new in-memory file sealed against any change
+/// (closed on exec; `execveat` runs it all the same).
+pub fn sealed_memfd(
+    name: &std::ffi::CStr,
+    source: &mut dyn std::io::Read,
+    what: &str,
+) -> Result<OwnedFd, Error> {
+    let fail = |step: &str, e: &dyn std::fmt::Display| {
+        Error::Other(format!("copy {what} to a sealed memfd ({step}): {e}"))
     };
-    let copy = memfd_create(
-        c"berth",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )
-    .map_err(|e| fail("memfd_create", &e))?;
-    let mut source = File::open(OUR_BINARY).map_err(|e| fail("open", &e))?;
+    let copy = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+        .map_err(|e| fail("memfd_create", &e))?;
     let mut target = File::from(copy);
-    std::io::copy(&mut source, &mut target).map_err(|e| fail("copy", &e))?;
+    std::io::copy(source, &mut target).map_err(|e| fail("copy", &e))?;
     fcntl(&target, FcntlArg::F_ADD_SEALS(SEALS)).map_err(|e| fail("seal", &e))?;
     Ok(OwnedFd::from(target))
 }
@@ -129,13 +135,18 @@ fn sealed_copy() -> Result<OwnedFd, Error> {
 /// Exec `name` in the directory `dir` (or, with an empty name, the file
 /// `dir` itself), with our own arguments and environment.
 fn exec_at(dir: &OwnedFd, name: &std::ffi::CStr) -> Result<(), Error> {
+    Err(exec_with(dir, name, std::env::args_os().collect()))
+}
+
+/// Exec `dir`/`name` (see [`exec_at`]) with `args` and our environment;
+/// returns only why it failed.
+pub fn exec_with(dir: &OwnedFd, name: &std::ffi::CStr, args: Vec<OsString>) -> Error {
     let c_strings = |items: Vec<OsString>| -> Vec<CString> {
         items
             .into_iter()
             .filter_map(|item| CString::new(item.into_vec()).ok())
             .collect()
     };
-    let args = c_strings(std::env::args_os().collect());
     let env = c_strings(
         std::env::vars_os()
             .map(|(key, value)| {
@@ -150,10 +161,8 @@ fn exec_at(dir: &OwnedFd, name: &std::ffi::CStr) -> Result<(), Error> {
         true => AtFlags::AT_EMPTY_PATH,
         false => AtFlags::empty(),
     };
-    let Err(err) = nix::unistd::execveat(dir, name, &args, &env, flags);
-    Err(Error::Other(format!(
-        "exec berth again from a read-only view of itself: {err}"
-    )))
+    let Err(err) = nix::unistd::execveat(dir, name, &c_strings(args), &env, flags);
+    Error::Other(format!("exec {}: {err}", name.to_string_lossy()))
 }
 // ANCHOR_END: read_only_binary
 

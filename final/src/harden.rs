@@ -363,11 +363,19 @@ impl Hardening {
         self
     }
 
+    /// More seccomp filters, after those it has (an OCI bundle's
+    /// `linux.seccomp`, compiled by [`crate::runtime::seccomp`]).
+    pub fn with_filters(mut self, mut filters: Vec<BpfProgram>) -> Hardening {
+        self.filters.append(&mut filters);
+        self
+    }
+
     /// As the step `namespaces::start` runs before the command's exec.
     pub fn into_before_exec(self) -> BeforeExec {
         BeforeExec {
             step: Arc::new(move |user| self.apply(user)),
             init_title: Some(INIT_TITLE),
+            init_program: None,
         }
     }
 
@@ -375,12 +383,19 @@ impl Hardening {
     /// In the container's process, in this order: its own session; paths
     /// and sysctls (they need CAP_SYS_ADMIN, so first); capabilities, with
     /// the switch to `user` in their midst; no_new_privs; then seccomp.
+    /// Without no_new_privs (an OCI bundle may ask for that, so that setuid
+    /// programs keep working), installing a filter takes CAP_SYS_ADMIN:
+    /// then seccomp comes before the capabilities go, as in runc, and
+    /// judges the steps after it too.
     pub fn apply(&self, user: Option<UserIds>) -> std::io::Result<()> {
         own_session()?;
         if self.open_ping {
             write_proc_file(OPEN_PING.0, OPEN_PING.1)?;
         }
         mask_paths(&self.masked, &self.read_only)?;
+        if !self.no_new_privs {
+            install_filters(&self.filters)?;
+        }
         for cap in &self.drop_from_bounding {
             caps::drop(None, CapSet::Bounding, *cap).map_err(std::io::Error::other)?;
         }
@@ -395,13 +410,39 @@ impl Hardening {
         }
         if self.no_new_privs {
             nix::sys::prctl::set_no_new_privs()?;
-        }
-        for filter in &self.filters {
-            seccompiler::apply_filter(filter).map_err(std::io::Error::other)?;
+            install_filters(&self.filters)?;
         }
         Ok(())
     }
     // ANCHOR_END: apply
+}
+
+/// Install `filters` on this thread, in order, with seccomp(2) itself:
+/// `seccompiler::apply_filter` would also set no_new_privs, which is not
+/// ours to set when an OCI bundle says no.
+fn install_filters(filters: &[BpfProgram]) -> std::io::Result<()> {
+    for filter in filters {
+        let program = libc::sock_fprog {
+            len: u16::try_from(filter.len())
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?,
+            // seccompiler's `sock_filter` is the kernel's, field for field.
+            filter: filter.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+        };
+        // SAFETY: `program` points into `filter`, which outlives the call;
+        // the kernel copies it and writes nothing back.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &program as *const libc::sock_fprog,
+            )
+        };
+        if done != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Leave the caller's session, unless we lead one already (with `-t`, the
@@ -433,6 +474,101 @@ pub fn write_proc_file(path: &CStr, value: &[u8]) -> std::io::Result<()> {
     // SAFETY: closes the descriptor opened above.
     unsafe { libc::close(fd) };
     result
+}
+
+/// Berth's default filter ([`seccomp_filters`]) in the words of an OCI
+/// bundle's `linux.seccomp`, for the engine to write into the bundles it
+/// makes: `berth-runtime` compiles it to filters that refuse the same calls
+/// with the same arguments (a test runs both on the same calls).
+///
+/// Two things take care. OCI compares all 64 bits of an argument, where the
+/// kernel reads only 32 of `ioctl`'s request, `socket`'s domain and
+/// `personality`'s persona: those compare under a 32-bit mask. And one OCI
+/// rule can't compare an argument twice (runc makes each comparison a rule
+/// of its own, any of which matches), so "the persona is none of five
+/// values" takes the rules of [`personality_rules`].
+pub fn berth_default_profile() -> serde_json::Value {
+    use crate::runtime::seccomp::syscall_name;
+    let refuse = |names: Vec<&str>, errno: i32, args: serde_json::Value| {
+        serde_json::json!({
+            "names": names,
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": errno,
+            "args": args,
+        })
+    };
+    // (argument & mask) == value
+    let masked = |index: u32, mask: u64, value: u64| {
+        let op = "SCMP_CMP_MASKED_EQ";
+        serde_json::json!([{"index": index, "value": mask, "valueTwo": value, "op": op}])
+    };
+    let low_32_bits = 0xffff_ffff;
+    let new_user = libc::CLONE_NEWUSER as u64;
+    let names = blocked_syscalls()
+        .into_iter()
+        .filter_map(syscall_name)
+        .collect();
+    let mut rules = vec![
+        refuse(names, libc::EPERM, serde_json::json!([])),
+        refuse(vec!["clone"], libc::EPERM, masked(0, new_user, new_user)),
+        #[allow(clippy::unnecessary_cast)]
+        refuse(
+            vec!["ioctl"],
+            libc::EPERM,
+            masked(1, low_32_bits, libc::TIOCSTI as u64),
+        ),
+        #[allow(clippy::unnecessary_cast)]
+        refuse(
+            vec!["ioctl"],
+            libc::EPERM,
+            masked(1, low_32_bits, libc::TIOCLINUX as u64),
+        ),
+        refuse(
+            vec!["socket"],
+            libc::EPERM,
+            masked(0, low_32_bits, libc::AF_VSOCK as u64),
+        ),
+        refuse(vec!["clone3"], libc::ENOSYS, serde_json::json!([])),
+    ];
+    for (mask, value) in personality_rules() {
+        rules.push(refuse(
+            vec!["personality"],
+            libc::EPERM,
+            masked(0, mask, value),
+        ));
+    }
+    let arch = match std::env::consts::ARCH {
+        "aarch64" => "SCMP_ARCH_AARCH64",
+        "riscv64" => "SCMP_ARCH_RISCV64",
+        _ => "SCMP_ARCH_X86_64",
+    };
+    serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": [arch],
+        "syscalls": rules,
+    })
+}
+
+/// `personality` is refused unless its persona (32 bits) is one of 0, 8,
+/// 0x20000, 0x20008 (Linux, with or without PER_LINUX32 and UNAME26) or
+/// 0xffffffff (the query): as (mask, value) pairs, any of which matches a
+/// refused persona. Any other persona has a bit set outside bits 3 and 17
+/// and, not being 0xffffffff, a bit clear. Going up from that set bit
+/// (round from bit 31 to bit 0) to the first clear one, the last set bit
+/// before it is either outside 3 and 17 (a rule "bit i set, bit i+1
+/// clear") or is 3 or 17, reached from 2 or 16 (a rule "bits 2 and 3 set,
+/// 4 clear", or 16 to 18 alike). None of the five allowed values matches.
+fn personality_rules() -> Vec<(u64, u64)> {
+    let mut rules: Vec<(u64, u64)> = (0..32u32)
+        .filter(|bit| *bit != 3 && *bit != 17)
+        .map(|bit| {
+            let (this, next) = (1u64 << bit, 1u64 << ((bit + 1) % 32));
+            (this | next, this)
+        })
+        .collect();
+    rules.push((0b111 << 2, 0b011 << 2));
+    rules.push((0b111 << 16, 0b011 << 16));
+    rules
 }
 
 /// The filters: the blocked calls fail with EPERM, some only with the
@@ -553,6 +689,77 @@ mod tests {
                 .drop_from_bounding
                 .contains(&Capability::CAP_CHOWN)
         );
+    }
+
+    #[test]
+    fn the_default_profile_refuses_what_the_default_filters_refuse() {
+        use crate::runtime::seccomp::tests::{Call, outcome};
+        let ours = seccomp_filters().unwrap();
+        let profile = berth_default_profile();
+        let compiled = crate::runtime::seccomp::filters_of(Some(&profile)).unwrap();
+        assert_eq!(
+            profile["syscalls"][0]["names"].as_array().unwrap().len(),
+            blocked_syscalls().len(),
+            "every blocked call has a name"
+        );
+        let same = |nr: u32, args: [u64; 6]| {
+            let call = Call {
+                arch: 0xc000_003e,
+                nr,
+                args,
+            };
+            assert_eq!(
+                outcome(&ours, &call),
+                outcome(&compiled, &call),
+                "call {nr} with {args:x?}"
+            );
+        };
+        #[allow(clippy::unnecessary_cast)]
+        let (tiocsti, tioclinux) = (libc::TIOCSTI as u64, libc::TIOCLINUX as u64);
+        let new_user = libc::CLONE_NEWUSER as u64;
+        let firsts = [
+            0,
+            1,
+            8,
+            0x20000,
+            0x20008,
+            0xffff_ffff,
+            0xffff_fffe,
+            0x0004_0000,
+            0x0040_0000,
+            0x1_0000_0000,
+            0x1_0000_0008,
+            new_user,
+            new_user | libc::SIGCHLD as u64,
+            new_user << 32,
+            libc::AF_VSOCK as u64,
+            libc::AF_VSOCK as u64 | 1 << 32,
+            libc::AF_INET as u64,
+        ];
+        let seconds = [0, 9, tiocsti, tioclinux, tiocsti | 1 << 32, tiocsti + 1];
+        for nr in 0..=470 {
+            for first in firsts {
+                for second in seconds {
+                    same(nr, [first, second, 0, 0, 0, 0]);
+                }
+            }
+        }
+        // personality's persona, more thoroughly: every value with one or
+        // two bits set or clear, and some others.
+        let personality = libc::SYS_personality as u32;
+        let mut persona = 0x2545_f491_u64;
+        for a in 0..32 {
+            for b in 0..32 {
+                let bits = 1u64 << a | 1u64 << b;
+                same(personality, [bits, 0, 0, 0, 0, 0]);
+                same(personality, [!bits & 0xffff_ffff, 0, 0, 0, 0, 0]);
+                persona = persona
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                same(personality, [persona >> 32, 0, 0, 0, 0, 0]);
+                same(personality, [persona, 0, 0, 0, 0, 0]);
+            }
+        }
     }
 
     #[test]

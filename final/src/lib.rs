@@ -29,6 +29,7 @@ pub mod run;
 pub mod runtime;
 pub mod show;
 pub mod terminal;
+pub mod tiny;
 
 use std::path::Path;
 

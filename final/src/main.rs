@@ -116,6 +116,10 @@ enum Command {
         ready_fd: i32,
         id: String,
     },
+    /// (internal) Record how a detached container ended and clean up; run
+    /// by its monitor.
+    #[command(hide = true)]
+    MonitorFinish { id: String, code: u8 },
 }
 
 #[derive(clap::Args)]
@@ -241,6 +245,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             let ready = Ready::from_fd(ready_fd)?;
             run::execute(&engine, engine.containers.load(&id)?, ready)
         }
+        Command::MonitorFinish { id, code } => run::conclude(&engine, &id, code),
         Command::Exec(args) => {
             let record = engine.containers.find(&args.container)?;
             let options = ExecOptions {

@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
@@ -28,7 +28,7 @@ use stage05_networks::network::Network;
 use crate::Engine;
 use crate::harden::{self, Hardening};
 use crate::record::{Plugged, Proc, Record, Spec, Status, now};
-use crate::{control, terminal};
+use crate::{control, terminal, tiny};
 
 /// What `berth run` prints its warnings as.
 const PROGRAM: &str = "berth";
@@ -259,11 +259,19 @@ fn run_container(
     let mut process = image::process(&image.config, &spec.overrides())?;
     let (terminal, stdio) = terminal::streams(spec.interactive, spec.tty)?;
     process.stdio = stdio;
+    // A detached container's init becomes the tiny program once the
+    // command runs, and so does its monitor (see `become_waiter`).
+    let tiny = match spec.detached {
+        true => Some(std::sync::Arc::new(tiny::program()?)),
+        false => None,
+    };
     let hardening = match spec.privileged {
         true => None,
         false => {
             let keep = harden::capabilities(&spec.cap_add, &spec.cap_drop)?;
-            Some(Hardening::keeping(true, keep)?.into_before_exec())
+            let mut before_exec = Hardening::keeping(true, keep)?.into_before_exec();
+            before_exec.init_program = tiny.clone();
+            Some(before_exec)
         }
     };
 
@@ -319,6 +327,10 @@ fn run_container(
         let _ = kill(waiting.pid(), Signal::SIGKILL);
     }
     let relay = terminal.map(|t| t.relay(spec.interactive)).transpose()?;
+    if let Some(tiny) = tiny.filter(|_| command_started && !abandoned) {
+        let err = become_waiter(engine, &id, waiting.pid(), &tiny);
+        eprintln!("{PROGRAM}: warning: {err}; waiting as berth instead");
+    }
 
     let code = waiting.wait()?;
     if let Some(relay) = relay {
@@ -358,6 +370,67 @@ fn run_container(
         abandoned,
     })
 }
+
+// ANCHOR: become_waiter
+/// A detached container runs: all that is left for its monitor is to wait
+/// for it (conmon's job), and a copy of berth costs megabytes for that. So
+/// the monitor becomes the tiny program: same process (init stays our
+/// child), a few pages of memory. When init ends, the tiny program execs
+/// berth again as `berth monitor-finish ID CODE`, which records the exit
+/// code and cleans up from the record ([`conclude`]). Returns only why
+/// that could not happen.
+fn become_waiter(engine: &Engine, id: &str, init: nix::unistd::Pid, tiny: &OwnedFd) -> Error {
+    // Ourselves, to come back to: the read-only view we run from.
+    let berth = match nix::fcntl::open(
+        crate::guard::OUR_BINARY,
+        nix::fcntl::OFlag::O_PATH,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => return Error::io("open", crate::guard::OUR_BINARY, e.into()),
+    };
+    let args = [
+        "wait".into(),
+        init.to_string().into(),
+        berth.as_raw_fd().to_string().into(),
+        std::env::args_os().next().unwrap_or("berth".into()),
+        "--root".into(),
+        engine.root.dir().as_os_str().to_owned(),
+        "monitor-finish".into(),
+        id.into(),
+    ];
+    tiny::become_program(tiny, "berth-monitor", args.to_vec())
+}
+
+/// `berth monitor-finish ID CODE`: what the monitor of a detached container
+/// does once the tiny program saw it end: what the kernel counted, the exit
+/// code in the record, then the cleanup (`control::clean_up` removes what
+/// the record lists) and `--rm`.
+pub fn conclude(engine: &Engine, id: &str, code: u8) -> Result<u8, Error> {
+    let mut record = engine.containers.load(id)?;
+    match cgroup::open(&record.state.cgroups).and_then(|cgroup| cgroup.usage()) {
+        Ok(usage) => {
+            record.state.oom_killed = usage.oom_kills > 0;
+            let name = format!("berth-{id}");
+            report(
+                PROGRAM,
+                &name,
+                &record.spec.limits(),
+                &usage,
+                code,
+                record.spec.stats,
+            );
+        }
+        Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
+    }
+    record.state.status = Status::Exited;
+    record.state.finished = Some(now());
+    record.state.exit_code = Some(code);
+    let keep = !record.spec.auto_remove;
+    finish(engine, &mut record, keep)?;
+    Ok(code)
+}
+// ANCHOR_END: become_waiter
 
 /// Everything is in place and the command may start: say so in the record.
 fn mark_running(

@@ -302,6 +302,9 @@ fn berths_own_binary_is_read_only_to_its_containers() {
     // EROFS: berth runs from a read-only view of itself. (Without it, the
     // write would fail only while berth runs, with ETXTBSY, and truncating
     // is checked first against the mount: O_TRUNC tells the two apart.)
+    // Once a detached container runs, its monitor and init run the tiny
+    // program instead, from an in-memory file sealed against writes for
+    // good (F_SEAL_WRITE and F_SEAL_SHRINK: no write or truncation, ever).
     let inspect: serde_json::Value =
         serde_json::from_str(&lab.ok(&["inspect", &id])).expect("inspect is JSON");
     for process in ["monitor", "init"] {
@@ -311,9 +314,17 @@ fn berths_own_binary_is_read_only_to_its_containers() {
             .write(true)
             .truncate(true)
             .open(&exe);
-        assert_eq!(
-            opened.err().and_then(|e| e.raw_os_error()),
-            Some(libc::EROFS),
+        let read_only_view = opened.err().and_then(|e| e.raw_os_error()) == Some(libc::EROFS);
+        let sealed = std::fs::File::open(&exe).is_ok_and(|file| {
+            // SAFETY: F_GET_SEALS on a descriptor we own.
+            let seals = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GET_SEALS) };
+            seals > 0
+                && seals & (libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK) != 0
+                && seals & libc::F_SEAL_WRITE != 0
+                && seals & libc::F_SEAL_SHRINK != 0
+        });
+        assert!(
+            read_only_view || sealed,
             "{process}'s binary ({exe}) must be read-only to whoever reaches it"
         );
     }

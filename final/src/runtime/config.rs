@@ -271,11 +271,6 @@ pub(crate) fn container_of(
     let rootfs = stage01_chroot::checks::check_rootfs(&rootfs)?;
     let mounts = mounts_of(&config.mounts, bundle)?;
     let mut settings = sysctls_of(&config.linux.sysctl)?;
-    if config.linux.seccomp.is_some() {
-        eprintln!(
-            "berth: warning: config.json's linux.seccomp is not supported; no filter is applied"
-        );
-    }
     let mut process = process_of(&config.process, stdio)?;
     let hardening = Hardening::custom(
         config.linux.masked_paths.clone(),
@@ -283,7 +278,8 @@ pub(crate) fn container_of(
         capability_sets(config.process.capabilities.as_ref())?,
         config.process.no_new_privileges,
     )?
-    .with_additional_gids(additional_gids(&config.process.user)?);
+    .with_additional_gids(additional_gids(&config.process.user)?)
+    .with_filters(super::seccomp::filters_of(config.linux.seccomp.as_ref())?);
     settings.append(&mut process.settings);
     Ok(Container {
         rootfs,
@@ -298,6 +294,7 @@ pub(crate) fn container_of(
         before_exec: Some(stage02_namespaces::BeforeExec {
             step: before_exec(settings, process.rlimits, hardening),
             init_title: Some(crate::harden::INIT_TITLE),
+            init_program: None,
         }),
         namespaces: namespaces_of(config)?,
         gate,

@@ -18,6 +18,7 @@
 mod config;
 mod hooks;
 mod resources;
+pub mod seccomp;
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -556,7 +557,8 @@ pub fn exec(root: &Path, options: ExecOptions) -> Result<u8, Error> {
         config::capability_sets(spec.capabilities.as_ref())?,
         spec.no_new_privileges,
     )?
-    .with_additional_gids(config::additional_gids(&spec.user)?);
+    .with_additional_gids(config::additional_gids(&spec.user)?)
+    .with_filters(seccomp::filters_of(config.linux.seccomp.as_ref())?);
     let step: Step = config::before_exec(parts.settings, parts.rlimits, hardening);
     let entry = Entry::open(init.pid, &state.cgroups)?;
     harden::protect_our_binary()?;
@@ -813,7 +815,7 @@ pub fn features() -> Result<(), Error> {
             "namespaces": ["pid", "network", "ipc", "uts", "mount", "cgroup", "user"],
             "capabilities": capabilities,
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {"enabled": false},
+            "seccomp": seccomp::features(),
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
         },

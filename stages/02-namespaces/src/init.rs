@@ -108,6 +108,13 @@ fn start_command(container: &Container, started: &OwnedFd) -> Result<u8, Error> 
         stage01_chroot::exit::spawn_error(err, container.process.program(), &container.rootfs)
     })?;
     let _ = nix::unistd::write(started, b"1"); // spawn returns once it exec'd
+    let program = container
+        .before_exec
+        .as_ref()
+        .and_then(|b| b.init_program.as_ref());
+    if let Some(program) = program {
+        become_init_program(program, child.id()); // returns only if that failed
+    }
     let status = supervise::supervise(nix::unistd::Pid::from_raw(child.id() as i32))
         .map_err(|e| Error::Other(format!("init: wait for the command: {e}")))?;
     Ok(stage01_chroot::exit::exit_code(status))
@@ -205,6 +212,22 @@ fn find_program(process: &crate::Process, rootfs: &std::path::Path) -> Result<()
             rootfs: rootfs.to_owned(),
         }),
     }
+}
+
+/// Become `program`, run as `init PID`: it keeps our PID, our child, and
+/// the signals we blocked, which is all it needs to be the container's
+/// init. If that fails, we say so and stay init ourselves.
+fn become_init_program(program: &OwnedFd, command: u32) {
+    let title = c"berth-init";
+    let args = [
+        title,
+        c"init",
+        &std::ffi::CString::new(command.to_string()).unwrap_or_default(),
+    ];
+    let env: [&std::ffi::CStr; 0] = [];
+    let flags = nix::fcntl::AtFlags::AT_EMPTY_PATH;
+    let Err(err) = nix::unistd::execveat(program, c"", &args, &env, flags);
+    eprintln!("{}: run the tiny init: {err}; staying init", program_name());
 }
 
 /// If the stage binary outside dies, even by SIGKILL, take the container

@@ -1,0 +1,307 @@
+//! berth-tiny: the two processes that stay behind for each detached
+//! container, as small as a process can be.
+//!
+//! Once a container runs, two processes wait for it: its init inside
+//! (PID 1: passes signals on to the command and reaps orphans) and its
+//! monitor outside (waits for init to end, then has berth record the exit
+//! code and clean up; conmon's job under Podman). Neither needs the rest of
+//! berth for that, and a copy of all of berth costs megabytes of memory per
+//! container. So each of them, once its set-up is done, `exec`s this
+//! program instead: no standard library, no C library, no heap, just system
+//! calls. It keeps the process's PID, children, open files and blocked
+//! signals, which is all it needs, and its memory is a few pages.
+//!
+//! It is built by final/build.rs with `rustc` (no Cargo: it depends on
+//! nothing) and embedded in berth, which runs it from a sealed in-memory
+//! file (see `final/src/tiny.rs`).
+//!
+//!   berth-tiny init PID              be PID 1 for the command PID
+//!   berth-tiny wait PID FD ARGS...   wait for PID, then run the program
+//!                                    open as FD with ARGS and the exit code
+
+#![no_std]
+#![no_main]
+
+use core::arch::{asm, global_asm};
+
+// ---- system calls, by number ----
+
+#[cfg(target_arch = "x86_64")]
+mod nr {
+    pub const WRITE: usize = 1;
+    pub const RT_SIGPROCMASK: usize = 14;
+    pub const KILL: usize = 62;
+    pub const WAIT4: usize = 61;
+    pub const RT_SIGTIMEDWAIT: usize = 128;
+    pub const PRCTL: usize = 157;
+    pub const EXIT_GROUP: usize = 231;
+    pub const EXECVEAT: usize = 322;
+}
+
+#[cfg(target_arch = "aarch64")]
+mod nr {
+    pub const WRITE: usize = 64;
+    pub const RT_SIGPROCMASK: usize = 135;
+    pub const KILL: usize = 129;
+    pub const WAIT4: usize = 260;
+    pub const RT_SIGTIMEDWAIT: usize = 137;
+    pub const PRCTL: usize = 167;
+    pub const EXIT_GROUP: usize = 94;
+    pub const EXECVEAT: usize = 281;
+}
+
+#[cfg(target_arch = "x86_64")]
+unsafe fn syscall(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize) -> isize {
+    let result: isize;
+    // SAFETY: the caller passes arguments valid for system call `n`.
+    unsafe {
+        asm!("syscall", inlateout("rax") n as isize => result, in("rdi") a, in("rsi") b,
+             in("rdx") c, in("r10") d, in("r8") e, lateout("rcx") _, lateout("r11") _,
+             options(nostack));
+    }
+    result
+}
+
+#[cfg(target_arch = "aarch64")]
+unsafe fn syscall(n: usize, a: usize, b: usize, c: usize, d: usize, e: usize) -> isize {
+    let result: isize;
+    // SAFETY: the caller passes arguments valid for system call `n`.
+    unsafe {
+        asm!("svc 0", in("x8") n, inlateout("x0") a as isize => result, in("x1") b,
+             in("x2") c, in("x3") d, in("x4") e, options(nostack));
+    }
+    result
+}
+
+// The kernel starts us with the stack pointer at argc, argv..., 0, envp...
+#[cfg(target_arch = "x86_64")]
+global_asm!(".globl _start", "_start:", "mov rdi, rsp", "and rsp, -16", "call tiny_main", "ud2");
+#[cfg(target_arch = "aarch64")]
+global_asm!(".globl _start", "_start:", "mov x0, sp", "bl tiny_main", "brk #0");
+
+const EINTR: isize = -4;
+const SIGCHLD: usize = 17;
+const WNOHANG: usize = 1;
+const AT_EMPTY_PATH: usize = 0x1000;
+const PR_SET_NAME: usize = 15;
+
+fn exit(code: u8) -> ! {
+    // SAFETY: ends the process; no memory is involved.
+    unsafe { syscall(nr::EXIT_GROUP, code as usize, 0, 0, 0, 0) };
+    loop {}
+}
+
+fn say(text: &[u8]) {
+    // SAFETY: writes our own bytes to stderr.
+    unsafe { syscall(nr::WRITE, 2, text.as_ptr() as usize, text.len(), 0, 0) };
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    say(b"berth-tiny: panic\n");
+    exit(125)
+}
+
+// What the compiler expects a C library to provide. The loops use volatile
+// accesses so that the compiler can't turn them back into calls to
+// themselves. The precompiled `core` names an unwinding routine that a
+// program which aborts on panic never calls.
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memset(dst: *mut u8, byte: i32, n: usize) -> *mut u8 {
+    for i in 0..n {
+        // SAFETY: the caller gives n writable bytes.
+        unsafe { core::ptr::write_volatile(dst.add(i), byte as u8) };
+    }
+    dst
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "C" fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    for i in 0..n {
+        // SAFETY: the caller gives n bytes each side, not overlapping.
+        unsafe { core::ptr::write_volatile(dst.add(i), core::ptr::read_volatile(src.add(i))) };
+    }
+    dst
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "C" fn strlen(s: *const u8) -> usize {
+    let mut n = 0;
+    // SAFETY: the caller gives a NUL-terminated string.
+    while unsafe { core::ptr::read_volatile(s.add(n)) } != 0 {
+        n += 1;
+    }
+    n
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn rust_eh_personality() {}
+
+/// A C string from the kernel's argument area, as bytes.
+unsafe fn c_str<'a>(pointer: *const u8) -> &'a [u8] {
+    // SAFETY: the kernel NUL-terminates every argument.
+    unsafe { core::slice::from_raw_parts(pointer, strlen(pointer)) }
+}
+
+fn number(text: &[u8]) -> Option<usize> {
+    let mut value: usize = 0;
+    for digit in text {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add((digit - b'0') as usize)?;
+    }
+    (!text.is_empty()).then_some(value)
+}
+
+/// A wait status as a shell shows it: the exit code, or 128 + the signal.
+fn exit_code(status: i32) -> u8 {
+    match status & 0x7f {
+        0 => ((status >> 8) & 0xff) as u8,
+        signal => 128u8.wrapping_add(signal as u8),
+    }
+}
+
+#[unsafe(no_mangle)]
+unsafe extern "C" fn tiny_main(stack: *const usize) -> ! {
+    // SAFETY: the layout the kernel gives every new program.
+    let argc = unsafe { *stack };
+    let argv = unsafe { stack.add(1) } as *const *const u8;
+    let envp = unsafe { argv.add(argc + 1) };
+    let arg = |i: usize| -> &[u8] {
+        match i < argc {
+            // SAFETY: argv holds argc valid pointers.
+            true => unsafe { c_str(*argv.add(i)) },
+            false => b"",
+        }
+    };
+    let Some(pid) = number(arg(2)) else {
+        say(b"usage: berth-tiny init PID | berth-tiny wait PID FD PROGRAM ARGS...\n");
+        exit(125)
+    };
+    match arg(1) {
+        b"init" => init(pid),
+        b"wait" => match number(arg(3)) {
+            // SAFETY: argv and envp are the kernel's, with argc arguments.
+            Some(fd) if argc > 4 => unsafe { wait_then_exec(pid, fd, argv.add(4), argc - 4, envp) },
+            _ => {
+                say(b"berth-tiny wait: give PID FD PROGRAM ARGS...\n");
+                exit(125)
+            }
+        },
+        _ => {
+            say(b"berth-tiny: init or wait?\n");
+            exit(125)
+        }
+    }
+}
+
+// ANCHOR: init
+/// PID 1 of a container whose command is `command`: the signals berth's
+/// init blocked (the ones to pass on, and SIGCHLD) stay blocked across
+/// exec, so we take them one at a time: SIGCHLD means "reap", any other is
+/// sent on to the command. When the command ends we end with its code,
+/// and the kernel ends whatever is left in the namespace.
+fn init(command: usize) -> ! {
+    // SAFETY: a NUL-terminated name of at most 16 bytes.
+    unsafe { syscall(nr::PRCTL, PR_SET_NAME, b"berth-init\0".as_ptr() as usize, 0, 0, 0) };
+    let mut blocked: u64 = 0;
+    // SAFETY: reads our signal mask into `blocked` (8 bytes, the kernel's size).
+    unsafe { syscall(nr::RT_SIGPROCMASK, 0, 0, &mut blocked as *mut u64 as usize, 8, 0) };
+    loop {
+        // SAFETY: waits for one of the signals in `blocked`.
+        let signal = unsafe {
+            syscall(nr::RT_SIGTIMEDWAIT, &blocked as *const u64 as usize, 0, 0, 8, 0)
+        };
+        match signal {
+            EINTR => continue,
+            s if s == SIGCHLD as isize => {
+                if let Some(code) = reap(command) {
+                    exit(code);
+                }
+            }
+            s if s > 0 => {
+                // SAFETY: a signal to our own child.
+                unsafe { syscall(nr::KILL, command, s as usize, 0, 0, 0) };
+            }
+            _ => exit(125),
+        }
+    }
+}
+
+/// Reap every child that has ended (orphans of the container included);
+/// the command's exit code, if it was among them.
+fn reap(command: usize) -> Option<u8> {
+    let mut code = None;
+    loop {
+        let mut status: i32 = 0;
+        // SAFETY: -1 (any child), a place for the status, WNOHANG.
+        let pid = unsafe {
+            syscall(nr::WAIT4, usize::MAX, &mut status as *mut i32 as usize, WNOHANG, 0, 0)
+        };
+        if pid <= 0 {
+            return code;
+        }
+        if pid as usize == command {
+            code = Some(exit_code(status));
+        }
+    }
+}
+// ANCHOR_END: init
+
+// ANCHOR: wait
+/// The monitor: wait for the container's init, then exec the program open
+/// as `fd` (berth itself) with `args` and the exit code as the last one.
+unsafe fn wait_then_exec(
+    init: usize,
+    fd: usize,
+    args: *const *const u8,
+    count: usize,
+    envp: *const *const u8,
+) -> ! {
+    // SAFETY: a NUL-terminated name of at most 16 bytes.
+    unsafe { syscall(nr::PRCTL, PR_SET_NAME, b"berth-monitor\0".as_ptr() as usize, 0, 0, 0) };
+    let mut status: i32 = 0;
+    loop {
+        // SAFETY: waits for our child `init`.
+        let pid = unsafe { syscall(nr::WAIT4, init, &mut status as *mut i32 as usize, 0, 0, 0) };
+        match pid {
+            EINTR => continue,
+            p if p == init as isize => break,
+            _ => exit(125), // not our child: nothing to wait for
+        }
+    }
+    // The exit code as text, "0" to "255", then the new argument list.
+    let code = exit_code(status);
+    let mut text = [0u8; 4];
+    let digits = [code / 100, code / 10 % 10, code % 10];
+    let first = digits.iter().position(|d| *d != 0).unwrap_or(2);
+    for (i, digit) in digits[first..].iter().enumerate() {
+        text[i] = b'0' + digit;
+    }
+    const MOST: usize = 64;
+    if count + 2 > MOST {
+        exit(125);
+    }
+    let mut new_args: [*const u8; MOST] = [core::ptr::null(); MOST];
+    for (i, slot) in new_args.iter_mut().enumerate().take(count) {
+        // SAFETY: `args` holds `count` pointers.
+        *slot = unsafe { *args.add(i) };
+    }
+    new_args[count] = text.as_ptr();
+    // SAFETY: a descriptor of an executable, an empty path with
+    // AT_EMPTY_PATH, NULL-terminated argument and environment lists.
+    unsafe {
+        syscall(
+            nr::EXECVEAT,
+            fd,
+            b"\0".as_ptr() as usize,
+            new_args.as_ptr() as usize,
+            envp as usize,
+            AT_EMPTY_PATH,
+        )
+    };
+    say(b"berth-monitor: could not run berth to record the exit code\n");
+    exit(code)
+}
+// ANCHOR_END: wait
