@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use stage01_chroot::Error;
-use stage02_namespaces::{Container, hostname, namespaces, supervise};
+use stage02_namespaces::{Container, hostname};
 use stage04_images::digest::Digest;
 use stage04_images::image::{self, Image, Overrides};
 use stage04_images::layers;
@@ -31,7 +31,8 @@ use stage04_images::store::{Store, write_atomic};
 
 use crate::Engine;
 use crate::dockerfile::{self, Instruction, Step, substitute};
-use crate::harden::{self, Hardening};
+use crate::harden::Hardening;
+use crate::launch;
 use crate::layer::{self, LayerFile};
 
 /// What `berth build` was asked for.
@@ -313,9 +314,7 @@ fn run_step(
         gate: None,
         before_exec: Some(hardening.into_before_exec()),
     };
-    supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
-    harden::protect_our_binary()?;
-    let code = namespaces::start(&container)?.resume()?.wait()?;
+    let code = launch::start(&container, None, false)?.resume()?.wait()?;
     if code != 0 {
         return Err(Error::Other(format!(
             "Dockerfile line {}: `{}` failed with exit code {code}",

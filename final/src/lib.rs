@@ -23,6 +23,7 @@ pub mod dockerfile;
 pub mod exec;
 pub mod guard;
 pub mod harden;
+pub mod launch;
 pub mod layer;
 pub mod record;
 pub mod run;

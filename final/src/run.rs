@@ -16,7 +16,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::pipe2;
 use stage01_chroot::Error;
-use stage02_namespaces::{Container, Started, hostname, namespaces, supervise};
+use stage02_namespaces::{Container, Started, hostname};
 use stage03_cgroups::{cgroup, report};
 use stage04_images::image::{self, Image};
 use stage04_images::overlay::overlay_mount;
@@ -28,7 +28,7 @@ use stage05_networks::network::Network;
 use crate::Engine;
 use crate::harden::{self, Hardening};
 use crate::record::{Plugged, Proc, Record, Spec, Status, now};
-use crate::{control, terminal, tiny};
+use crate::{control, launch, terminal, tiny};
 
 /// What `berth run` prints its warnings as.
 const PROGRAM: &str = "berth";
@@ -296,15 +296,10 @@ fn run_container(
     };
 
     // Limits, namespaces, network; then it may go.
-    supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
-    if !spec.privileged {
-        harden::protect_our_binary()?; // init, our clone, inherits it
-    }
     let limits = spec.limits();
     let mut cgroup = cgroup_place.create(&cgroup_name, &limits)?;
-    let started = namespaces::start(&container)?;
+    let started = launch::start(&container, Some(cgroup.as_ref()), spec.privileged)?;
     drop(container); // its copy of the terminal, if any, is init's now
-    cgroup.add_process(started.pid())?;
     let plug = Plug {
         program: PROGRAM,
         networks: &engine.networks,

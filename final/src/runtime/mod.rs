@@ -36,7 +36,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{Pid, mkfifo};
 use serde::{Deserialize, Serialize};
 use stage01_chroot::Error;
-use stage02_namespaces::{Gate, ProcessStdio, namespaces, supervise};
+use stage02_namespaces::{Gate, ProcessStdio, supervise};
 use stage03_cgroups::cgroup;
 use stage04_images::store::write_atomic;
 
@@ -250,9 +250,7 @@ fn make(
         None => ProcessStdio::Inherit,
     };
     let container = config::container_of(config, &state.bundle, stdio, Some(exec_gate(&dir)?))?;
-    harden::protect_our_binary()?; // init is a copy of us until it execs
-    let started = namespaces::start(&container)?;
-    cgroup.add_process(started.pid())?;
+    let started = crate::launch::start(&container, Some(cgroup.as_ref()), false)?;
     state.init = Proc::of(started.pid().as_raw());
     runtime.save(state)?;
     let pid = started.ready()?; // init is set up, and waits at the gate

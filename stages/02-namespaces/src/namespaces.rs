@@ -323,12 +323,7 @@ impl Started {
     /// Everything outside is ready: let the container's init go on, and
     /// wait until its command has started.
     pub fn resume(mut self) -> Result<Running, Error> {
-        let go = self
-            .go
-            .take()
-            .ok_or_else(|| Error::Other("resumed twice".into()))?;
-        send_go(&go, self.root.take())
-            .map_err(|e| Error::Other(format!("wake the container: {e}")))?;
+        self.go_on()?;
         // Return once init has built the root and started the command (or
         // given up): from then on, the container is all there for anyone
         // who looks at it, `exec` included.
@@ -351,12 +346,7 @@ impl Started {
     /// process is on its own: we no longer kill it when we go. A set-up
     /// error comes back here, in init's words.
     pub fn ready(mut self) -> Result<Pid, Error> {
-        let go = self
-            .go
-            .take()
-            .ok_or_else(|| Error::Other("resumed twice".into()))?;
-        send_go(&go, self.root.take())
-            .map_err(|e| Error::Other(format!("wake the container: {e}")))?;
+        self.go_on()?;
         // "1" when it is ready (it keeps its end open until it execs), or
         // why it gave up, followed by EOF as it exits.
         let mut said = Vec::new();
@@ -381,6 +371,17 @@ impl Started {
             )),
             words => Err(Error::Other(String::from_utf8_lossy(words).trim().into())),
         }
+    }
+}
+
+impl Started {
+    /// Say "go", with the root we made, if any.
+    fn go_on(&mut self) -> Result<(), Error> {
+        let go = self
+            .go
+            .take()
+            .ok_or_else(|| Error::Other("resumed twice".into()))?;
+        send_go(&go, self.root.take()).map_err(|e| Error::Other(format!("wake the container: {e}")))
     }
 }
 
