@@ -42,35 +42,6 @@ impl Terminal {
         ProcessStdio::Terminal(self.inner.clone())
     }
 
-    // ANCHOR: console_socket
-    /// An OCI runtime's `--console-socket`: the caller (conmon, the
-    /// containerd shim) listens on a Unix socket and relays the terminal
-    /// itself; we connect, hand it the outer side as an attached file
-    /// descriptor (SCM_RIGHTS), and keep only the inner side, for the
-    /// command.
-    pub fn hand_outer_side_to(self, socket: &std::path::Path) -> Result<ProcessStdio, Error> {
-        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-        let fail = |e: &dyn std::fmt::Display| {
-            Error::Other(format!(
-                "console socket {}: {e} (the caller must listen there)",
-                socket.display()
-            ))
-        };
-        let stream = std::os::unix::net::UnixStream::connect(socket).map_err(|e| fail(&e))?;
-        let fds = [self.outer.as_raw_fd()];
-        let name = [std::io::IoSlice::new(b"/dev/ptmx")]; // what runc sends along
-        sendmsg::<()>(
-            stream.as_raw_fd(),
-            &name,
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
-            None,
-        )
-        .map_err(|e| fail(&e))?;
-        Ok(ProcessStdio::Terminal(self.inner))
-    }
-    // ANCHOR_END: console_socket
-
     // ANCHOR: relay
     /// Once the command has its copy of the inner side: give up ours (so
     /// the outer side reports the end when the command's copies close),

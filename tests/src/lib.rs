@@ -4,6 +4,7 @@
 //! not root, unless `BERTH_SKIP_ROOT_TESTS=1` is set explicitly: a test that
 //! silently skips would look green while checking nothing. CI never sets it.
 
+pub mod engines;
 pub mod fixture;
 pub mod images;
 pub mod lab;

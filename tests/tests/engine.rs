@@ -828,7 +828,7 @@ fn the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle() {
         .assert()
         .code(125)
         .stderr(predicate::str::contains(
-            "/no/such/program: command not found",
+            "\"/no/such/program\": executable file not found in $PATH: no such file or directory",
         ));
     assert!(cgroups_of("third").is_empty(), "its cgroup was left");
     let left = std::fs::read_dir(state_root.join("runtime"))

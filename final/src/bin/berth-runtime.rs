@@ -166,14 +166,29 @@ impl CreateArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (log, log_format) = (cli.log.clone(), cli.log_format);
+    let log_format = cli.log_format;
+    let mut log = None;
     let result = check_flags(&cli)
         .and_then(|()| guard(&cli.command))
-        .and_then(|()| dispatch(cli));
-    if let (Err(err), Some(log)) = (&result, log) {
-        append_log(&log, log_format, &err.to_string());
+        .and_then(|()| {
+            // Opened now, as runc does: callers read it after any failure,
+            // and `exec` later stands in the container's root, where this
+            // path would lead elsewhere.
+            log = cli.log.as_deref().map(open_log).transpose()?;
+            dispatch(cli)
+        });
+    if let (Err(err), Some(log)) = (&result, log.as_mut()) {
+        append_log(log, log_format, &err.to_string());
     }
     exit::finish("berth-runtime", result)
+}
+
+fn open_log(path: &Path) -> Result<std::fs::File, Error> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io("open the log", path, e))
 }
 
 /// runc's global flags that berth does not implement, refused by name.
@@ -271,7 +286,7 @@ enum LogFormat {
     Json,
 }
 
-fn append_log(path: &Path, format: LogFormat, message: &str) {
+fn append_log(file: &mut std::fs::File, format: LogFormat, message: &str) {
     let line = match format {
         LogFormat::Text => format!("berth-runtime: {message}"),
         LogFormat::Json => serde_json::json!({
@@ -281,11 +296,5 @@ fn append_log(path: &Path, format: LogFormat, message: &str) {
         })
         .to_string(),
     };
-    if let Ok(mut file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        let _ = writeln!(file, "{line}");
-    }
+    let _ = writeln!(file, "{line}");
 }

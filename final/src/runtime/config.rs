@@ -50,6 +50,15 @@ pub(crate) struct ProcessSpec {
     pub(crate) no_new_privileges: bool,
     #[serde(default)]
     pub(crate) oom_score_adj: Option<i32>,
+    #[serde(default)]
+    pub(crate) console_size: Option<ConsoleSize>,
+}
+
+/// `process.consoleSize`: the terminal's rows and columns.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) struct ConsoleSize {
+    pub(crate) height: u16,
+    pub(crate) width: u16,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -43,7 +43,6 @@ use stage04_images::store::write_atomic;
 use crate::exec::{Entry, Step};
 use crate::harden::{self, Hardening};
 use crate::record::{Proc, now};
-use crate::terminal::Terminal;
 
 /// The runtime spec version we report.
 const OCI_VERSION: &str = "1.0.2";
@@ -245,10 +244,7 @@ fn make(
     };
     let mut cgroup = target.create(&without_devices)?;
 
-    let stdio = match console_socket {
-        Some(socket) => Terminal::open()?.hand_outer_side_to(socket)?,
-        None => ProcessStdio::Inherit,
-    };
+    let stdio = stdio_of(console_socket, config.process.console_size)?;
     let container = config::container_of(config, &state.bundle, stdio, Some(exec_gate(&dir)?))?;
     let started = crate::launch::start(&container, Some(cgroup.as_ref()), false)?;
     state.init = Proc::of(started.pid().as_raw());
@@ -268,6 +264,31 @@ fn make(
     runtime.save(state)?;
     Ok(pid)
 }
+
+// ANCHOR: console
+/// The process's stdio: the caller's (inherited), or with
+/// `--console-socket` a terminal made inside the container whose outer
+/// side goes to the caller, who relays it (see stage 02's
+/// `ProcessStdio::ConsoleSocket`). We connect now, from the host.
+fn stdio_of(
+    console_socket: Option<&Path>,
+    size: Option<config::ConsoleSize>,
+) -> Result<ProcessStdio, Error> {
+    let Some(path) = console_socket else {
+        return Ok(ProcessStdio::Inherit);
+    };
+    let stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
+        Error::Other(format!(
+            "console socket {}: {e} (the caller must listen there)",
+            path.display()
+        ))
+    })?;
+    Ok(ProcessStdio::ConsoleSocket {
+        socket: Arc::new(stream.into()),
+        size: size.map(|s| (s.height, s.width)),
+    })
+}
+// ANCHOR_END: console
 
 /// Init's gate: open the FIFO for writing, which blocks until `start`
 /// opens it for reading, and write one byte. The FIFO is reached through
@@ -544,10 +565,7 @@ pub fn exec(root: &Path, options: ExecOptions) -> Result<u8, Error> {
                 .into(),
         ));
     }
-    let stdio = match options.console_socket {
-        Some(socket) => Terminal::open()?.hand_outer_side_to(socket)?,
-        None => ProcessStdio::Inherit,
-    };
+    let stdio = stdio_of(options.console_socket, spec.console_size)?;
     let parts = config::process_of(&spec, stdio)?;
     let hardening = Hardening::custom(
         Vec::new(), // the container's masks are in place already
@@ -558,14 +576,22 @@ pub fn exec(root: &Path, options: ExecOptions) -> Result<u8, Error> {
     .with_additional_gids(config::additional_gids(&spec.user)?)
     .with_filters(seccomp::filters_of(config.linux.seccomp.as_ref())?);
     let step: Step = config::before_exec(parts.settings, parts.rlimits, hardening);
+    // Opened before we enter the container: after, paths lead into it.
+    let mut pid_file = options
+        .pid_file
+        .map(|path| std::fs::File::create(path).map_err(|e| Error::io("create", path, e)))
+        .transpose()?;
     let entry = Entry::open(init.pid, &state.cgroups)?;
     harden::protect_our_binary()?;
     let hostname = config.hostname.clone().unwrap_or_default();
-    let child = entry.spawn(&parts.process, &hostname, Some(step), options.id)?;
+    let child = entry
+        .spawn(&parts.process, &hostname, Some(step), options.id)
+        .map_err(in_runcs_words)?;
     let pid = Pid::from_raw(child.id() as i32);
     drop(parts.process); // its copy of the terminal, if any
-    if let Some(pid_file) = options.pid_file {
-        write_atomic(pid_file, pid.to_string().as_bytes())?;
+    if let Some(file) = pid_file.as_mut() {
+        std::io::Write::write_all(file, pid.to_string().as_bytes())
+            .map_err(|e| Error::Other(format!("write the pid file: {e}")))?;
     }
     if options.detach {
         return Ok(0);
@@ -575,6 +601,18 @@ pub fn exec(root: &Path, options: ExecOptions) -> Result<u8, Error> {
     Ok(stage01_chroot::exit::exit_code(status))
 }
 // ANCHOR_END: exec
+
+/// A command that isn't there, in the words runc uses, which Podman,
+/// Docker and containerd look for to answer 127 ("not found").
+fn in_runcs_words(err: Error) -> Error {
+    match err {
+        Error::CommandNotFound { command, .. } => Error::Other(format!(
+            "exec: {:?}: executable file not found in $PATH: no such file or directory",
+            command.to_string_lossy()
+        )),
+        other => other,
+    }
+}
 
 /// The process to exec: `--process`'s, or config.json's with the command
 /// line's args, cwd, env and tty.

@@ -17,6 +17,7 @@ use nix::unistd::{Gid, Uid, setgroups, sethostname, setresgid, setresuid};
 use stage01_chroot::Error;
 
 use crate::namespaces::{Container, Gate};
+use crate::process::ProcessStdio;
 use crate::{mounts, network, supervise};
 
 /// The body of the cloned child; its return value is its exit code.
@@ -27,6 +28,12 @@ pub fn run(
     started: &OwnedFd,
 ) -> isize {
     die_with_parent();
+    if matches!(container.process.stdio, ProcessStdio::ConsoleSocket { .. }) {
+        // The command's streams will be its own terminal: let go of the
+        // caller's now, or a caller that reads them until EOF (as
+        // containerd does `create`'s) waits for us, while we wait for it.
+        stdio_to_dev_null();
+    }
     let parent = nix::unistd::getppid();
     let program = program_name();
     if let Some(title) = container.before_exec.as_ref().and_then(|b| b.init_title) {
@@ -207,10 +214,13 @@ fn find_program(process: &crate::Process, rootfs: &std::path::Path) -> Result<()
     };
     match found {
         true => Ok(()),
-        false => Err(Error::CommandNotFound {
-            command: process.program().to_owned(),
-            rootfs: rootfs.to_owned(),
-        }),
+        // In runc's words, which the engines above a runtime look for.
+        false => Err(Error::Other(format!(
+            "exec: {:?}: executable file not found in $PATH: no such file or directory \
+             (in rootfs {})",
+            program.to_string_lossy(),
+            rootfs.display()
+        ))),
     }
 }
 
@@ -228,6 +238,20 @@ fn become_init_program(program: &OwnedFd, command: u32) {
     let flags = nix::fcntl::AtFlags::AT_EMPTY_PATH;
     let Err(err) = nix::unistd::execveat(program, c"", &args, &env, flags);
     eprintln!("{}: run the tiny init: {err}; staying init", program_name());
+}
+
+/// Our standard streams on /dev/null (the host's: we haven't moved yet).
+fn stdio_to_dev_null() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto our own standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
 }
 
 /// If the stage binary outside dies, even by SIGKILL, take the container

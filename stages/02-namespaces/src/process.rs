@@ -3,6 +3,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -38,6 +39,15 @@ pub enum ProcessStdio {
     /// which also becomes the controlling terminal of a new session, so
     /// that Ctrl-C and job control work inside.
     Terminal(Arc<OwnedFd>),
+    /// As `Terminal`, on a pseudo-terminal made inside the container (its
+    /// own /dev/pts, so that `tty` can name it), whose outer side is sent
+    /// over this connected Unix socket: an OCI runtime's `--console-socket`,
+    /// where the caller (conmon, a containerd shim) relays the terminal.
+    ConsoleSocket {
+        socket: Arc<OwnedFd>,
+        /// Rows and columns, if the caller says.
+        size: Option<(u16, u16)>,
+    },
 }
 
 impl Process {
@@ -88,30 +98,35 @@ impl Process {
     }
 
     fn connect_stdio(&self, command: &mut Command) -> Result<(), Error> {
-        match &self.stdio {
-            ProcessStdio::Inherit => {}
+        let console;
+        let terminal = match &self.stdio {
+            ProcessStdio::Inherit => return Ok(()),
             ProcessStdio::NoInput => {
                 command.stdin(Stdio::null());
+                return Ok(());
             }
-            ProcessStdio::Terminal(terminal) => {
-                let stream = || {
-                    terminal
-                        .try_clone()
-                        .map(Stdio::from)
-                        .map_err(|e| Error::Other(format!("duplicate the terminal: {e}")))
-                };
-                command.stdin(stream()?).stdout(stream()?).stderr(stream()?);
-                // SAFETY: two system calls between fork and exec.
-                unsafe {
-                    command.pre_exec(|| {
-                        nix::unistd::setsid()?;
-                        if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
+            ProcessStdio::Terminal(terminal) => terminal,
+            ProcessStdio::ConsoleSocket { socket, size } => {
+                console = Arc::new(terminal_for_console(socket, *size)?);
+                &console
+            }
+        };
+        let stream = || {
+            terminal
+                .try_clone()
+                .map(Stdio::from)
+                .map_err(|e| Error::Other(format!("duplicate the terminal: {e}")))
+        };
+        command.stdin(stream()?).stdout(stream()?).stderr(stream()?);
+        // SAFETY: two system calls between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()?;
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
-            }
+                Ok(())
+            });
         }
         Ok(())
     }
@@ -123,6 +138,55 @@ pub struct UserIds {
     pub uid: u32,
     pub gid: u32,
 }
+
+// ANCHOR: console_socket
+/// A new pseudo-terminal from the /dev/ptmx of the root we stand in (the
+/// container's), its outer side sent over `socket` as an attached file
+/// descriptor (SCM_RIGHTS); the inner side, for the command.
+fn terminal_for_console(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<OwnedFd, Error> {
+    use nix::fcntl::OFlag;
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let fail = |step: &str, e: &dyn std::fmt::Display| {
+        Error::Other(format!("console socket: {step}: {e}"))
+    };
+    let outer = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| fail("open /dev/ptmx in the container", &e))?;
+    grantpt(&outer)
+        .and_then(|()| unlockpt(&outer))
+        .map_err(|e| fail("unlock the terminal", &e))?;
+    let name = ptsname_r(&outer).map_err(|e| fail("name the terminal", &e))?;
+    let inner: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&name)
+        .map_err(|e| fail(&format!("open {name}"), &e))?
+        .into();
+    if let Some((rows, columns)) = size {
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: columns,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer.
+        unsafe { libc::ioctl(outer.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    }
+    let fds = [outer.as_raw_fd()];
+    let data = [std::io::IoSlice::new(name.as_bytes())];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &data,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| fail("send the terminal", &e))?;
+    Ok(inner)
+}
+// ANCHOR_END: console_socket
 
 // ANCHOR: close_files
 /// Only the three standard streams may cross into the container: any other
