@@ -310,6 +310,7 @@ fn run_step(
         mounts: None,
         readonly_root: false,
         devices: Vec::new(),
+        root_propagation: None,
         namespaces: Default::default(),
         gate: None,
         before_exec: Some(hardening.into_before_exec()),

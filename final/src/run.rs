@@ -290,6 +290,7 @@ fn run_container(
         mounts: None,
         readonly_root: false,
         devices: Vec::new(),
+        root_propagation: None,
         namespaces: Default::default(),
         gate: None,
         before_exec: hardening,

@@ -134,6 +134,8 @@ pub(crate) struct LinuxSpec {
     pub(crate) sysctl: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub(crate) devices: Vec<oci_spec::runtime::LinuxDevice>,
+    #[serde(default)]
+    pub(crate) rootfs_propagation: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -297,6 +299,7 @@ pub(crate) fn container_of(
         mounts: Some(mounts),
         readonly_root: config.root.readonly,
         devices: devices_of(config)?,
+        root_propagation: root_propagation_of(config)?,
         process: process.process,
         hostname: config.hostname.clone().unwrap_or_default(),
         user_map: user_map_of(config)?,
@@ -371,6 +374,24 @@ pub(crate) fn before_exec(
             }
         }
         hardening.apply(user)
+    })
+}
+
+/// `linux.rootfsPropagation`, as mount flags.
+fn root_propagation_of(config: &Config) -> Result<Option<nix::mount::MsFlags>, Error> {
+    use nix::mount::MsFlags;
+    Ok(match config.linux.rootfs_propagation.as_deref() {
+        None | Some("") => None,
+        Some("shared") | Some("rshared") => Some(MsFlags::MS_SHARED),
+        Some("slave") | Some("rslave") => Some(MsFlags::MS_SLAVE),
+        Some("private") | Some("rprivate") => Some(MsFlags::MS_PRIVATE),
+        Some("unbindable") | Some("runbindable") => Some(MsFlags::MS_UNBINDABLE),
+        Some(other) => {
+            return Err(Error::Other(format!(
+                "config.json: linux.rootfsPropagation {other:?} is not one of shared, slave, \
+                 private, unbindable"
+            )));
+        }
     })
 }
 

@@ -101,6 +101,16 @@ fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
         container.mounts.as_deref(),
     )?;
     mounts::make_device_nodes(&container.devices)?;
+    if let Some(propagation) = container.root_propagation {
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            propagation | nix::mount::MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| Error::io("set the root's propagation", "/", e.into()))?;
+    }
     if container.readonly_root {
         mounts::make_root_read_only()?;
     }

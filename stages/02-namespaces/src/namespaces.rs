@@ -100,6 +100,10 @@ pub struct Container {
     pub readonly_root: bool,
     /// Device nodes to make in it (an OCI runtime spec's `linux.devices`).
     pub devices: Vec<crate::mounts::DeviceNode>,
+    /// How mount events travel to and from the root once it is in place
+    /// (`MS_SHARED`, `MS_SLAVE`, `MS_UNBINDABLE`...; an OCI runtime spec's
+    /// `linux.rootfsPropagation`). `None`: private, as stage 02 makes it.
+    pub root_propagation: Option<nix::mount::MsFlags>,
     pub process: Process,
     pub hostname: String,
     /// `Some` to give the container a user namespace with these mappings.
@@ -201,6 +205,7 @@ impl Container {
             mounts: None,
             readonly_root: false,
             devices: Vec::new(),
+            root_propagation: None,
             namespaces: SharedNamespaces::default(),
             gate: None,
         })

@@ -81,6 +81,7 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
             mounts: None,
             readonly_root: false,
             devices: Vec::new(),
+            root_propagation: None,
             namespaces: Default::default(),
             gate: None,
             before_exec: None,

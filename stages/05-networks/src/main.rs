@@ -128,6 +128,7 @@ fn run(root: &Root, networks: &Networks, args: NetRunArgs) -> Result<u8, Error> 
             mounts: None,
             readonly_root: false,
             devices: Vec::new(),
+            root_propagation: None,
             namespaces: Default::default(),
             gate: None,
             before_exec: None,
