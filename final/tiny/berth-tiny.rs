@@ -15,9 +15,13 @@
 //! nothing) and embedded in berth, which runs it from a sealed in-memory
 //! file (see `final/src/tiny.rs`).
 //!
-//!   berth-tiny init PID              be PID 1 for the command PID
+//!   berth-init                       (BERTH_INIT_COMMAND=PID in the
+//!                                    environment) be PID 1 for the command PID
 //!   berth-tiny wait PID FD ARGS...   wait for PID, then run the program
 //!                                    open as FD with ARGS and the exit code
+//!
+//! Init takes the command's PID from its environment, not its arguments,
+//! so that `ps` in the container shows just `berth-init`.
 
 #![no_std]
 #![no_main]
@@ -154,6 +158,24 @@ fn number(text: &[u8]) -> Option<usize> {
     (!text.is_empty()).then_some(value)
 }
 
+/// The value of the environment variable `prefix` names (`NAME=`).
+unsafe fn variable<'a>(envp: *const *const u8, prefix: &[u8]) -> Option<&'a [u8]> {
+    let mut i = 0;
+    loop {
+        // SAFETY: the list ends with a NULL pointer.
+        let entry = unsafe { *envp.add(i) };
+        if entry.is_null() {
+            return None;
+        }
+        // SAFETY: each entry is NUL-terminated.
+        let text = unsafe { c_str(entry) };
+        if text.starts_with(prefix) {
+            return Some(&text[prefix.len()..]);
+        }
+        i += 1;
+    }
+}
+
 /// A wait status as a shell shows it: the exit code, or 128 + the signal.
 fn exit_code(status: i32) -> u8 {
     match status & 0x7f {
@@ -175,12 +197,21 @@ unsafe extern "C" fn tiny_main(stack: *const usize) -> ! {
             false => b"",
         }
     };
+    if arg(0) == b"berth-init" {
+        // SAFETY: envp is the kernel's NULL-terminated list.
+        match unsafe { variable(envp, b"BERTH_INIT_COMMAND=") }.and_then(number) {
+            Some(command) => init(command),
+            None => {
+                say(b"berth-init: BERTH_INIT_COMMAND=PID is missing\n");
+                exit(125)
+            }
+        }
+    }
     let Some(pid) = number(arg(2)) else {
-        say(b"usage: berth-tiny init PID | berth-tiny wait PID FD PROGRAM ARGS...\n");
+        say(b"usage: berth-tiny wait PID FD PROGRAM ARGS...\n");
         exit(125)
     };
     match arg(1) {
-        b"init" => init(pid),
         b"wait" => match number(arg(3)) {
             // SAFETY: argv and envp are the kernel's, with argc arguments.
             Some(fd) if argc > 4 => unsafe { wait_then_exec(pid, fd, argv.add(4), argc - 4, envp) },
@@ -190,7 +221,7 @@ unsafe extern "C" fn tiny_main(stack: *const usize) -> ! {
             }
         },
         _ => {
-            say(b"berth-tiny: init or wait?\n");
+            say(b"berth-tiny: wait, or run as berth-init\n");
             exit(125)
         }
     }

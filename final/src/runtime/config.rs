@@ -1,155 +1,112 @@
-//! config.json, the part berth reads, and how it becomes a stage 02
-//! [`Container`]: what can't be honoured is refused here, by name, before
-//! anything is made.
+//! config.json, parsed whole with the `oci-spec` crate, as the view berth
+//! works from ([`Config`]), and how that becomes a stage 02 [`Container`].
+//! What can't be honoured is refused here, by name, before anything is
+//! made.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use caps::{Capability, CapsHashSet};
 use nix::sched::CloneFlags;
-use serde::Deserialize;
 use stage01_chroot::Error;
 use stage02_namespaces::mounts::{DeviceNode, ListedMount};
 use stage02_namespaces::{Container, Gate, IdMap, IdMaps, Process, ProcessStdio, SharedNamespaces};
 
 use crate::harden::{self, CapabilitySets, Hardening};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) process: ProcessSpec,
     pub(crate) root: RootSpec,
-    #[serde(default)]
     pub(crate) hostname: Option<String>,
-    #[serde(default)]
     pub(crate) mounts: Vec<MountSpec>,
-    #[serde(default)]
     pub(crate) annotations: BTreeMap<String, String>,
-    #[serde(default)]
     pub(crate) hooks: super::hooks::Hooks,
-    #[serde(default)]
     pub(crate) linux: LinuxSpec,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub(crate) struct ProcessSpec {
-    #[serde(default)]
     pub(crate) terminal: bool,
-    #[serde(default)]
     pub(crate) user: UserSpec,
     pub(crate) args: Vec<String>,
-    #[serde(default)]
     pub(crate) env: Vec<String>,
     pub(crate) cwd: String,
-    #[serde(default)]
     pub(crate) capabilities: Option<CapabilitiesSpec>,
-    #[serde(default)]
     pub(crate) rlimits: Vec<RlimitSpec>,
-    #[serde(default)]
     pub(crate) no_new_privileges: bool,
-    #[serde(default)]
     pub(crate) oom_score_adj: Option<i32>,
-    #[serde(default)]
     pub(crate) console_size: Option<ConsoleSize>,
 }
 
 /// `process.consoleSize`: the terminal's rows and columns.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct ConsoleSize {
     pub(crate) height: u16,
     pub(crate) width: u16,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct UserSpec {
-    #[serde(default)]
     pub(crate) uid: u32,
-    #[serde(default)]
     pub(crate) gid: u32,
-    #[serde(default)]
     pub(crate) additional_gids: Vec<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct CapabilitiesSpec {
-    #[serde(default)]
     pub(crate) bounding: Vec<String>,
-    #[serde(default)]
     pub(crate) effective: Vec<String>,
-    #[serde(default)]
     pub(crate) permitted: Vec<String>,
-    #[serde(default)]
     pub(crate) inheritable: Vec<String>,
-    #[serde(default)]
     pub(crate) ambient: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct RlimitSpec {
     pub(crate) r#type: String,
     pub(crate) hard: u64,
     pub(crate) soft: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct RootSpec {
     pub(crate) path: PathBuf,
-    #[serde(default)]
     pub(crate) readonly: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct MountSpec {
     pub(crate) destination: PathBuf,
-    #[serde(default)]
     pub(crate) r#type: Option<String>,
-    #[serde(default)]
     pub(crate) source: Option<PathBuf>,
-    #[serde(default)]
     pub(crate) options: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct LinuxSpec {
-    #[serde(default)]
     pub(crate) namespaces: Vec<NamespaceSpec>,
-    #[serde(default)]
     pub(crate) resources: Option<oci_spec::runtime::LinuxResources>,
-    #[serde(default)]
     pub(crate) masked_paths: Vec<String>,
-    #[serde(default)]
     pub(crate) readonly_paths: Vec<String>,
-    #[serde(default)]
     pub(crate) seccomp: Option<serde_json::Value>,
-    #[serde(default)]
     pub(crate) uid_mappings: Vec<IdMapping>,
-    #[serde(default)]
     pub(crate) gid_mappings: Vec<IdMapping>,
-    #[serde(default)]
     pub(crate) cgroups_path: Option<PathBuf>,
-    #[serde(default)]
     pub(crate) sysctl: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
     pub(crate) devices: Vec<oci_spec::runtime::LinuxDevice>,
-    #[serde(default)]
     pub(crate) rootfs_propagation: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct NamespaceSpec {
     pub(crate) r#type: String,
-    #[serde(default)]
     pub(crate) path: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct IdMapping {
-    #[serde(rename = "containerID")]
     pub(crate) container_id: u32,
-    #[serde(rename = "hostID")]
     pub(crate) host_id: u32,
     pub(crate) size: u32,
 }
@@ -168,11 +125,194 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
 pub(crate) fn read_config(bundle: &Path) -> Result<Config, Error> {
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-    let config: Config = serde_json::from_slice(&bytes)
+    let spec: oci_spec::runtime::Spec = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Other(format!("{}: not a runtime config: {e}", path.display())))?;
+    let config = Config::from_spec(spec)?;
     check_supported(&config)?;
     Ok(config)
 }
+
+// ANCHOR: from_spec
+impl Config {
+    /// The parts of the spec berth honours, in its own terms; every other
+    /// part that is set is refused, by name (two that only name security
+    /// modules this host doesn't run, AppArmor and SELinux, are let pass,
+    /// as runc does).
+    pub(crate) fn from_spec(spec: oci_spec::runtime::Spec) -> Result<Config, Error> {
+        let Some(process) = spec.process() else {
+            return Err(Error::Other(
+                "config.json has no process: say what to run".into(),
+            ));
+        };
+        let Some(root) = spec.root() else {
+            return Err(Error::Other(
+                "config.json has no root: give root.path".into(),
+            ));
+        };
+        if spec.domainname().as_ref().is_some_and(|d| !d.is_empty()) {
+            return refuse("domainname".into());
+        }
+        let linux = spec.linux().clone().unwrap_or_default();
+        let unsupported = [
+            ("linux.intelRdt", linux.intel_rdt().is_some()),
+            ("linux.personality", linux.personality().is_some()),
+            ("linux.memoryPolicy", linux.memory_policy().is_some()),
+            ("linux.timeOffsets", linux.time_offsets().is_some()),
+            (
+                "linux.netDevices",
+                linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
+            ),
+        ];
+        if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return refuse((*name).into());
+        }
+        let hooks = spec.hooks().clone().unwrap_or_default();
+        let hook_list = |list: &Option<Vec<oci_spec::runtime::Hook>>| -> Vec<super::hooks::Hook> {
+            list.iter()
+                .flatten()
+                .map(super::hooks::Hook::from_spec)
+                .collect()
+        };
+        Ok(Config {
+            process: ProcessSpec::from_spec(process)?,
+            root: RootSpec {
+                path: root.path().clone(),
+                readonly: root.readonly().unwrap_or(false),
+            },
+            hostname: spec.hostname().clone(),
+            mounts: spec
+                .mounts()
+                .iter()
+                .flatten()
+                .map(|m| MountSpec {
+                    destination: m.destination().clone(),
+                    r#type: m.typ().clone(),
+                    source: m.source().clone(),
+                    options: m.options().clone().unwrap_or_default(),
+                })
+                .collect(),
+            annotations: spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            hooks: super::hooks::Hooks {
+                prestart: hook_list(hooks.prestart()),
+                create_runtime: hook_list(hooks.create_runtime()),
+                create_container: hook_list(hooks.create_container()),
+                start_container: hook_list(hooks.start_container()),
+                poststart: hook_list(hooks.poststart()),
+                poststop: hook_list(hooks.poststop()),
+            },
+            linux: LinuxSpec {
+                namespaces: linux
+                    .namespaces()
+                    .iter()
+                    .flatten()
+                    .map(|ns| NamespaceSpec {
+                        // The spec's names ("mount", "network"), which
+                        // serde writes and Display does not.
+                        r#type: serde_json::to_value(ns.typ())
+                            .ok()
+                            .and_then(|name| name.as_str().map(String::from))
+                            .unwrap_or_default(),
+                        path: ns.path().clone(),
+                    })
+                    .collect(),
+                resources: linux.resources().clone(),
+                masked_paths: linux.masked_paths().clone().unwrap_or_default(),
+                readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
+                seccomp: linux
+                    .seccomp()
+                    .as_ref()
+                    .map(serde_json::to_value)
+                    .transpose()
+                    .map_err(|e| Error::Other(format!("config.json: linux.seccomp: {e}")))?,
+                uid_mappings: id_mappings(linux.uid_mappings()),
+                gid_mappings: id_mappings(linux.gid_mappings()),
+                cgroups_path: linux.cgroups_path().clone(),
+                sysctl: linux
+                    .sysctl()
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+                devices: linux.devices().clone().unwrap_or_default(),
+                rootfs_propagation: linux.rootfs_propagation().clone(),
+            },
+        })
+    }
+}
+
+impl ProcessSpec {
+    /// A `process` of the spec (config.json's, or `exec --process`'s).
+    pub(crate) fn from_spec(p: &oci_spec::runtime::Process) -> Result<ProcessSpec, Error> {
+        let unsupported = [
+            ("process.ioPriority", p.io_priority().is_some()),
+            ("process.scheduler", p.scheduler().is_some()),
+            ("process.execCPUAffinity", p.exec_cpu_affinity().is_some()),
+            ("process.commandLine", p.command_line().is_some()),
+        ];
+        if let Some((name, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return refuse((*name).into());
+        }
+        let names = |set: &Option<oci_spec::runtime::Capabilities>| -> Vec<String> {
+            set.iter()
+                .flatten()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .filter_map(|name| name.as_str().map(String::from))
+                .collect()
+        };
+        let user = p.user();
+        Ok(ProcessSpec {
+            terminal: p.terminal().unwrap_or(false),
+            user: UserSpec {
+                uid: user.uid(),
+                gid: user.gid(),
+                additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            },
+            args: p.args().clone().unwrap_or_default(),
+            env: p.env().clone().unwrap_or_default(),
+            cwd: p.cwd().to_string_lossy().into_owned(),
+            capabilities: p.capabilities().as_ref().map(|c| CapabilitiesSpec {
+                bounding: names(c.bounding()),
+                effective: names(c.effective()),
+                permitted: names(c.permitted()),
+                inheritable: names(c.inheritable()),
+                ambient: names(c.ambient()),
+            }),
+            rlimits: p
+                .rlimits()
+                .iter()
+                .flatten()
+                .map(|r| RlimitSpec {
+                    r#type: r.typ().to_string(),
+                    hard: r.hard(),
+                    soft: r.soft(),
+                })
+                .collect(),
+            no_new_privileges: p.no_new_privileges().unwrap_or(false),
+            oom_score_adj: p.oom_score_adj(),
+            console_size: p.console_size().map(|size| ConsoleSize {
+                height: u16::try_from(size.height()).unwrap_or(u16::MAX),
+                width: u16::try_from(size.width()).unwrap_or(u16::MAX),
+            }),
+        })
+    }
+}
+
+fn id_mappings(list: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>) -> Vec<IdMapping> {
+    list.iter()
+        .flatten()
+        .map(|m| IdMapping {
+            container_id: m.container_id(),
+            host_id: m.host_id(),
+            size: m.size(),
+        })
+        .collect()
+}
+// ANCHOR_END: from_spec
 
 fn refuse<T>(what: String) -> Result<T, Error> {
     Err(Error::Other(format!(
@@ -590,11 +730,12 @@ mod tests {
     use super::*;
 
     fn config(json: &str) -> Result<Config, Error> {
-        let config: Config = serde_json::from_str(json).unwrap();
+        let spec: oci_spec::runtime::Spec = serde_json::from_str(json).unwrap();
+        let config = Config::from_spec(spec)?;
         check_supported(&config).map(|()| config)
     }
 
-    const BASE: &str = r#"{"process": {"args": ["sh"], "cwd": "/"}, "root": {"path": "rootfs"},
+    const BASE: &str = r#"{"process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"},
         "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"},
         {"type": "uts"}, {"type": "mount"}]}}"#;
 
@@ -620,6 +761,17 @@ mod tests {
             .contains("a time namespace")
         );
         assert!(refused(r#"["sh"]"#, "[]").contains("process.args is empty"));
+        assert!(
+            refused(r#""root": {"#, r#""domainname": "example.org", "root": {"#)
+                .contains("domainname is not supported")
+        );
+        assert!(
+            refused(
+                r#""cwd": "/""#,
+                r#""cwd": "/", "ioPriority": {"class": "IOPRIO_CLASS_RT", "priority": 1}"#
+            )
+            .contains("process.ioPriority is not supported")
+        );
     }
 
     #[test]

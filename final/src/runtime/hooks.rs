@@ -15,43 +15,43 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use stage01_chroot::Error;
 
 /// One hook, as the spec writes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct Hook {
     path: PathBuf,
-    #[serde(default)]
     args: Vec<String>,
-    #[serde(default)]
     env: Vec<String>,
-    #[serde(default)]
     timeout: Option<u64>,
 }
 
+impl Hook {
+    pub(crate) fn from_spec(hook: &oci_spec::runtime::Hook) -> Hook {
+        Hook {
+            path: hook.path().clone(),
+            args: hook.args().clone().unwrap_or_default(),
+            env: hook.env().clone().unwrap_or_default(),
+            timeout: hook.timeout().and_then(|t| u64::try_from(t).ok()),
+        }
+    }
+}
+
 /// config.json's `hooks`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Hooks {
-    #[serde(default)]
     pub(crate) prestart: Vec<Hook>,
-    #[serde(default)]
     pub(crate) create_runtime: Vec<Hook>,
-    #[serde(default)]
     pub(crate) create_container: Vec<Hook>,
-    #[serde(default)]
     pub(crate) start_container: Vec<Hook>,
-    #[serde(default)]
     pub(crate) poststart: Vec<Hook>,
-    #[serde(default)]
     pub(crate) poststop: Vec<Hook>,
 }
 
 // ANCHOR: run_hooks
 /// Run `hooks` in order, each with `state` on its stdin; the first that
 /// fails (non-zero exit, or still running after its timeout) stops the rest.
-pub(crate) fn run(point: &str, hooks: &[Hook], state: &serde_json::Value) -> Result<(), Error> {
+pub(crate) fn run(point: &str, hooks: &[Hook], state: &impl serde::Serialize) -> Result<(), Error> {
     for hook in hooks {
         run_one(hook, state)
             .map_err(|why| Error::Other(format!("{point} hook {}: {why}", hook.path.display())))?;
@@ -59,7 +59,7 @@ pub(crate) fn run(point: &str, hooks: &[Hook], state: &serde_json::Value) -> Res
     Ok(())
 }
 
-fn run_one(hook: &Hook, state: &serde_json::Value) -> Result<(), String> {
+fn run_one(hook: &Hook, state: &impl serde::Serialize) -> Result<(), String> {
     let mut command = Command::new(&hook.path);
     if let Some((arg0, args)) = hook.args.split_first() {
         std::os::unix::process::CommandExt::arg0(&mut command, arg0);
@@ -74,7 +74,8 @@ fn run_one(hook: &Hook, state: &serde_json::Value) -> Result<(), String> {
         .spawn()
         .map_err(|e| format!("could not start: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(state.to_string().as_bytes()); // a hook may not read it
+        let text = serde_json::to_string(state).unwrap_or_default();
+        let _ = stdin.write_all(text.as_bytes()); // a hook may not read it
     }
     let deadline = hook
         .timeout

@@ -402,21 +402,36 @@ pub fn state(root: &Path, id: &str) -> Result<(), Error> {
     print_json(&state_document(&state))
 }
 
-fn state_document(state: &RuntimeState) -> serde_json::Value {
+/// The runtime spec's state document, its fields in runc's order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StateDocument<'a> {
+    oci_version: &'a str,
+    id: &'a str,
+    status: &'a str,
+    pid: i32,
+    bundle: &'a Path,
+    rootfs: PathBuf,
+    created: String,
+    owner: &'a str,
+    annotations: &'a BTreeMap<String, String>,
+}
+
+fn state_document(state: &RuntimeState) -> StateDocument<'_> {
     let rootfs = config::read_config(&state.bundle)
         .map(|c| state.bundle.join(&c.root.path))
         .unwrap_or_default();
-    serde_json::json!({
-        "ociVersion": OCI_VERSION,
-        "id": state.id,
-        "pid": pid_of(state),
-        "status": state.status.name(),
-        "bundle": state.bundle,
-        "rootfs": rootfs,
-        "created": rfc3339(state.created),
-        "owner": "",
-        "annotations": state.annotations,
-    })
+    StateDocument {
+        oci_version: OCI_VERSION,
+        id: &state.id,
+        status: state.status.name(),
+        pid: pid_of(state),
+        bundle: &state.bundle,
+        rootfs,
+        created: rfc3339(state.created),
+        owner: "",
+        annotations: &state.annotations,
+    }
 }
 
 fn pid_of(state: &RuntimeState) -> i32 {
@@ -426,7 +441,7 @@ fn pid_of(state: &RuntimeState) -> i32 {
     }
 }
 
-fn print_json(value: &serde_json::Value) -> Result<(), Error> {
+fn print_json(value: &impl Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Error::Other(format!("encode JSON: {e}")))?;
     println!("{text}");
@@ -622,8 +637,9 @@ fn exec_process(
 ) -> Result<config::ProcessSpec, Error> {
     if let Some(path) = options.process_file {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-        return serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Other(format!("{}: not a process: {e}", path.display())));
+        let process: oci_spec::runtime::Process = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Other(format!("{}: not a process: {e}", path.display())))?;
+        return config::ProcessSpec::from_spec(&process);
     }
     if options.args.is_empty() {
         return Err(Error::Other(

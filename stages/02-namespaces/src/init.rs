@@ -234,17 +234,15 @@ fn find_program(process: &crate::Process, rootfs: &std::path::Path) -> Result<()
     }
 }
 
-/// Become `program`, run as `init PID`: it keeps our PID, our child, and
-/// the signals we blocked, which is all it needs to be the container's
-/// init. If that fails, we say so and stay init ourselves.
+/// Become `program`, named `berth-init`, the command's PID in its
+/// environment (`BERTH_INIT_COMMAND`): it keeps our PID, our child, and the
+/// signals we blocked, which is all it needs to be the container's init.
+/// If that fails, we say so and stay init ourselves.
 fn become_init_program(program: &OwnedFd, command: u32) {
-    let title = c"berth-init";
-    let args = [
-        title,
-        c"init",
-        &std::ffi::CString::new(command.to_string()).unwrap_or_default(),
-    ];
-    let env: [&std::ffi::CStr; 0] = [];
+    let args = [c"berth-init"];
+    let command =
+        std::ffi::CString::new(format!("BERTH_INIT_COMMAND={command}")).unwrap_or_default();
+    let env = [command.as_c_str()];
     let flags = nix::fcntl::AtFlags::AT_EMPTY_PATH;
     let Err(err) = nix::unistd::execveat(program, c"", &args, &env, flags);
     eprintln!("{}: run the tiny init: {err}; staying init", program_name());

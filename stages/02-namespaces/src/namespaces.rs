@@ -165,10 +165,10 @@ pub struct BeforeExec {
     /// Init's command line inside, instead of the copy of its parent's that
     /// `clone` gave it (which names host paths).
     pub init_title: Option<&'static str>,
-    /// A program for init to become once the command runs, run with the
-    /// arguments `init PID` (the command's), instead of staying a copy of
-    /// its parent to supervise it: the engine's tiny init, which does the
-    /// same in a few pages of memory.
+    /// A program for init to become once the command runs, run as
+    /// `berth-init` with the command's PID in `BERTH_INIT_COMMAND`, instead
+    /// of staying a copy of its parent to supervise it: the engine's tiny
+    /// init, which does the same in a few pages of memory.
     pub init_program: Option<Arc<OwnedFd>>,
 }
 
