@@ -693,3 +693,81 @@ fn a_command_that_never_starts_leaves_no_record_and_gets_dockers_exit_code() {
     scope.look();
     scope.assert_clean("the failed starts");
 }
+
+/// berth-runtime's `create`, killed with SIGKILL at moments spread over its
+/// work: whatever it left (a directory, a state that says "creating", a
+/// cgroup, an init waiting at its gate) is the container's, which `delete
+/// --force` then removes entirely. No process of it outlives that.
+#[test]
+fn the_runtime_killed_during_create_leaves_what_delete_removes() {
+    if !root_or_skip("the_runtime_killed_during_create_leaves_what_delete_removes") {
+        return;
+    }
+    let fixture = berth_tests::Fixture::new();
+    let bundle = fixture.dir().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    let state = fixture.dir().join("state");
+    let runtime = || {
+        let mut command = std::process::Command::new(berth_tests::bin("berth-runtime"));
+        command.arg("--root").arg(&state);
+        command
+    };
+    assert!(
+        runtime()
+            .args(["spec", "--bundle"])
+            .arg(&bundle)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["root"]["path"] = fixture.rootfs().to_string_lossy().into_owned().into();
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["sleep", "613"]);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+
+    for delay_ms in [0u64, 1, 2, 3, 5, 8, 12, 20, 40] {
+        let id = format!("bth-kill-{delay_ms}");
+        let mut create = runtime()
+            .args(["create", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = create.kill();
+        let _ = create.wait();
+        // Gone already (killed before it made anything), or removed now.
+        let deleted = runtime().args(["delete", "--force", &id]).output().unwrap();
+        let said = String::from_utf8_lossy(&deleted.stderr);
+        assert!(
+            deleted.status.success() || said.contains("does not exist"),
+            "delete after a kill at {delay_ms} ms: {said}"
+        );
+        assert!(
+            !state.join("runtime").join(&id).exists(),
+            "its state was left (killed at {delay_ms} ms)"
+        );
+        assert!(
+            cgroups_of(&id).is_empty(),
+            "its cgroup was left (killed at {delay_ms} ms)"
+        );
+    }
+    // And nothing of them runs (their command, `sleep 613`, is theirs alone).
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            std::fs::read(entry.path().join("cmdline")).is_ok_and(|line| line == b"sleep\0613\0")
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "processes of killed creates still run: {left:?}"
+    );
+}

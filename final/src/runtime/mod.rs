@@ -112,10 +112,29 @@ impl Runtime {
 
     fn load(&self, id: &str) -> Result<RuntimeState, Error> {
         let path = self.container_dir(id).join("state.json");
-        let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::Other(format!("container {id} does not exist")),
-            _ => Error::io("read", &path, e),
-        })?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            // A `create` killed before it wrote anything left only its
+            // directory: a stopped container with nothing else to remove.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound && self.container_dir(id).is_dir() =>
+            {
+                return Ok(RuntimeState {
+                    id: id.to_string(),
+                    bundle: PathBuf::new(),
+                    status: Status::Stopped,
+                    init: None,
+                    creator: None,
+                    cgroups: Vec::new(),
+                    created: 0,
+                    annotations: BTreeMap::new(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Other(format!("container {id} does not exist")));
+            }
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
         serde_json::from_slice(&bytes).map_err(|e| Error::Other(format!("{}: {e}", path.display())))
     }
 
