@@ -762,7 +762,8 @@ fn the_runtime_killed_during_create_leaves_what_delete_removes() {
         .unwrap()
         .flatten()
         .filter(|entry| {
-            std::fs::read(entry.path().join("cmdline")).is_ok_and(|line| line == b"sleep\0613\0")
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|line| line == b"sleep\x00613\x00")
         })
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
