@@ -11,7 +11,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::bin;
+use crate::process::wait_until;
 
 /// The variable naming the OCI runtime the engines are to drive.
 pub const RUNTIME_VAR: &str = "BERTH_ENGINE_RUNTIME";
@@ -109,18 +110,6 @@ pub fn ok(command: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// `command` as one line for `sh -c` (its environment, program and

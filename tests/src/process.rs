@@ -89,7 +89,8 @@ fn stop(mut child: Child) -> Output {
     readers.finish(status)
 }
 
-fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
+/// The child's status, once it has ended; `None` if it still runs at `deadline`.
+pub(crate) fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Some(status);

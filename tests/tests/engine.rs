@@ -821,16 +821,14 @@ fn the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle() {
     config["process"]["terminal"] = false.into();
     config["process"]["args"] = serde_json::json!(["/no/such/program"]);
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
-    runtime()
-        .args(["create", "--bundle"])
-        .arg(&bundle)
-        .arg("third")
-        .assert()
-        .code(125)
-        .stderr(predicate::str::contains(
-            "\"/no/such/program\": executable file not found in $PATH: no such file or directory",
-        ));
-    assert!(cgroups_of("third").is_empty(), "its cgroup was left");
+    refused_leaving_nothing(
+        runtime(),
+        "create",
+        &bundle,
+        "third",
+        "\"/no/such/program\": executable file not found in $PATH: no such file or directory",
+        &state_root,
+    );
     let left = std::fs::read_dir(state_root.join("runtime"))
         .unwrap()
         .count();
@@ -1404,18 +1402,36 @@ fn the_oci_runtime_filters_system_calls_as_the_bundles_seccomp_profile_says() {
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
     });
     configure(&notify, &["true"]);
-    runtime()
-        .args(["run", "--bundle"])
-        .arg(&bundle)
-        .arg("refused")
+    refused_leaving_nothing(
+        runtime(),
+        "run",
+        &bundle,
+        "refused",
+        "linux.seccomp.syscalls[0].action: SCMP_ACT_NOTIFY is not supported",
+        &state_root,
+    );
+}
+
+/// `berth-runtime SUBCOMMAND --bundle BUNDLE ID` fails with 125, saying
+/// `why`, and leaves neither a cgroup nor state for `id`.
+fn refused_leaving_nothing(
+    mut runtime: Command,
+    subcommand: &str,
+    bundle: &Path,
+    id: &str,
+    why: &str,
+    state_root: &Path,
+) {
+    runtime
+        .args([subcommand, "--bundle"])
+        .arg(bundle)
+        .arg(id)
         .assert()
         .code(125)
-        .stderr(predicate::str::contains(
-            "linux.seccomp.syscalls[0].action: SCMP_ACT_NOTIFY is not supported",
-        ));
-    assert!(cgroups_of("refused").is_empty(), "its cgroup was left");
+        .stderr(predicate::str::contains(why));
+    assert!(cgroups_of(id).is_empty(), "{id}: its cgroup was left");
     assert!(
-        !state_root.join("runtime/refused").exists(),
-        "its state was left"
+        !state_root.join("runtime").join(id).exists(),
+        "{id}: its state was left"
     );
 }
