@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use stage01_chroot::Error;
-use stage02_namespaces::{Container, hostname};
+use stage02_namespaces::hostname;
 use stage04_images::digest::Digest;
 use stage04_images::image::{self, Image, Overrides};
 use stage04_images::layers;
@@ -30,10 +30,10 @@ use stage04_images::spec::{self, ContainerConfig, Descriptor, ImageConfig, Manif
 use stage04_images::store::{Store, write_atomic};
 
 use crate::Engine;
+use crate::bundle::{self, EngineContainer};
 use crate::dockerfile::{self, Instruction, Step, substitute};
-use crate::harden::Hardening;
-use crate::launch;
 use crate::layer::{self, LayerFile};
+use crate::{harden, runtime};
 
 /// What `berth build` was asked for.
 pub struct BuildOptions {
@@ -299,23 +299,32 @@ fn run_step(
         ..Overrides::default()
     };
     let process = image::process(&state.config, &overrides)?;
-    let hardening = Hardening::new(true)?;
-    let container = Container {
-        rootfs: dirs.merged.clone(),
-        root_mount: Some(overlay_mount(&layers, &dirs)?),
-        binds: Vec::new(),
-        process,
-        hostname: id.clone(),
-        user_map: None,
-        mounts: None,
-        readonly_root: false,
-        devices: Vec::new(),
-        root_propagation: None,
-        namespaces: Default::default(),
-        gate: None,
-        before_exec: Some(hardening.into_before_exec()),
+    // The step is a container like any other: written down as a bundle,
+    // then made, run, waited for and removed by the runtime's lifecycle,
+    // with its state in the build's scratch directory.
+    let spec = bundle::spec_of(&EngineContainer {
+        id: &id,
+        process: &process,
+        hostname: &id,
+        layers: &layers,
+        rootfs: &dirs.merged,
+        root_mount: &overlay_mount(&layers, &dirs)?,
+        binds: &[],
+        keep: harden::capabilities(&[], &[])?,
+    })?;
+    bundle::write(&dirs.dir, &spec)?;
+    let options = runtime::CreateOptions {
+        bundle: &dirs.dir,
+        id: &id,
+        pid_file: None,
+        console_socket: None,
     };
-    let code = launch::start(&container, None, false)?.resume()?.wait()?;
+    let code = runtime::run(&work.dir, &options, false).map_err(|err| {
+        Error::Other(format!(
+            "Dockerfile line {}: `{}`: {err}",
+            step.line, step.text
+        ))
+    })?;
     if code != 0 {
         return Err(Error::Other(format!(
             "Dockerfile line {}: `{}` failed with exit code {code}",

@@ -104,7 +104,7 @@ pub fn parse_capability(text: &str) -> Result<String, String> {
 const OPEN_PING: (&CStr, &[u8]) = (c"/proc/sys/net/ipv4/ping_group_range", b"0 2147483647");
 
 /// Hidden behind /dev/null (files) or an empty read-only tmpfs (directories).
-const MASKED: &[&str] = &[
+pub const MASKED: &[&str] = &[
     "/proc/acpi",
     "/proc/kcore",
     "/proc/keys",
@@ -117,7 +117,7 @@ const MASKED: &[&str] = &[
 ];
 
 /// Visible, but read-only.
-const READ_ONLY: &[&str] = &[
+pub const READ_ONLY: &[&str] = &[
     "/proc/asound",
     "/proc/bus",
     "/proc/fs",

@@ -18,6 +18,7 @@
 //! - [`oci`]: the OCI runtime commands of `berth-runtime`, for bundles.
 
 pub mod build;
+pub mod bundle;
 pub mod control;
 pub mod dockerfile;
 pub mod exec;

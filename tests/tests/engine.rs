@@ -479,7 +479,7 @@ ARG WHO=world
 ENV GREETING="hello ${WHO}" APP=/app
 WORKDIR $APP
 # a file made, one deleted, a directory replaced whole
-RUN echo "made by RUN" > made.txt && rm /bin/vi && rm -r /srv && mkdir /srv && echo new > /srv/only
+RUN echo "made by RUN" > made.txt && rm /bin/vi && rm -r /srv && mkdir /srv && echo new > /srv/only && echo $$ > /run-pid
 COPY site /site
 COPY greeting.txt ./
 CMD ["sh", "-c", "echo $GREETING; pwd; cat made.txt greeting.txt /site/index.html; ls /srv; [ -e /bin/vi ] || echo 'no vi'"]
@@ -569,6 +569,12 @@ fn build_makes_an_image_that_runs_caches_its_steps_and_other_tools_read() {
         "the opaque directory was lost"
     );
     assert!(rootfs.join("bin/busybox").exists());
+    // RUN went through the runtime's lifecycle (a bundle, create, start):
+    // its command was the container's PID 1, as under runc.
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("run-pid")).unwrap(),
+        "1\n"
+    );
 }
 
 #[test]

@@ -434,7 +434,7 @@ pub(crate) fn container_of(
     settings.append(&mut process.settings);
     Ok(Container {
         rootfs,
-        root_mount: None,
+        root_mount: root_mount_of(config)?,
         binds: Vec::new(),
         mounts: Some(mounts),
         readonly_root: config.root.readonly,
@@ -515,6 +515,28 @@ pub(crate) fn before_exec(
         }
         hardening.apply(user)
     })
+}
+
+/// The root as a mount, if berth's own annotation says so (see
+/// `crate::bundle::ROOT_MOUNT`): an image's overlay, made inside the
+/// container's mount namespace.
+fn root_mount_of(config: &Config) -> Result<Option<stage02_namespaces::RootMount>, Error> {
+    let Some(text) = config.annotations.get(crate::bundle::ROOT_MOUNT) else {
+        return Ok(None);
+    };
+    let bad = || {
+        Error::Other(format!(
+            "config.json: annotation {}: not {{\"type\", \"source\", \"options\"}}",
+            crate::bundle::ROOT_MOUNT
+        ))
+    };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| bad())?;
+    let field = |name: &str| value[name].as_str().map(String::from).ok_or_else(bad);
+    Ok(Some(stage02_namespaces::RootMount {
+        fstype: field("type")?,
+        source: field("source")?,
+        options: field("options")?,
+    }))
 }
 
 /// `linux.rootfsPropagation`, as mount flags.

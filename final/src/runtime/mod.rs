@@ -170,10 +170,24 @@ pub struct CreateOptions<'a> {
     pub console_socket: Option<&'a Path>,
 }
 
+/// Whether the container outlives the process that creates it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// `create`: it exits, and the container is adopted by its subreaper.
+    Leaves,
+    /// `run` in the foreground, a build's `RUN`: it waits for the
+    /// container, which dies with it, even if it is killed.
+    Stays,
+}
+
 // ANCHOR: create
 /// `berth-runtime create --bundle DIR ID`: make the container, its init set
 /// up and waiting for `start`; init's PID.
 pub fn create(root: &Path, options: &CreateOptions) -> Result<Pid, Error> {
+    create_for(root, options, Caller::Leaves)
+}
+
+fn create_for(root: &Path, options: &CreateOptions, caller: Caller) -> Result<Pid, Error> {
     let id = options.id;
     check_id(id)?;
     let bundle = std::fs::canonicalize(options.bundle)
@@ -204,7 +218,13 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Pid, Error> {
         created: now(),
         annotations: config.annotations.clone(),
     };
-    match make(&runtime, &mut state, &config, options.console_socket) {
+    match make(
+        &runtime,
+        &mut state,
+        &config,
+        options.console_socket,
+        caller,
+    ) {
         Ok(pid) => {
             if let Some(pid_file) = options.pid_file {
                 write_atomic(pid_file, pid.to_string().as_bytes())?;
@@ -225,6 +245,7 @@ fn make(
     state: &mut RuntimeState,
     config: &config::Config,
     console_socket: Option<&Path>,
+    caller: Caller,
 ) -> Result<Pid, Error> {
     let dir = runtime.container_dir(&state.id);
     let fifo = dir.join(EXEC_FIFO);
@@ -264,7 +285,8 @@ fn make(
     let mut cgroup = target.create(&without_devices)?;
 
     let stdio = stdio_of(console_socket, config.process.console_size)?;
-    let container = config::container_of(config, &state.bundle, stdio, Some(exec_gate(&dir)?))?;
+    let container =
+        config::container_of(config, &state.bundle, stdio, Some(exec_gate(&dir, caller)?))?;
     let started = crate::launch::start(&container, Some(cgroup.as_ref()), false)?;
     state.init = Proc::of(started.pid().as_raw());
     runtime.save(state)?;
@@ -313,7 +335,7 @@ fn stdio_of(
 /// opens it for reading, and write one byte. The FIFO is reached through
 /// the state directory, opened now: by then init stands in the container's
 /// root, where no path leads to it.
-fn exec_gate(dir: &Path) -> Result<Gate, Error> {
+fn exec_gate(dir: &Path, caller: Caller) -> Result<Gate, Error> {
     let dir_fd: OwnedFd = std::fs::File::open(dir)
         .map_err(|e| Error::io("open", dir, e))?
         .into();
@@ -328,6 +350,7 @@ fn exec_gate(dir: &Path) -> Result<Gate, Error> {
             nix::unistd::write(&fifo, b"0")?;
             Ok(())
         }),
+        outlives_parent: caller == Caller::Leaves,
     })
 }
 // ANCHOR_END: create
@@ -401,7 +424,11 @@ pub fn start(root: &Path, id: &str) -> Result<(), Error> {
 /// parent (forwarding signals), then delete it; its exit code. With
 /// `detach`, return after `start`, as runc does.
 pub fn run(root: &Path, options: &CreateOptions, detach: bool) -> Result<u8, Error> {
-    let pid = create(root, options)?;
+    let caller = match detach {
+        true => Caller::Leaves,
+        false => Caller::Stays,
+    };
+    let pid = create_for(root, options, caller)?;
     if let Err(err) = start(root, options.id) {
         let _ = delete(root, options.id, true);
         return Err(err);

@@ -178,7 +178,9 @@ fn exec_command(
     find_program(&container.process, &container.rootfs)?;
     // From here on we outlive `create`, by design: no death signal. If it
     // died before we got here, nobody will ever hear "ready": give up.
-    let _ = nix::sys::prctl::set_pdeathsig(None);
+    if gate.outlives_parent {
+        let _ = nix::sys::prctl::set_pdeathsig(None);
+    }
     if nix::unistd::getppid() != parent {
         return Err(Error::Other(
             "create ended before the container was set up".into(),

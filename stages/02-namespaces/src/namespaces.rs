@@ -136,6 +136,9 @@ pub struct SharedNamespaces {
 #[derive(Clone)]
 pub struct Gate {
     pub open: Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>,
+    /// False when whoever cloned init stays to wait for it (`runtime run`,
+    /// a build's `RUN`): then init keeps dying with it, even by SIGKILL.
+    pub outlives_parent: bool,
 }
 
 impl Default for SharedNamespaces {

@@ -1,0 +1,174 @@
+//! The bundle berth writes for a container it runs itself: a `config.json`
+//! in the OCI runtime spec's terms that says everything the runtime is to
+//! make, so that the engine's containers go through the same lifecycle as
+//! anyone's (`runtime::create`, `start`, `delete`). What the spec has no
+//! words for, berth says in an annotation its runtime reads: the overlay
+//! that is the container's root, mounted inside its mount namespace
+//! ([`ROOT_MOUNT`]).
+//!
+//! The engine's conventions become the spec's explicit terms here: a user
+//! name from the image becomes numbers (looked up in the image's own
+//! /etc/passwd), and a user other than root keeps no capabilities, as with
+//! Docker.
+
+use std::path::{Path, PathBuf};
+
+use caps::CapsHashSet;
+use serde_json::{Value, json};
+use stage01_chroot::Error;
+use stage02_namespaces::{Process, RootMount};
+use stage04_images::store::write_atomic;
+
+use crate::harden;
+
+/// The annotation that gives the container's root file system as a mount
+/// (`{"type", "source", "options"}`), for a runtime that makes it inside the
+/// container's mount namespace, where the host never sees it.
+pub const ROOT_MOUNT: &str = "org.berth.root-mount";
+
+/// A container as the engine sees it, before it is written down.
+pub struct EngineContainer<'a> {
+    pub id: &'a str,
+    pub process: &'a Process,
+    pub hostname: &'a str,
+    /// The image's layers, bottom first: where a user name is looked up.
+    pub layers: &'a [PathBuf],
+    /// The directory the root is mounted on, and the mount.
+    pub rootfs: &'a Path,
+    pub root_mount: &'a RootMount,
+    /// Host files bound over files inside (`/etc/hosts`...).
+    pub binds: &'a [(PathBuf, PathBuf)],
+    /// The capabilities it keeps (see `harden::capabilities`).
+    pub keep: CapsHashSet,
+}
+
+// ANCHOR: spec_of
+/// The container's `config.json`.
+pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
+    let (uid, gid) = match &container.process.user {
+        Some(user) => user_in_layers(container.layers, user)?,
+        None => (0, 0),
+    };
+    let mut names: Vec<String> = container.keep.iter().map(|c| c.to_string()).collect();
+    names.sort();
+    // A user other than root keeps none (Docker's rule); the bounding set
+    // still limits what a setuid program could gain.
+    let held = if uid == 0 { names.clone() } else { Vec::new() };
+    let env: Vec<String> = container
+        .process
+        .env
+        .iter()
+        .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+        .collect();
+    let mut mounts = kernel_mounts();
+    for (source, destination) in container.binds {
+        mounts.push(json!({
+            "destination": destination, "type": "bind", "source": source,
+            "options": ["rbind", "nosuid", "nodev"],
+        }));
+    }
+    let namespaces: Vec<Value> = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
+        .iter()
+        .map(|kind| json!({"type": kind}))
+        .collect();
+    let args: Vec<String> = container
+        .process
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let root_mount = json!({
+        "type": container.root_mount.fstype,
+        "source": container.root_mount.source,
+        "options": container.root_mount.options,
+    });
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": container.rootfs},
+        "hostname": container.hostname,
+        "process": {
+            "terminal": false,
+            "user": {"uid": uid, "gid": gid},
+            "args": args,
+            "env": env,
+            "cwd": container.process.cwd,
+            "capabilities": {
+                "bounding": names, "effective": held, "permitted": held,
+                "inheritable": [], "ambient": [],
+            },
+            "noNewPrivileges": true,
+        },
+        "mounts": mounts,
+        "annotations": {ROOT_MOUNT: root_mount.to_string()},
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": format!("berth-{}", container.id),
+            "maskedPaths": harden::MASKED,
+            "readonlyPaths": harden::READ_ONLY,
+            "sysctl": {"net.ipv4.ping_group_range": "0 2147483647"},
+            "seccomp": harden::berth_default_profile(),
+        },
+    }))
+}
+// ANCHOR_END: spec_of
+
+/// Write `spec` as `dir/config.json`.
+pub fn write(dir: &Path, spec: &Value) -> Result<(), Error> {
+    let text = serde_json::to_vec_pretty(spec)
+        .map_err(|e| Error::Other(format!("encode the container's config.json: {e}")))?;
+    write_atomic(&dir.join("config.json"), &text)
+}
+
+/// The file systems every container gets, as stage 02 mounts them itself.
+fn kernel_mounts() -> Vec<Value> {
+    let mount = |destination: &str, kind: &str, options: &[&str]| json!({"destination": destination, "type": kind, "source": kind, "options": options});
+    vec![
+        mount("/proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount("/sys", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        mount("/dev/mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+    ]
+}
+
+// ANCHOR: user_in_layers
+/// `USER[:GROUP]` as numbers, from the /etc/passwd and /etc/group of the
+/// image: the topmost layer that has each file wins, and one that deleted
+/// it (a whiteout, or no regular file) means the image has none.
+pub fn user_in_layers(layers: &[PathBuf], user: &str) -> Result<(u32, u32), Error> {
+    let file = |name: &str| -> String {
+        for layer in layers.iter().rev() {
+            let path = layer.join("etc").join(name);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() => {
+                    return std::fs::read_to_string(&path).unwrap_or_default();
+                }
+                Ok(_) => return String::new(),
+                Err(_) => continue,
+            }
+        }
+        String::new()
+    };
+    stage02_namespaces::process::resolve_user(user, &file("passwd"), &file("group"))
+}
+// ANCHOR_END: user_in_layers
