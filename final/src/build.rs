@@ -311,6 +311,8 @@ fn run_step(
         root_mount: &overlay_mount(&layers, &dirs)?,
         binds: &[],
         keep: harden::capabilities(&[], &[])?,
+        limits: Default::default(),
+        privileged: false,
     })?;
     bundle::write(&dirs.dir, &spec)?;
     let options = runtime::CreateOptions {

@@ -17,6 +17,7 @@ use caps::CapsHashSet;
 use serde_json::{Value, json};
 use stage01_chroot::Error;
 use stage02_namespaces::{Process, RootMount};
+use stage03_cgroups::Limits;
 use stage04_images::store::write_atomic;
 
 use crate::harden;
@@ -40,6 +41,10 @@ pub struct EngineContainer<'a> {
     pub binds: &'a [(PathBuf, PathBuf)],
     /// The capabilities it keeps (see `harden::capabilities`).
     pub keep: CapsHashSet,
+    /// `--memory`, `--cpus`, `--pids-limit`.
+    pub limits: Limits,
+    /// `--privileged`: every capability, nothing masked, no seccomp filter.
+    pub privileged: bool,
 }
 
 // ANCHOR: spec_of
@@ -49,7 +54,14 @@ pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
         Some(user) => user_in_layers(container.layers, user)?,
         None => (0, 0),
     };
-    let mut names: Vec<String> = container.keep.iter().map(|c| c.to_string()).collect();
+    let keep = match container.privileged {
+        // Every capability we hold ourselves (root may lack some, as in
+        // another container, and can't give what it hasn't).
+        true => caps::read(None, caps::CapSet::Bounding)
+            .map_err(|e| Error::Other(format!("read our capabilities: {e}")))?,
+        false => container.keep.clone(),
+    };
+    let mut names: Vec<String> = keep.iter().map(|c| c.to_string()).collect();
     names.sort();
     // A user other than root keeps none (Docker's rule); the bounding set
     // still limits what a setuid program could gain.
@@ -82,7 +94,7 @@ pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
         "source": container.root_mount.source,
         "options": container.root_mount.options,
     });
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "root": {"path": container.rootfs},
         "hostname": container.hostname,
@@ -107,8 +119,37 @@ pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
             "readonlyPaths": harden::READ_ONLY,
             "sysctl": {"net.ipv4.ping_group_range": "0 2147483647"},
             "seccomp": harden::berth_default_profile(),
+            "resources": resources_of(&container.limits),
         },
-    }))
+    });
+    if container.privileged {
+        // As the stages run: no masks, no filter, setuid programs work.
+        let linux = &mut spec["linux"];
+        for key in ["maskedPaths", "readonlyPaths", "seccomp"] {
+            linux.as_object_mut().map(|l| l.remove(key));
+        }
+        spec["process"]["noNewPrivileges"] = false.into();
+    }
+    Ok(spec)
+}
+
+/// The engine's limits as `linux.resources`. No swap beyond the memory
+/// limit: memory plus swap (the spec's `swap`) is the limit itself.
+fn resources_of(limits: &Limits) -> Value {
+    let mut resources = json!({});
+    if let Some(memory) = limits.memory {
+        resources["memory"] = match host_accounts_swap() {
+            true => json!({"limit": memory, "swap": memory}),
+            false => json!({"limit": memory}),
+        };
+    }
+    if let Some(cpu) = limits.cpu {
+        resources["cpu"] = json!({"quota": cpu.quota_us, "period": cpu.period_us});
+    }
+    if let Some(pids) = limits.pids {
+        resources["pids"] = json!({"limit": pids});
+    }
+    resources
 }
 // ANCHOR_END: spec_of
 
@@ -172,3 +213,19 @@ pub fn user_in_layers(layers: &[PathBuf], user: &str) -> Result<(u32, u32), Erro
     stage02_namespaces::process::resolve_user(user, &file("passwd"), &file("group"))
 }
 // ANCHOR_END: user_in_layers
+
+/// Whether the kernel counts swap per cgroup here (v1 needs swapaccount=1),
+/// so that a limit on memory plus swap can be set.
+fn host_accounts_swap() -> bool {
+    match stage03_cgroups::cgroup::place() {
+        Ok(stage03_cgroups::cgroup::Place::Legacy { parents }) => {
+            parents.iter().any(|(controller, dir)| {
+                *controller == "memory" && dir.join("memory.memsw.limit_in_bytes").exists()
+            })
+        }
+        Ok(stage03_cgroups::cgroup::Place::Unified { parent }) => {
+            parent.join("memory.swap.max").exists()
+        }
+        Err(_) => false,
+    }
+}

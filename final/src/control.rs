@@ -147,12 +147,17 @@ fn kill_now(record: &Record) -> Result<(), Error> {
 /// something can't be removed, the record is saved with what is left, so
 /// that the next try knows it too, and the error says why.
 pub fn clean_up(engine: &Engine, record: &mut Record) -> Result<(), Error> {
-    if !record.state.has_leftovers() {
+    let runtime_state = crate::runtime::Runtime::open(engine.root.dir()).has(&record.id);
+    if !record.state.has_leftovers() && !runtime_state {
         return Ok(());
     }
     check_names(record)?;
     // Processes first: whatever still runs in its cgroup is killed there.
     let mut first_error = cgroup::remove_leftovers(&mut record.state.cgroups).err();
+    // Then what the runtime kept of it (its state, the FIFO init waited on).
+    if runtime_state && let Err(err) = crate::runtime::delete(engine.root.dir(), &record.id, true) {
+        first_error.get_or_insert(err);
+    }
     if let Some(plugged) = &record.state.plugged {
         match unplug_leftovers(engine, &record.id, plugged) {
             Ok(()) => record.state.plugged = None,

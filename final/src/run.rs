@@ -16,7 +16,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::pipe2;
 use stage01_chroot::Error;
-use stage02_namespaces::{Container, Started, hostname};
+use stage02_namespaces::{hostname, supervise};
 use stage03_cgroups::{cgroup, report};
 use stage04_images::image::{self, Image};
 use stage04_images::overlay::overlay_mount;
@@ -26,9 +26,10 @@ use stage05_networks::hosts::NameFiles;
 use stage05_networks::network::Network;
 
 use crate::Engine;
-use crate::harden::{self, Hardening};
+use crate::bundle::{self, EngineContainer};
+use crate::harden;
 use crate::record::{Plugged, Proc, Record, Spec, Status, now};
-use crate::{control, launch, terminal, tiny};
+use crate::{control, runtime, terminal, tiny};
 
 /// What `berth run` prints its warnings as.
 const PROGRAM: &str = "berth";
@@ -184,7 +185,9 @@ struct Plan {
     network: Option<Network>,
     publish: Vec<(Protocol, u16, u16)>,
     cgroup_name: String,
-    cgroup_place: cgroup::Place,
+    /// Where the runtime will make the cgroup (`linux.cgroupsPath` is the
+    /// name, below our own cgroup).
+    cgroup_dirs: Vec<std::path::PathBuf>,
 }
 
 fn plan(engine: &Engine, record: &Record) -> Result<Plan, Error> {
@@ -193,8 +196,8 @@ fn plan(engine: &Engine, record: &Record) -> Result<Plan, Error> {
     Ok(Plan {
         network,
         publish,
+        cgroup_dirs: cgroup::target(std::path::Path::new(&format!("berth-{}", record.id)))?.dirs(),
         cgroup_name: format!("berth-{}", record.id),
-        cgroup_place: cgroup::place()?,
     })
 }
 
@@ -223,7 +226,7 @@ fn claim(engine: &Engine, record: &mut Record, plan: Plan) -> Result<Plan, Error
     let monitor = Proc::of(me)
         .ok_or_else(|| Error::Other(format!("read the start time of our own process {me}")))?;
     current.state.monitor = Some(monitor);
-    current.state.cgroups = plan.cgroup_place.dirs(&plan.cgroup_name);
+    current.state.cgroups = plan.cgroup_dirs.clone();
     current.state.plugged = plan.network.as_ref().map(|network| Plugged {
         network: network.name.clone(),
         veth: veth_names(&current.id).0,
@@ -249,58 +252,66 @@ fn run_container(
         network,
         publish,
         cgroup_name,
-        cgroup_place,
+        ..
     } = plan;
 
     // The image, as in stage 04.
     let store = engine.root.store()?;
     let image = Image::open(&store, &spec.image)?;
     let layers = image.unpacked_layers(&store, &engine.root.layers())?;
-    let mut process = image::process(&image.config, &spec.overrides())?;
+    let process = image::process(&image.config, &spec.overrides())?;
     let (terminal, stdio) = terminal::streams(spec.interactive, spec.tty)?;
-    process.stdio = stdio;
     // A detached container's init becomes the tiny program once the
     // command runs, and so does its monitor (see `become_waiter`).
     let tiny = match spec.detached {
         true => Some(std::sync::Arc::new(tiny::program()?)),
         false => None,
     };
-    let hardening = match spec.privileged {
-        true => None,
-        false => {
-            let keep = harden::capabilities(&spec.cap_add, &spec.cap_drop)?;
-            let mut before_exec = Hardening::keeping(true, keep)?.into_before_exec();
-            before_exec.init_program = tiny.clone();
-            Some(before_exec)
-        }
-    };
 
-    // Its names and its root, as in stage 05.
+    // Its names and its root, as in stage 05, and all the rest: written
+    // down as the container's bundle, which the runtime makes.
     let dirs = engine.containers.dirs(&id);
     let hostname = spec.hostname.clone().or(name.clone()).unwrap_or(id.clone());
     let files = NameFiles::in_dir(&dirs.dir);
     files.write(&hostname)?;
-    let container = Container {
-        rootfs: dirs.merged.clone(),
-        root_mount: Some(overlay_mount(&layers, &dirs)?),
-        binds: files.binds(),
-        process,
-        hostname,
-        user_map: None,
-        mounts: None,
-        readonly_root: false,
-        devices: Vec::new(),
-        root_propagation: None,
-        namespaces: Default::default(),
-        gate: None,
-        before_exec: hardening,
-    };
-
-    // Limits, namespaces, network; then it may go.
     let limits = spec.limits();
-    let mut cgroup = cgroup_place.create(&cgroup_name, &limits)?;
-    let started = launch::start(&container, Some(cgroup.as_ref()), spec.privileged)?;
-    drop(container); // its copy of the terminal, if any, is init's now
+    let config = bundle::spec_of(&EngineContainer {
+        id: &id,
+        process: &process,
+        hostname: &hostname,
+        layers: &layers,
+        rootfs: &dirs.merged,
+        root_mount: &overlay_mount(&layers, &dirs)?,
+        binds: &files.binds(),
+        keep: harden::capabilities(&spec.cap_add, &spec.cap_drop)?,
+        limits,
+        privileged: spec.privileged,
+    })?;
+    bundle::write(&dirs.dir, &config)?;
+
+    // The runtime makes it (namespaces, cgroup, root) and leaves its init
+    // waiting at the gate; we plug it into its network; then it may go.
+    let runtime_root = engine.root.dir();
+    let options = runtime::CreateOptions {
+        bundle: &dirs.dir,
+        id: &id,
+        pid_file: None,
+        console_socket: None,
+    };
+    let parts = runtime::EngineParts {
+        stdio,
+        init_program: tiny.clone(),
+    };
+    let init = runtime::create_for_engine(runtime_root, &options, parts).map_err(|err| {
+        match err {
+            // `run -d` reports it with the code, as Docker does.
+            Error::FromContainer { code, message } => Error::FromContainer {
+                code,
+                message: format!("{message} (exit status {code})"),
+            },
+            other => other,
+        }
+    })?;
     let plug = Plug {
         program: PROGRAM,
         networks: &engine.networks,
@@ -311,54 +322,48 @@ fn run_container(
         containers: engine.containers.dir(),
     };
     let attachment = match &network {
-        Some(network) => Some(attach(&plug, network, &started)?),
+        Some(network) => Some(attach(&plug, network, init)?),
         None => None,
     };
-    mark_running(engine, record, &started, attachment.as_ref())?;
-    let waiting = started.resume()?;
-    let command_started = waiting.command_started();
-    let abandoned = command_started && !ready.tell("running");
+    mark_running(engine, record, init, attachment.as_ref())?;
+    runtime::start(runtime_root, &id)?;
+    let command_started = true; // or `create` would have said why not
+    let abandoned = !ready.tell("running");
     if abandoned {
         // `run -d` was killed before it heard: take the container down.
-        let _ = kill(waiting.pid(), Signal::SIGKILL);
+        let _ = kill(init, Signal::SIGKILL);
     }
     let relay = terminal.map(|t| t.relay(spec.interactive)).transpose()?;
-    if let Some(tiny) = tiny.filter(|_| command_started && !abandoned) {
-        let err = become_waiter(engine, &id, waiting.pid(), &tiny);
+    if let Some(tiny) = tiny.filter(|_| !abandoned) {
+        let err = become_waiter(engine, &id, init, &tiny);
         eprintln!("{PROGRAM}: warning: {err}; waiting as berth instead");
     }
 
-    let code = waiting.wait()?;
+    let status = supervise::supervise(init)
+        .map_err(|e| Error::Other(format!("wait for the container: {e}")))?;
+    let code = stage01_chroot::exit::exit_code(status);
     if let Some(relay) = relay {
         relay.finish();
     }
-    // Unplug (veth, lease, ports, names) and remove the cgroup; the record
-    // forgets each once it is gone.
+    // Unplug (veth, lease, ports, names), read what the kernel counted, and
+    // have the runtime remove the rest; the record forgets each once gone.
     if let Some(attachment) = attachment {
         match attachment.detach() {
             Ok(()) => record.state.plugged = None,
             Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
         }
     }
-    let usage = cgroup.usage();
-    if let Err(err) = cgroup.remove() {
-        eprintln!("{PROGRAM}: warning: {err}");
+    let usage = cgroup::open(&record.state.cgroups).and_then(|cgroup| cgroup.usage());
+    match runtime::delete(runtime_root, &id, true) {
+        Ok(()) => record.state.cgroups.clear(),
+        Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
     }
-    record.state.cgroups = cgroup.dirs(); // those it could not remove
     match usage {
         Ok(usage) => {
             record.state.oom_killed = usage.oom_kills > 0;
             report(PROGRAM, &cgroup_name, &limits, &usage, code, spec.stats);
         }
         Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
-    }
-    if !command_started {
-        // `run -d` waits to hear "running": tell it why not instead, in
-        // init's words (the last line of the log).
-        let log = std::fs::read_to_string(engine.containers.log_path(&id)).unwrap_or_default();
-        let why = log.lines().last().unwrap_or("the command did not start");
-        let why = why.strip_prefix(&format!("{PROGRAM}: ")).unwrap_or(why);
-        ready.tell(&format!("{why} (exit status {code})"));
     }
     Ok(Ended {
         code,
@@ -432,12 +437,12 @@ pub fn conclude(engine: &Engine, id: &str, code: u8) -> Result<u8, Error> {
 fn mark_running(
     engine: &Engine,
     record: &mut Record,
-    started: &Started,
+    init: nix::unistd::Pid,
     attachment: Option<&Attachment>,
 ) -> Result<(), Error> {
     let mut running = record.clone();
     running.state.status = Status::Running;
-    running.state.init = Proc::of(started.pid().as_raw());
+    running.state.init = Proc::of(init.as_raw());
     running.state.address = attachment.map(|a| a.address());
     running.state.started = Some(now());
     running.state.runs += 1;

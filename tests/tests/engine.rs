@@ -459,7 +459,9 @@ fn secure_defaults_hold_in_containers_and_in_exec() {
     );
     assert_eq!(
         String::from_utf8_lossy(&privileged.stdout),
-        "Seccomp:\t0\nrenamed\n"
+        "Seccomp:\t0\nrenamed\n",
+        "{}",
+        String::from_utf8_lossy(&privileged.stderr)
     );
 }
 

@@ -36,7 +36,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{Pid, mkfifo};
 use serde::{Deserialize, Serialize};
 use stage01_chroot::Error;
-use stage02_namespaces::{Gate, ProcessStdio, supervise};
+use stage02_namespaces::{AfterGate, Gate, ProcessStdio, supervise};
 use stage03_cgroups::cgroup;
 use stage04_images::store::write_atomic;
 
@@ -110,6 +110,11 @@ impl Runtime {
         self.dir.join(id)
     }
 
+    /// Whether anything of container `id` is here.
+    pub fn has(&self, id: &str) -> bool {
+        self.container_dir(id).exists()
+    }
+
     fn load(&self, id: &str) -> Result<RuntimeState, Error> {
         let path = self.container_dir(id).join("state.json");
         let bytes = match std::fs::read(&path) {
@@ -170,21 +175,41 @@ pub struct CreateOptions<'a> {
     pub console_socket: Option<&'a Path>,
 }
 
-/// Whether the container outlives the process that creates it.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Who creates the container, and so how its init behaves.
 enum Caller {
     /// `create`: it exits, and the container is adopted by its subreaper.
     Leaves,
     /// `run` in the foreground, a build's `RUN`: it waits for the
     /// container, which dies with it, even if it is killed.
     Stays,
+    /// berth's engine, for a container of its own: it stays too, gives the
+    /// process its stdio, and init stays the command's init.
+    Engine(EngineParts),
+}
+
+/// What berth's engine adds to a container of its own (`create_for_engine`).
+pub struct EngineParts {
+    /// The process's stdio: the engine's pseudo-terminal, or no input.
+    pub stdio: ProcessStdio,
+    /// The tiny program init becomes once the command runs.
+    pub init_program: Option<Arc<OwnedFd>>,
 }
 
 // ANCHOR: create
 /// `berth-runtime create --bundle DIR ID`: make the container, its init set
 /// up and waiting for `start`; init's PID.
 pub fn create(root: &Path, options: &CreateOptions) -> Result<Pid, Error> {
-    create_for(root, options, Caller::Leaves)
+    create_for(root, options, Caller::Leaves).map_err(in_runcs_words)
+}
+
+/// `create` for a container of berth's own engine: its init waits at the
+/// gate as our child (for `start`), and dies with us.
+pub fn create_for_engine(
+    root: &Path,
+    options: &CreateOptions,
+    parts: EngineParts,
+) -> Result<Pid, Error> {
+    create_for(root, options, Caller::Engine(parts))
 }
 
 fn create_for(root: &Path, options: &CreateOptions, caller: Caller) -> Result<Pid, Error> {
@@ -284,9 +309,15 @@ fn make(
     };
     let mut cgroup = target.create(&without_devices)?;
 
-    let stdio = stdio_of(console_socket, config.process.console_size)?;
-    let container =
-        config::container_of(config, &state.bundle, stdio, Some(exec_gate(&dir, caller)?))?;
+    let stdio = match &caller {
+        Caller::Engine(parts) => parts.stdio.clone(),
+        _ => stdio_of(console_socket, config.process.console_size)?,
+    };
+    let gate = exec_gate(&dir, &caller)?;
+    let mut container = config::container_of(config, &state.bundle, stdio, Some(gate))?;
+    if let (Caller::Engine(parts), Some(before_exec)) = (&caller, &mut container.before_exec) {
+        before_exec.init_program = parts.init_program.clone();
+    }
     let started = crate::launch::start(&container, Some(cgroup.as_ref()), false)?;
     state.init = Proc::of(started.pid().as_raw());
     runtime.save(state)?;
@@ -335,7 +366,7 @@ fn stdio_of(
 /// opens it for reading, and write one byte. The FIFO is reached through
 /// the state directory, opened now: by then init stands in the container's
 /// root, where no path leads to it.
-fn exec_gate(dir: &Path, caller: Caller) -> Result<Gate, Error> {
+fn exec_gate(dir: &Path, caller: &Caller) -> Result<Gate, Error> {
     let dir_fd: OwnedFd = std::fs::File::open(dir)
         .map_err(|e| Error::io("open", dir, e))?
         .into();
@@ -350,7 +381,11 @@ fn exec_gate(dir: &Path, caller: Caller) -> Result<Gate, Error> {
             nix::unistd::write(&fifo, b"0")?;
             Ok(())
         }),
-        outlives_parent: caller == Caller::Leaves,
+        outlives_parent: matches!(caller, Caller::Leaves),
+        after: match caller {
+            Caller::Engine(_) => AfterGate::StayInit,
+            _ => AfterGate::BecomeCommand,
+        },
     })
 }
 // ANCHOR_END: create
@@ -428,7 +463,7 @@ pub fn run(root: &Path, options: &CreateOptions, detach: bool) -> Result<u8, Err
         true => Caller::Leaves,
         false => Caller::Stays,
     };
-    let pid = create_for(root, options, caller)?;
+    let pid = create_for(root, options, caller).map_err(in_runcs_words)?;
     if let Err(err) = start(root, options.id) {
         let _ = delete(root, options.id, true);
         return Err(err);
@@ -666,11 +701,20 @@ pub fn exec(root: &Path, options: ExecOptions) -> Result<u8, Error> {
 /// A command that isn't there, in the words runc uses, which Podman,
 /// Docker and containerd look for to answer 127 ("not found").
 fn in_runcs_words(err: Error) -> Error {
+    let not_found = |command: &str| {
+        Error::Other(format!(
+            "exec: {command:?}: executable file not found in $PATH: no such file or directory"
+        ))
+    };
     match err {
-        Error::CommandNotFound { command, .. } => Error::Other(format!(
-            "exec: {:?}: executable file not found in $PATH: no such file or directory",
-            command.to_string_lossy()
-        )),
+        Error::CommandNotFound { command, .. } => not_found(&command.to_string_lossy()),
+        // init's report of the same, from `create`: "CMD: command not found..."
+        Error::FromContainer { code: 127, message } => not_found(
+            message
+                .split(": command not found")
+                .next()
+                .unwrap_or(&message),
+        ),
         other => other,
     }
 }

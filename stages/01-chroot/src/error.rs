@@ -48,6 +48,12 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// What a container's first process reported before its command ran
+    /// (it ran in another process, so only its words and its exit code
+    /// cross over).
+    #[error("{message}")]
+    FromContainer { code: u8, message: String },
+
     #[error("{0}")]
     Other(String),
 }
@@ -58,6 +64,7 @@ impl Error {
         match self {
             Error::CommandNotFound { .. } => EXIT_NOT_FOUND,
             Error::CommandNotExecutable { .. } => EXIT_NOT_EXECUTABLE,
+            Error::FromContainer { code, .. } => *code,
             _ => EXIT_SETUP_FAILED,
         }
     }

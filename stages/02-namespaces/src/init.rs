@@ -16,7 +16,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::unistd::{Gid, Uid, setgroups, sethostname, setresgid, setresuid};
 use stage01_chroot::Error;
 
-use crate::namespaces::{Container, Gate};
+use crate::namespaces::{AfterGate, Container, Gate};
 use crate::process::ProcessStdio;
 use crate::{mounts, network, supervise};
 
@@ -52,11 +52,14 @@ pub fn run(
             }
         };
     };
-    // The OCI runtime's way: a set-up error goes back to `create`.
+    // The OCI runtime's way: a set-up error goes back to `create`, as its
+    // exit code and its words ("E127 /bin/x: command not found..."; "1"
+    // alone means ready).
     match set.and_then(|()| exec_command(container, gate, parent, started)) {
         Ok(code) => code as isize,
         Err(err) => {
-            let _ = nix::unistd::write(started, err.to_string().as_bytes());
+            let said = format!("E{} {err}", err.exit_code());
+            let _ = nix::unistd::write(started, said.as_bytes());
             err.exit_code() as isize
         }
     }
@@ -120,11 +123,23 @@ fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
 /// Start the command as our child, tell the parent, then be its init until
 /// it exits.
 fn start_command(container: &Container, started: &OwnedFd) -> Result<u8, Error> {
-    let mut command = prepared_command(container)?;
+    let command = prepared_command(container)?;
+    be_init_of(container, command, Some(started))
+}
+
+/// Start `command` as our child (saying so on `started`, if given), then be
+/// its init until it exits: ourselves, or the engine's tiny init program.
+fn be_init_of(
+    container: &Container,
+    mut command: std::process::Command,
+    started: Option<&OwnedFd>,
+) -> Result<u8, Error> {
     let child = command.spawn().map_err(|err| {
         stage01_chroot::exit::spawn_error(err, container.process.program(), &container.rootfs)
     })?;
-    let _ = nix::unistd::write(started, b"1"); // spawn returns once it exec'd
+    if let Some(started) = started {
+        let _ = nix::unistd::write(started, b"1"); // spawn returns once it exec'd
+    }
     let program = container
         .before_exec
         .as_ref()
@@ -192,6 +207,12 @@ fn exec_command(
         eprintln!("{program}: wait for start: {err}");
         return Ok(stage01_chroot::error::EXIT_SETUP_FAILED);
     }
+    if gate.after == AfterGate::StayInit {
+        return be_init_of(container, command, None).or_else(|err| {
+            eprintln!("{program}: {err}");
+            Ok(err.exit_code())
+        });
+    }
     let err = stage01_chroot::exit::spawn_error(
         command.exec(), // returns only if exec failed
         container.process.program(),
@@ -206,12 +227,15 @@ fn exec_command(
 /// a wrong command is an error of `create`, not an exit code after `start`.
 fn find_program(process: &crate::Process, rootfs: &std::path::Path) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
-    let program = std::path::Path::new(process.program());
-    let runnable = |path: &std::path::Path| {
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    // 0: runnable, 1: there but not runnable (as a shell says 126), 2: not there (127).
+    let look = |path: &std::path::Path| match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => 0,
+        Ok(_) => 1,
+        Err(_) => 2,
     };
+    let program = std::path::Path::new(process.program());
     let found = match program.as_os_str().as_encoded_bytes().contains(&b'/') {
-        true => runnable(&process.cwd.join(program)),
+        true => look(&process.cwd.join(program)),
         false => {
             let path = process
                 .env
@@ -221,18 +245,17 @@ fn find_program(process: &crate::Process, rootfs: &std::path::Path) -> Result<()
                 .unwrap_or_else(|| {
                     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
                 });
-            std::env::split_paths(&path).any(|dir| runnable(&dir.join(program)))
+            std::env::split_paths(&path)
+                .map(|dir| look(&dir.join(program)))
+                .min()
+                .unwrap_or(2)
         }
     };
+    let (command, rootfs) = (process.program().to_owned(), rootfs.to_owned());
     match found {
-        true => Ok(()),
-        // In runc's words, which the engines above a runtime look for.
-        false => Err(Error::Other(format!(
-            "exec: {:?}: executable file not found in $PATH: no such file or directory \
-             (in rootfs {})",
-            program.to_string_lossy(),
-            rootfs.display()
-        ))),
+        0 => Ok(()),
+        1 => Err(Error::CommandNotExecutable { command, rootfs }),
+        _ => Err(Error::CommandNotFound { command, rootfs }),
     }
 }
 

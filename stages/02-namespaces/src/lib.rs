@@ -30,6 +30,7 @@ pub mod supervise;
 pub mod userns;
 
 pub use namespaces::{
-    BeforeExec, Container, Gate, IdMap, IdMaps, RootMount, Running, SharedNamespaces, Started,
+    AfterGate, BeforeExec, Container, Gate, IdMap, IdMaps, RootMount, Running, SharedNamespaces,
+    Started,
 };
 pub use process::{Process, ProcessStdio, UserIds};

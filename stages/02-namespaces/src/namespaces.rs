@@ -139,6 +139,18 @@ pub struct Gate {
     /// False when whoever cloned init stays to wait for it (`runtime run`,
     /// a build's `RUN`): then init keeps dying with it, even by SIGKILL.
     pub outlives_parent: bool,
+    /// What init does once through the gate.
+    pub after: AfterGate,
+}
+
+/// What init does once through the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterGate {
+    /// Become the command (exec): it is the container's PID 1, as under runc.
+    BecomeCommand,
+    /// Start the command as PID 2 and stay its init, passing signals on and
+    /// reaping orphans, as `berth run` has it (Docker's `--init`).
+    StayInit,
 }
 
 impl Default for SharedNamespaces {
@@ -377,7 +389,18 @@ impl Started {
             b"" => Err(Error::Other(
                 "the container's init ended before it was set up".into(),
             )),
-            words => Err(Error::Other(String::from_utf8_lossy(words).trim().into())),
+            words => {
+                let words = String::from_utf8_lossy(words);
+                let words = words.strip_prefix('E').unwrap_or(&words);
+                let (code, message) = words.trim().split_once(' ').unwrap_or(("", words));
+                Err(match code.parse() {
+                    Ok(code) => Error::FromContainer {
+                        code,
+                        message: message.to_string(),
+                    },
+                    Err(_) => Error::Other(words.trim().into()),
+                })
+            }
         }
     }
 }

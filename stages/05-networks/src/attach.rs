@@ -4,8 +4,8 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use nix::unistd::Pid;
 use stage01_chroot::Error;
-use stage02_namespaces::Started;
 
 use crate::firewall::{self, PortRule};
 use crate::ipam;
@@ -48,7 +48,7 @@ pub fn veth_names(id: &str) -> (String, String) {
 pub fn attach<'a>(
     plug: &'a Plug<'a>,
     network: &'a Network,
-    started: &Started,
+    init: Pid,
 ) -> Result<Attachment<'a>, Error> {
     {
         let _lock = plug.networks.lock()?;
@@ -88,11 +88,11 @@ pub fn attach<'a>(
     let peer_index = netlink
         .link_index(&peer)?
         .ok_or_else(|| Error::Other(format!("veth end {peer} vanished")))?;
-    netlink.set_netns_pid(peer_index, started.pid().as_raw())?;
+    netlink.set_netns_pid(peer_index, init.as_raw())?;
 
     // Inside: call it eth0, give it the address, route everything via the gateway.
     let (prefix, gateway) = (network.subnet.prefix_len, network.gateway());
-    in_netns_of(started.pid().as_raw(), move || {
+    in_netns_of(init.as_raw(), move || {
         let mut netlink = Netlink::open()?;
         let index = netlink
             .link_index(&peer)?

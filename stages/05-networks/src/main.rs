@@ -157,7 +157,7 @@ fn run_plugged(container: &Container, plug: &Plug, args: &RunArgs) -> Result<u8,
     let started = namespaces::start(container)?;
     cgroup.add_process(started.pid())?;
     let attachment = match plug.network {
-        Some(network) => Some(attach(plug, network, &started)?),
+        Some(network) => Some(attach(plug, network, started.pid())?),
         None => None,
     };
     let code = started.resume()?.wait()?;
