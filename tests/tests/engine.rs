@@ -871,7 +871,7 @@ fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
         touch /data-rw/from-rw && echo rw-ok; \
         touch /on-the-root 2>/dev/null && echo root-writable || echo root-refused; \
         grep ' /scratch ' /proc/mounts | cut -d' ' -f3,4; stat -c %a /scratch; \
-        echo done; exec sleep 600";
+        cat /linked; echo done; exec sleep 600";
     let command = format!("({script}) > /data-rw/ran");
     let bundle = bundle(&lab, dir.path(), &["sh", "-c", &command]);
     let path = bundle.join("config.json");
@@ -891,6 +891,15 @@ fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
         serde_json::json!({"destination": "/scratch", "type": "tmpfs",
         "source": "tmpfs", "options": ["nosuid", "nodev", "mode=700", "size=1m"]}),
     );
+    // A file bound where the image has a symlink (as images often have
+    // /etc/resolv.conf): the link is replaced, not followed out of the root.
+    std::os::unix::fs::symlink("/etc/passwd", bundle.join("rootfs/linked")).unwrap();
+    let bound = dir.path().join("bound");
+    std::fs::write(&bound, "bound from the host\n").unwrap();
+    let host_passwd = std::fs::read("/etc/passwd").unwrap();
+    let mounts = config["mounts"].as_array_mut().unwrap();
+    mounts.push(serde_json::json!({"destination": "/linked", "type": "bind",
+        "source": bound, "options": ["bind", "ro"]}));
     config["root"]["readonly"] = true.into();
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     let state_root = dir.path().join("state");
@@ -935,6 +944,8 @@ fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
     assert!(report.contains("\n700\n"), "{report}");
     assert!(shared.join("from-rw").exists());
     assert!(!shared.join("from-ro").exists());
+    assert!(report.contains("bound from the host"), "{report}");
+    assert_eq!(std::fs::read("/etc/passwd").unwrap(), host_passwd);
     let out = runtime()
         .args(["list", "--format", "json"])
         .output()

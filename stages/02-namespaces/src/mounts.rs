@@ -264,7 +264,7 @@ fn mount_option(option: &str) -> Option<MountOption> {
 /// devices every container gets.
 fn mount_listed(rootfs: &Path, listed: &[ListedMount]) -> Result<(), Error> {
     for m in listed {
-        let target = inside_root(rootfs, &m.destination)?;
+        let target = inside_root(rootfs, &m.destination, m.fstype.is_none())?;
         let fail = |err: Errno| {
             Error::Other(format!(
                 "mount {} on {}: {err}",
@@ -341,9 +341,12 @@ fn bind_listed(m: &ListedMount, target: &Path) -> Result<(), Errno> {
 /// `destination` below `rootfs`, refusing a path whose existing parts
 /// include a symlink: we haven't pivoted yet, so a symlink in the image
 /// would resolve against the host's root.
-fn inside_root(rootfs: &Path, destination: &Path) -> Result<PathBuf, Error> {
+/// A bind mount may land on a symlink itself (an image's /etc/resolv.conf
+/// often is one): the link is replaced, never followed.
+fn inside_root(rootfs: &Path, destination: &Path, bind: bool) -> Result<PathBuf, Error> {
     let mut path = rootfs.to_path_buf();
-    for part in destination.components().skip(1) {
+    let parts: Vec<_> = destination.components().skip(1).collect();
+    for (i, part) in parts.iter().enumerate() {
         if part.as_os_str() == ".." {
             return Err(Error::Other(format!(
                 "mount destination {} climbs out with ..",
@@ -351,7 +354,10 @@ fn inside_root(rootfs: &Path, destination: &Path) -> Result<PathBuf, Error> {
             )));
         }
         path.push(part);
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link && bind && i + 1 == parts.len() {
+            std::fs::remove_file(&path).map_err(|e| Error::io("replace the symlink", &path, e))?;
+        } else if is_link {
             return Err(Error::Other(format!(
                 "mount destination {} goes through a symlink in the image ({}); refusing it",
                 destination.display(),
