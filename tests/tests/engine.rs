@@ -1454,3 +1454,73 @@ fn refused_leaving_nothing(
         "{id}: its state was left"
     );
 }
+
+#[test]
+fn the_oci_runtime_runs_hooks_inside_the_container_at_create_and_start() {
+    if !root_or_skip("the_oci_runtime_runs_hooks_inside_the_container_at_create_and_start") {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle(
+        &lab,
+        dir.path(),
+        &["sh", "-c", "cat /started-by-hook > /ran"],
+    );
+    let seen = dir.path().join("create-hook.json");
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // createContainer: in the container's namespaces, before pivot_root, so
+    // a host path (the host's /bin/sh, a file in our temp dir) still works;
+    // startContainer: after `start`, in the container's root.
+    config["hooks"] = serde_json::json!({
+        "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c",
+            format!("cat > {}; readlink /proc/self/ns/mnt >> {}", seen.display(), seen.display())]}],
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo hello > /started-by-hook"]}],
+    });
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let state_root = dir.path().join("state");
+    let runtime = || {
+        let mut command = Command::new(bin("berth-runtime"));
+        command.arg("--root").arg(&state_root);
+        command
+    };
+    let _cleanup = RuntimeCleanup(state_root.clone(), vec!["hooked"]);
+    // Not a pipe: the container's init keeps `create`'s stdio, as with runc.
+    let errors = dir.path().join("create.stderr");
+    let created = runtime()
+        .args(["create", "--bundle"])
+        .arg(&bundle)
+        .arg("hooked")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&errors).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        created.success(),
+        "{}",
+        std::fs::read_to_string(&errors).unwrap()
+    );
+    let said = std::fs::read_to_string(&seen).expect("the createContainer hook ran");
+    let end = said.rfind('}').unwrap() + 1;
+    let (document, namespace) = said.split_at(end);
+    let state: serde_json::Value = serde_json::from_str(document).unwrap();
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], "hooked");
+    let pid = state["pid"].as_i64().unwrap();
+    let init_mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    assert_eq!(
+        namespace.trim(),
+        init_mnt.to_string_lossy(),
+        "not in the container's mounts"
+    );
+    assert!(
+        !bundle.join("rootfs/started-by-hook").exists(),
+        "startContainer ran before start"
+    );
+    runtime().args(["start", "hooked"]).assert().success();
+    eventually("the command saw what startContainer wrote", || {
+        std::fs::read_to_string(bundle.join("rootfs/ran")).is_ok_and(|r| r == "hello\n")
+    });
+}

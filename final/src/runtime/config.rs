@@ -324,11 +324,6 @@ fn refuse<T>(what: String) -> Result<T, Error> {
 fn check_supported(config: &Config) -> Result<(), Error> {
     namespaces_of(config)?;
     user_map_of(config)?;
-    if !config.hooks.create_container.is_empty() || !config.hooks.start_container.is_empty() {
-        return refuse(
-            "hooks that run inside the container (createContainer, startContainer)".into(),
-        );
-    }
     if config.process.args.is_empty() {
         return Err(Error::Other(
             "config.json: process.args is empty: give the command to run".into(),

@@ -3,12 +3,12 @@
 //! network plugin, say, moves an interface into the container's network
 //! namespace, found through the state's `pid`.
 //!
-//! berth runs the hooks that run in the runtime's namespaces: `prestart`
-//! and `createRuntime` once `create` has made the container (init is set
-//! up and waits), `poststart` once `start` has let it go, `poststop` after
-//! `delete`. The two that run inside the container's namespaces
-//! (`createContainer`, `startContainer`) are refused by name (see
-//! `config`).
+//! In the runtime's namespaces: `prestart` and `createRuntime` once
+//! `create` has made the container (init is set up and waits),
+//! `poststart` once `start` has let it go, `poststop` after `delete`. In
+//! the container's, run by its init: `createContainer` just before
+//! `pivot_root` (the host's paths still reach, as the spec wants), and
+//! `startContainer` once through the gate, before the command.
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -313,7 +313,7 @@ fn make(
         Caller::Engine(parts) => parts.stdio.clone(),
         _ => stdio_of(console_socket, config.process.console_size)?,
     };
-    let gate = exec_gate(&dir, &caller)?;
+    let gate = exec_gate(&dir, &caller, &config.hooks)?;
     let mut container = config::container_of(config, &state.bundle, stdio, Some(gate))?;
     if let (Caller::Engine(parts), Some(before_exec)) = (&caller, &mut container.before_exec) {
         before_exec.init_program = parts.init_program.clone();
@@ -366,14 +366,17 @@ fn stdio_of(
 /// opens it for reading, and write one byte. The FIFO is reached through
 /// the state directory, opened now: by then init stands in the container's
 /// root, where no path leads to it.
-fn exec_gate(dir: &Path, caller: &Caller) -> Result<Gate, Error> {
-    let dir_fd: OwnedFd = std::fs::File::open(dir)
-        .map_err(|e| Error::io("open", dir, e))?
-        .into();
+fn exec_gate(dir: &Path, caller: &Caller, hooks: &hooks::Hooks) -> Result<Gate, Error> {
+    let dir_fd: Arc<OwnedFd> = Arc::new(
+        std::fs::File::open(dir)
+            .map_err(|e| Error::io("open", dir, e))?
+            .into(),
+    );
+    let gate_dir = dir_fd.clone();
     Ok(Gate {
         open: Arc::new(move || {
             let fifo = openat(
-                dir_fd.as_fd(),
+                gate_dir.as_fd(),
                 EXEC_FIFO,
                 OFlag::O_WRONLY | OFlag::O_CLOEXEC,
                 Mode::empty(),
@@ -386,7 +389,35 @@ fn exec_gate(dir: &Path, caller: &Caller) -> Result<Gate, Error> {
             Caller::Engine(_) => AfterGate::StayInit,
             _ => AfterGate::BecomeCommand,
         },
+        before_pivot: hooks_in_init("createContainer", &hooks.create_container, &dir_fd),
+        after_open: hooks_in_init("startContainer", &hooks.start_container, &dir_fd),
     })
+}
+
+/// Hooks that run inside the container's namespaces, from init: with the
+/// state, read through the state directory (init can't name it by path),
+/// on their stdin.
+fn hooks_in_init(
+    point: &'static str,
+    list: &[hooks::Hook],
+    dir: &Arc<OwnedFd>,
+) -> Option<Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>> {
+    if list.is_empty() {
+        return None;
+    }
+    let (list, dir) = (list.to_vec(), dir.clone());
+    Some(Arc::new(move || {
+        let file = openat(
+            dir.as_fd(),
+            "state.json",
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut state: RuntimeState =
+            serde_json::from_reader(std::fs::File::from(file)).map_err(std::io::Error::other)?;
+        state.status = Status::Created;
+        hooks::run(point, &list, &state_document(&state)).map_err(std::io::Error::other)
+    }))
 }
 // ANCHOR_END: create
 
@@ -951,7 +982,7 @@ pub fn features() -> Result<(), Error> {
     let document = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": MOUNT_OPTIONS,
         "linux": {
             "namespaces": ["pid", "network", "ipc", "uts", "mount", "cgroup", "user"],

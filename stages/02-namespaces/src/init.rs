@@ -102,6 +102,10 @@ fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
         root,
         &container.binds,
         container.mounts.as_deref(),
+        container
+            .gate
+            .as_ref()
+            .and_then(|g| g.before_pivot.as_deref()),
     )?;
     mounts::make_device_nodes(&container.devices)?;
     if let Some(propagation) = container.root_propagation {
@@ -205,6 +209,12 @@ fn exec_command(
     let program = program_name();
     if let Err(err) = (gate.open)() {
         eprintln!("{program}: wait for start: {err}");
+        return Ok(stage01_chroot::error::EXIT_SETUP_FAILED);
+    }
+    if let Some(step) = &gate.after_open
+        && let Err(err) = step()
+    {
+        eprintln!("{program}: after start: {err}");
         return Ok(stage01_chroot::error::EXIT_SETUP_FAILED);
     }
     if gate.after == AfterGate::StayInit {

@@ -88,6 +88,9 @@ const DEV_LINKS: &[(&str, &str)] = &[
 ];
 // ANCHOR_END: kernel_mounts
 
+/// A step run just before `pivot_root` (see [`prepare_root`]).
+pub type BeforePivot = dyn Fn() -> std::io::Result<()> + Send + Sync;
+
 // ANCHOR: prepare_root
 /// Turn `rootfs` into the calling process's `/`, with /proc, /sys and /dev.
 /// `made_root` is a detached mount the parent made to be our root (with a
@@ -98,6 +101,7 @@ pub fn prepare_root(
     made_root: Option<OwnedFd>,
     binds: &[(PathBuf, PathBuf)],
     listed: Option<&[ListedMount]>,
+    before_pivot: Option<&BeforePivot>,
 ) -> Result<(), Error> {
     // 1. Stop mount events from travelling between our table and the host's.
     remount("/", MsFlags::MS_REC | MsFlags::MS_PRIVATE)?;
@@ -135,7 +139,13 @@ pub fn prepare_root(
         }
         Some(listed) => mount_listed(rootfs, listed)?,
     }
-    // 5. Swap roots and drop the old one.
+    // 5. What an OCI runtime's caller asked to run here, in our mount
+    //    namespace with everything mounted but the host's root still in
+    //    reach (its `createContainer` hooks). Then swap roots and drop the
+    //    old one.
+    if let Some(step) = before_pivot {
+        step().map_err(|e| Error::Other(format!("before pivot_root: {e}")))?;
+    }
     pivot_into(rootfs)
 }
 

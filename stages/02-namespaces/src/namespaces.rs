@@ -141,6 +141,12 @@ pub struct Gate {
     pub outlives_parent: bool,
     /// What init does once through the gate.
     pub after: AfterGate,
+    /// Run in init's mount namespace just before `pivot_root` (an OCI
+    /// runtime's `createContainer` hooks).
+    pub before_pivot: Option<Arc<crate::mounts::BeforePivot>>,
+    /// Run in init once through the gate, before the command
+    /// (`startContainer` hooks).
+    pub after_open: Option<Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>>,
 }
 
 /// What init does once through the gate.
