@@ -22,18 +22,21 @@
 //! gets hold of it through `/proc/PID/exe` can't overwrite it
 //! (CVE-2019-5736).
 
-use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::sync::Arc;
 
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::mount::{MsFlags, mount};
+use seccompiler::BpfProgram;
+#[cfg(test)]
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    TargetArch,
 };
 use stage01_chroot::Error;
 use stage02_namespaces::{BeforeExec, UserIds};
+#[cfg(test)]
+use std::collections::BTreeMap;
 
 // ANCHOR: capabilities
 /// Docker's default capabilities, less two, as Podman does:
@@ -210,9 +213,14 @@ fn blocked_syscalls() -> Vec<i64> {
 /// the libc crate doesn't name this one yet.
 const SYS_OPEN_TREE_ATTR: i64 = 467;
 
+// ANCHOR_END: syscalls
+
 /// Calls refused only with some arguments (each rule: all its conditions
 /// hold). 32-bit comparisons where the kernel reads 32 bits, so that high
-/// bits set in a 64-bit register can't slip a value past the filter.
+/// bits set in a 64-bit register can't slip a value past the filter. (The
+/// same rules as [`berth_default_profile`]'s, in seccompiler's terms, for
+/// the test that compares the two.)
+#[cfg(test)]
 fn blocked_with_arguments() -> Result<Vec<(i64, Vec<SeccompRule>)>, Error> {
     let arg = |index, len, op, value| SeccompCondition::new(index, len, op, value);
     let rule = |conditions: Vec<Result<SeccompCondition, seccompiler::BackendError>>| {
@@ -256,7 +264,6 @@ fn blocked_with_arguments() -> Result<Vec<(i64, Vec<SeccompRule>)>, Error> {
         (libc::SYS_socket, vec![socket]),
     ])
 }
-// ANCHOR_END: syscalls
 
 /// The hardening of one container, prepared before any fork: the filters
 /// are compiled and the capability sets computed here, so that the step
@@ -328,7 +335,10 @@ impl Hardening {
         let mut hardening = Hardening::custom(list(MASKED), list(READ_ONLY), capabilities, true)?;
         hardening.users_keep_capabilities = false;
         hardening.open_ping = first_process;
-        hardening.filters = seccomp_filters()?;
+        // The one default filter, compiled from its OCI form as the
+        // runtime compiles any bundle's (which also answers calls of the
+        // x32 ABI, which seccompiler alone lets through, with ENOSYS).
+        hardening.filters = crate::runtime::seccomp::filters_of(Some(&berth_default_profile()))?;
         Ok(hardening)
     }
 
@@ -574,7 +584,10 @@ fn personality_rules() -> Vec<(u64, u64)> {
 /// The filters: the blocked calls fail with EPERM, some only with the
 /// arguments `blocked_with_arguments` names; and `clone3` answers ENOSYS,
 /// since its flags sit in memory a filter can't read, so that C libraries
-/// fall back to `clone`, which we can check.
+/// fall back to `clone`, which we can check. Built directly with
+/// seccompiler, for the test that proves [`berth_default_profile`] says the
+/// same; containers get the profile, compiled.
+#[cfg(test)]
 fn seccomp_filters() -> Result<Vec<BpfProgram>, Error> {
     let arch = TargetArch::try_from(std::env::consts::ARCH)
         .map_err(|e| Error::Other(format!("seccomp: {e}")))?;
