@@ -30,6 +30,7 @@ pub mod record;
 pub mod run;
 pub mod runtime;
 pub mod show;
+pub mod status;
 pub mod terminal;
 pub mod tiny;
 

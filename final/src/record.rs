@@ -101,13 +101,7 @@ impl Spec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Created,
-    Running,
-    Exited,
-}
+pub use crate::status::Status;
 
 /// A process, named for good: its PID and its start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,7 +225,8 @@ impl Record {
     /// `Up 5 seconds`, `Exited (0) 2 minutes ago`, `Created`, as `docker ps`.
     pub fn status_text(&self) -> String {
         match self.state.status {
-            Status::Created => "Created".into(),
+            Status::Creating | Status::Created => "Created".into(),
+            Status::Paused => "Paused".into(),
             Status::Running if self.is_running() => {
                 format!(
                     "Up {}",
@@ -239,7 +234,7 @@ impl Record {
                 )
             }
             Status::Running => "Exited (unknown): its monitor was killed".into(),
-            Status::Exited => format!(
+            Status::Stopped => format!(
                 "Exited ({}){} {} ago",
                 self.state.exit_code.unwrap_or(0),
                 if self.state.oom_killed {

@@ -154,7 +154,7 @@ pub fn execute(engine: &Engine, mut record: Record, mut ready: Ready) -> Result<
         ready.tell(&err.to_string());
     }
     if record.state.status == Status::Running {
-        record.state.status = Status::Exited;
+        record.state.status = Status::Stopped;
         record.state.finished = Some(now());
         record.state.exit_code = Some(code);
     }
@@ -424,7 +424,10 @@ pub fn conclude(engine: &Engine, id: &str, code: u8) -> Result<u8, Error> {
         }
         Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
     }
-    record.state.status = Status::Exited;
+    record.state.status = record
+        .state
+        .status
+        .become_(Status::Stopped, &format!("container {id}"))?;
     record.state.finished = Some(now());
     record.state.exit_code = Some(code);
     let keep = !record.spec.auto_remove;
@@ -441,7 +444,10 @@ fn mark_running(
     attachment: Option<&Attachment>,
 ) -> Result<(), Error> {
     let mut running = record.clone();
-    running.state.status = Status::Running;
+    running.state.status = (record.state.status).become_(
+        Status::Running,
+        &format!("container {}", record.display_name()),
+    )?;
     running.state.init = Proc::of(init.as_raw());
     running.state.address = attachment.map(|a| a.address());
     running.state.started = Some(now());

@@ -43,6 +43,7 @@ use stage04_images::store::write_atomic;
 use crate::exec::{Entry, Step};
 use crate::harden::{self, Hardening};
 use crate::record::{Proc, now};
+use crate::status::Status;
 
 /// The runtime spec version we report.
 const OCI_VERSION: &str = "1.0.2";
@@ -51,31 +52,6 @@ const OCI_VERSION: &str = "1.0.2";
 const EXEC_FIFO: &str = "exec.fifo";
 
 // ---- the state berth keeps per container ----
-
-/// A container's status, as the runtime spec names them (and runc's
-/// `paused`). What is recorded is only a part of it: the rest is read
-/// from the kernel each time (is init alive, does it still wait).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Creating,
-    Created,
-    Running,
-    Paused,
-    Stopped,
-}
-
-impl Status {
-    fn name(self) -> &'static str {
-        match self {
-            Status::Creating => "creating",
-            Status::Created => "created",
-            Status::Running => "running",
-            Status::Paused => "paused",
-            Status::Stopped => "stopped",
-        }
-    }
-}
 
 /// `<root>/runtime/<id>/state.json`, written before each step that makes
 /// something (so that `delete` knows what to remove if `create` is killed).
@@ -470,7 +446,9 @@ pub fn start(root: &Path, id: &str) -> Result<(), Error> {
         }
     }
     std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
-    state.status = Status::Running;
+    state.status = state
+        .status
+        .become_(Status::Running, &format!("container {id}"))?;
     runtime.save(&state)?;
     // The spec: a failing poststart hook is only worth a warning.
     if let Ok(config) = config::read_config(&state.bundle)
@@ -800,7 +778,7 @@ pub fn pause(root: &Path, id: &str, frozen: bool) -> Result<(), Error> {
         true => cgroup.freeze()?,
         false => cgroup.thaw()?,
     }
-    state.status = to;
+    state.status = state.status.become_(to, &format!("container {id}"))?;
     runtime.save(&state)
 }
 
