@@ -689,11 +689,7 @@ fn the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle() {
         ],
     );
     let state_root = dir.path().join("state");
-    let runtime = || {
-        let mut command = Command::new(bin("berth-runtime"));
-        command.arg("--root").arg(&state_root);
-        command
-    };
+    let runtime = || runtime_in(&state_root);
     // Whatever happens, no container outlives the test.
     let _cleanup = RuntimeCleanup(state_root.clone(), vec!["web", "second"]);
     // A created container's process keeps the caller's stdout and stderr,
@@ -843,6 +839,13 @@ fn the_oci_runtime_creates_starts_kills_and_deletes_a_umoci_bundle() {
     assert_eq!(left, 0, "state left behind");
 }
 
+/// `berth-runtime --root STATE_ROOT`, to add a command to.
+fn runtime_in(state_root: &Path) -> Command {
+    let mut command = Command::new(bin("berth-runtime"));
+    command.arg("--root").arg(state_root);
+    command
+}
+
 /// Deletes (with --force) the runtime containers named, on drop.
 struct RuntimeCleanup(std::path::PathBuf, Vec<&'static str>);
 
@@ -903,11 +906,7 @@ fn the_oci_runtime_mounts_exactly_what_the_bundle_lists() {
     config["root"]["readonly"] = true.into();
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     let state_root = dir.path().join("state");
-    let runtime = || {
-        let mut command = Command::new(bin("berth-runtime"));
-        command.arg("--root").arg(&state_root);
-        command
-    };
+    let runtime = || runtime_in(&state_root);
     let _cleanup = RuntimeCleanup(state_root.clone(), vec!["mounts", "escape"]);
     let status = runtime()
         .args(["create", "--bundle"])
@@ -1255,11 +1254,7 @@ fn the_oci_runtime_filters_system_calls_as_the_bundles_seccomp_profile_says() {
     let bundle = bundle(&lab, dir.path(), &["true"]);
     let state_root = dir.path().join("state");
     let _cleanup = RuntimeCleanup(state_root.clone(), vec!["deny", "allow", "live"]);
-    let runtime = || {
-        let mut command = Command::new(bin("berth-runtime"));
-        command.arg("--root").arg(&state_root);
-        command
-    };
+    let runtime = || runtime_in(&state_root);
     let path = bundle.join("config.json");
     let original: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -1481,11 +1476,7 @@ fn the_oci_runtime_runs_hooks_inside_the_container_at_create_and_start() {
     });
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
     let state_root = dir.path().join("state");
-    let runtime = || {
-        let mut command = Command::new(bin("berth-runtime"));
-        command.arg("--root").arg(&state_root);
-        command
-    };
+    let runtime = || runtime_in(&state_root);
     let _cleanup = RuntimeCleanup(state_root.clone(), vec!["hooked"]);
     // Not a pipe: the container's init keeps `create`'s stdio, as with runc.
     let errors = dir.path().join("create.stderr");
