@@ -160,7 +160,7 @@ pub fn execute(engine: &Engine, mut record: Record, mut ready: Ready) -> Result<
     }
     // One that `berth start` ran again stays, whatever happened.
     let keep = match &result {
-        Ok(ended) if ended.command_started && !ended.abandoned => !record.spec.auto_remove,
+        Ok(ended) if !ended.abandoned => !record.spec.auto_remove,
         _ => !first_run,
     };
     if let Err(err) = finish(engine, &mut record, keep) {
@@ -172,9 +172,6 @@ pub fn execute(engine: &Engine, mut record: Record, mut ready: Ready) -> Result<
 /// How a run ended.
 struct Ended {
     code: u8,
-    /// False if init could not start the command: it said why, and `code`
-    /// is 125, 126 or 127.
-    command_started: bool,
     /// `run -d` was gone before it heard "running", so the container was
     /// taken down.
     abandoned: bool,
@@ -327,7 +324,6 @@ fn run_container(
     };
     mark_running(engine, record, init, attachment.as_ref())?;
     runtime::start(runtime_root, &id)?;
-    let command_started = true; // or `create` would have said why not
     let abandoned = !ready.tell("running");
     if abandoned {
         // `run -d` was killed before it heard: take the container down.
@@ -365,11 +361,7 @@ fn run_container(
         }
         Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
     }
-    Ok(Ended {
-        code,
-        command_started,
-        abandoned,
-    })
+    Ok(Ended { code, abandoned })
 }
 
 // ANCHOR: become_waiter

@@ -294,7 +294,7 @@ fn make(
     if let (Caller::Engine(parts), Some(before_exec)) = (&caller, &mut container.before_exec) {
         before_exec.init_program = parts.init_program.clone();
     }
-    let started = crate::launch::start(&container, Some(cgroup.as_ref()), false)?;
+    let started = crate::launch::start(&container, cgroup.as_ref())?;
     state.init = Proc::of(started.pid().as_raw());
     runtime.save(state)?;
     let pid = started.ready()?; // init is set up, and waits at the gate
