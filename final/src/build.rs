@@ -313,6 +313,7 @@ fn run_step(
         keep: harden::capabilities(&[], &[])?,
         limits: Default::default(),
         privileged: false,
+        user_map: None,
     })?;
     bundle::write(&dirs.dir, &spec)?;
     let options = runtime::CreateOptions {

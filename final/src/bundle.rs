@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use caps::CapsHashSet;
 use serde_json::{Value, json};
 use stage01_chroot::Error;
-use stage02_namespaces::{Process, RootMount};
+use stage02_namespaces::{IdMap, IdMaps, Process, RootMount};
 use stage03_cgroups::Limits;
 use stage04_images::store::write_atomic;
 
@@ -45,6 +45,8 @@ pub struct EngineContainer<'a> {
     pub limits: Limits,
     /// `--privileged`: every capability, nothing masked, no seccomp filter.
     pub privileged: bool,
+    /// `--userns`: a user namespace with these ID maps (stage 02's).
+    pub user_map: Option<IdMaps>,
 }
 
 // ANCHOR: spec_of
@@ -79,10 +81,13 @@ pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
             "options": ["rbind", "nosuid", "nodev"],
         }));
     }
-    let namespaces: Vec<Value> = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
+    let mut namespaces: Vec<Value> = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
         .iter()
         .map(|kind| json!({"type": kind}))
         .collect();
+    if container.user_map.is_some() {
+        namespaces.push(json!({"type": "user"}));
+    }
     let args: Vec<String> = container
         .process
         .args
@@ -117,11 +122,17 @@ pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
             "cgroupsPath": format!("berth-{}", container.id),
             "maskedPaths": harden::MASKED,
             "readonlyPaths": harden::READ_ONLY,
-            "sysctl": {"net.ipv4.ping_group_range": "0 2147483647"},
+            "sysctl": {"net.ipv4.ping_group_range": ping_groups(container.user_map)},
             "seccomp": harden::berth_default_profile(),
             "resources": resources_of(&container.limits),
         },
     });
+    if let Some(maps) = container.user_map {
+        // Container root is an ordinary user of the host's (see stage 02).
+        let mapping = |map: IdMap| json!([{"containerID": map.container, "hostID": map.host, "size": map.count}]);
+        spec["linux"]["uidMappings"] = mapping(maps.uid);
+        spec["linux"]["gidMappings"] = mapping(maps.gid);
+    }
     if container.privileged {
         // As the stages run: no masks, no filter, setuid programs work.
         let linux = &mut spec["linux"];
@@ -131,6 +142,20 @@ pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
         spec["process"]["noNewPrivileges"] = false.into();
     }
     Ok(spec)
+}
+
+/// Who may open ICMP echo ("ping") sockets without `CAP_NET_RAW`: every
+/// group, as Docker sets it. In a user namespace, the range can name only
+/// groups that it maps (the kernel refuses others).
+fn ping_groups(user_map: Option<IdMaps>) -> String {
+    match user_map {
+        None => "0 2147483647".into(),
+        Some(maps) => format!(
+            "{} {}",
+            maps.gid.container,
+            maps.gid.container + maps.gid.count - 1
+        ),
+    }
 }
 
 /// The engine's limits as `linux.resources`. No swap beyond the memory

@@ -8,20 +8,22 @@
 //!
 //! A monitor killed with SIGKILL cleans up nothing. Its container dies with
 //! it (init has a parent-death signal), but its cgroup, veth pair, lease and
-//! published ports stay. The record lists them, written before they were
-//! made, and [`clean_up`] removes what it lists: `rm` does, and so does
-//! `start` before it runs the container again.
+//! published ports stay. The runtime's state lists the cgroup and the
+//! record lists the rest, each written before it was made, and
+//! [`clean_up`] removes what they list: `rm` does, and so does `start`
+//! before it runs the container again.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use stage01_chroot::Error;
-use stage03_cgroups::cgroup;
 use stage05_networks::attach::{Unplug, unplug};
 
 use crate::Engine;
-use crate::record::{Plugged, Record, Status};
+use crate::record::{Plugged, Proc, Record, Status};
+use crate::runtime::{self, Processes};
 
 /// How long a monitor may take to clean up after its container died.
 const CLEANUP_GRACE: Duration = Duration::from_secs(10);
@@ -29,15 +31,15 @@ const CLEANUP_GRACE: Duration = Duration::from_secs(10);
 // ANCHOR: stop
 /// SIGTERM, then SIGKILL after `timeout`, like `docker stop`. Stopping a
 /// container that is not running is not an error.
-pub fn stop(record: &Record, timeout: Duration) -> Result<(), Error> {
+pub fn stop(engine: &Engine, record: &Record, timeout: Duration) -> Result<(), Error> {
     if !record.is_running() {
         return Ok(());
     }
-    signal(record, Signal::SIGTERM)?;
+    signal(engine, record, Signal::SIGTERM)?;
     if wait_for_monitor(record, timeout) {
         return Ok(());
     }
-    signal(record, Signal::SIGKILL)?;
+    signal(engine, record, Signal::SIGKILL)?;
     if wait_for_monitor(record, CLEANUP_GRACE) {
         return Ok(());
     }
@@ -63,17 +65,28 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
         .map_err(|_| format!("unknown signal {text} (try TERM, INT, HUP, KILL or a number)"))
 }
 
-/// Send `signal` to the container's init, which passes it on.
-pub fn signal(record: &Record, signal: Signal) -> Result<(), Error> {
-    let init = match record.state.init {
-        Some(init) if record.is_running() && init.alive() => init,
-        _ => {
-            return Err(Error::Other(format!(
-                "container {} is not running",
-                record.display_name()
-            )));
-        }
+/// The running container's init and cgroups, as its runtime knows them.
+pub fn running(engine: &Engine, record: &Record) -> Result<(Proc, Vec<PathBuf>), Error> {
+    let processes = match record.is_running() {
+        true => runtime::processes_of(engine.root.dir(), &record.id)?,
+        false => None,
     };
+    match processes {
+        Some(Processes {
+            init: Some(init),
+            cgroups,
+            ..
+        }) if init.alive() => Ok((init, cgroups)),
+        _ => Err(Error::Other(format!(
+            "container {} is not running (see: berth ps -a)",
+            record.display_name()
+        ))),
+    }
+}
+
+/// Send `signal` to the container's init, which passes it on.
+pub fn signal(engine: &Engine, record: &Record, signal: Signal) -> Result<(), Error> {
+    let (init, _) = running(engine, record)?;
     match kill(Pid::from_raw(init.pid), signal) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()), // it just ended
         Err(e) => Err(Error::Other(format!(
@@ -93,7 +106,7 @@ pub fn remove(engine: &Engine, record: &Record, force: bool) -> Result<(), Error
             if !force {
                 return Err(refuse_removal(&seen));
             }
-            kill_now(&seen)?;
+            kill_now(engine, &seen)?;
         }
         let _lock = engine.containers.lock()?;
         let Some(mut current) = engine.containers.get(&record.id)? else {
@@ -123,10 +136,10 @@ fn refuse_removal(record: &Record) -> Error {
 /// SIGKILL the container, and wait for its monitor to finish. One that is
 /// still starting has no init to signal yet: kill its monitor instead, and
 /// the kernel takes its init along (the parent-death signal).
-fn kill_now(record: &Record) -> Result<(), Error> {
-    let target = match (record.state.status, record.state.init) {
-        (Status::Running, Some(init)) => Some(init),
-        _ => record.state.monitor,
+fn kill_now(engine: &Engine, record: &Record) -> Result<(), Error> {
+    let target = match running(engine, record) {
+        Ok((init, _)) => Some(init),
+        Err(_) => record.state.monitor,
     };
     if let Some(target) = target.filter(|p| p.alive()) {
         let _ = kill(Pid::from_raw(target.pid), Signal::SIGKILL); // it may have just ended
@@ -147,16 +160,19 @@ fn kill_now(record: &Record) -> Result<(), Error> {
 /// something can't be removed, the record is saved with what is left, so
 /// that the next try knows it too, and the error says why.
 pub fn clean_up(engine: &Engine, record: &mut Record) -> Result<(), Error> {
-    let runtime_state = crate::runtime::Runtime::open(engine.root.dir()).has(&record.id);
-    if !record.state.has_leftovers() && !runtime_state {
+    let processes = runtime::processes_of(engine.root.dir(), &record.id)?;
+    if !record.state.has_leftovers() && processes.is_none() {
         return Ok(());
     }
-    check_names(record)?;
-    // Processes first: whatever still runs in its cgroup is killed there.
-    let mut first_error = cgroup::remove_leftovers(&mut record.state.cgroups).err();
-    // Then what the runtime kept of it (its state, the FIFO init waited on).
-    if runtime_state && let Err(err) = crate::runtime::delete(engine.root.dir(), &record.id, true) {
-        first_error.get_or_insert(err);
+    let cgroups = processes.as_ref().map_or(&[][..], |p| &p.cgroups);
+    check_names(record, cgroups)?;
+    // Processes first: the runtime kills whatever still runs in its cgroup,
+    // removes the cgroup and what it kept (its state, the FIFO init waited on).
+    let mut first_error = None;
+    if processes.is_some()
+        && let Err(err) = runtime::delete(engine.root.dir(), &record.id, true)
+    {
+        first_error = Some(err);
     }
     if let Some(plugged) = &record.state.plugged {
         match unplug_leftovers(engine, &record.id, plugged) {
@@ -177,11 +193,9 @@ pub fn clean_up(engine: &Engine, record: &mut Record) -> Result<(), Error> {
 
 /// Whatever a record says, touch only what berth names for this container:
 /// cgroups called `berth-<id>`, a veth whose name starts with `bth`.
-fn check_names(record: &Record) -> Result<(), Error> {
+fn check_names(record: &Record, cgroups: &[PathBuf]) -> Result<(), Error> {
     let cgroup_name = format!("berth-{}", record.id);
-    let strange_cgroup = record
-        .state
-        .cgroups
+    let strange_cgroup = cgroups
         .iter()
         .find(|dir| dir.file_name() != Some(cgroup_name.as_ref()));
     let strange_veth = record
@@ -228,18 +242,18 @@ mod tests {
     #[test]
     fn only_what_berth_names_for_the_container_is_cleaned_up() {
         let mut record = Record::new("abc123000000".into(), None, Spec::default());
-        record.state.cgroups = vec!["/sys/fs/cgroup/pids/own/berth-abc123000000".into()];
+        let mut cgroups = vec![PathBuf::from("/sys/fs/cgroup/pids/own/berth-abc123000000")];
         record.state.plugged = Some(Plugged {
             network: "web".into(),
             veth: "bthabc12300".into(),
             ports: true,
         });
-        check_names(&record).unwrap();
-        record.state.cgroups.push("/sys/fs/cgroup/pids".into());
-        let err = check_names(&record).unwrap_err().to_string();
+        check_names(&record, &cgroups).unwrap();
+        cgroups.push("/sys/fs/cgroup/pids".into());
+        let err = check_names(&record, &cgroups).unwrap_err().to_string();
         assert!(err.contains("/sys/fs/cgroup/pids,"), "{err}");
-        record.state.cgroups.pop();
+        cgroups.pop();
         record.state.plugged.as_mut().unwrap().veth = "eth0".into();
-        assert!(check_names(&record).is_err());
+        assert!(check_names(&record, &cgroups).is_err());
     }
 }

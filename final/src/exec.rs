@@ -54,15 +54,7 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
 // ANCHOR: exec
 /// Run `options.command` inside the running container `record`; its exit code.
 pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8, Error> {
-    let init = match record.state.init {
-        Some(init) if record.is_running() && init.alive() => init,
-        _ => {
-            return Err(Error::Other(format!(
-                "container {} is not running (see: berth ps -a)",
-                record.display_name()
-            )));
-        }
-    };
+    let (init, cgroups) = crate::control::running(engine, record)?;
     let Some(program) = options.command.first().cloned() else {
         return Err(Error::Other("exec needs a command to run".into()));
     };
@@ -89,7 +81,7 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
         .unwrap_or(record.id.clone());
 
     // Everything we join is opened first, from the host's point of view.
-    let entry = Entry::open(init.pid, &record.state.cgroups)?;
+    let entry = Entry::open(init.pid, &cgroups)?;
     let hardening = match spec.privileged {
         true => None,
         false => {
@@ -182,7 +174,14 @@ impl Entry {
         fchdir(&self.root).map_err(|e| Error::Other(format!("enter the container's root: {e}")))?;
         chroot(".").map_err(|e| Error::Other(format!("chroot into the container's root: {e}")))?;
 
-        let user = process.user_ids()?;
+        // In a user namespace we joined, our IDs (the host's root) mean
+        // nothing: become its root at least, or we would be "nobody".
+        let joined_user_ns = self
+            .namespaces
+            .iter()
+            .any(|(_, flag)| *flag == CloneFlags::CLONE_NEWUSER);
+        let root = UserIds { uid: 0, gid: 0 };
+        let user = process.user_ids()?.or(joined_user_ns.then_some(root));
         let std_switches_user = match step {
             Some(_) => None, // the step switches, after its privileged work
             None => user,

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::Signal;
 use stage01_chroot::{Error, checks, exit};
 use stage02_namespaces::hostname;
-use stage04_images::cli::{ImageCommand, RunArgs, image_command};
+use stage04_images::cli::{ImageCommand, RunArgs, UserNsArgs, image_command};
 use stage04_images::reference::Reference;
 use stage04_images::root::DEFAULT_ROOT;
 use stage05_networks::cli::{NetworkCommand, network_command};
@@ -160,6 +160,8 @@ struct EngineRunArgs {
     #[arg(long = "cap-drop", value_name = "CAP", value_parser = berth::harden::parse_capability)]
     cap_drop: Vec<String>,
     #[command(flatten)]
+    userns: UserNsArgs,
+    #[command(flatten)]
     run: RunArgs,
 }
 
@@ -263,16 +265,16 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             show::logs(&engine, &engine.containers.find(&container)?, follow).map(|()| 0)
         }
         Command::Inspect { container } => {
-            show::inspect(&engine.containers.find(&container)?).map(|()| 0)
+            show::inspect(&engine, &engine.containers.find(&container)?).map(|()| 0)
         }
         Command::Start { containers } => {
             for_each(&engine, &containers, |record| run::restart(&engine, record))
         }
         Command::Stop { time, containers } => for_each(&engine, &containers, |record| {
-            control::stop(record, Duration::from_secs(time))
+            control::stop(&engine, record, Duration::from_secs(time))
         }),
         Command::Kill { signal, containers } => for_each(&engine, &containers, |record| {
-            control::signal(record, signal)
+            control::signal(&engine, record, signal)
         }),
         Command::Rm { force, containers } => for_each(&engine, &containers, |record| {
             control::remove(&engine, record, force)
@@ -331,6 +333,7 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         tty: args.tty,
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
+        userns: args.userns.userns,
     };
     let record = run::create(engine, args.name, spec)?;
     if args.detach {

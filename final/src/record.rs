@@ -76,6 +76,9 @@ pub struct Spec {
     /// `--cap-drop`: defaults to give up (`CHOWN`, or `ALL`).
     #[serde(default)]
     pub cap_drop: Vec<String>,
+    /// `--userns`: root inside is an unprivileged user of the host's.
+    #[serde(default)]
+    pub userns: bool,
 }
 
 impl Spec {
@@ -139,21 +142,19 @@ impl Proc {
 pub struct State {
     pub status: Status,
     /// The process that waits for the container and cleans up after it.
+    /// (Its init and cgroups are the runtime's to know: see
+    /// `runtime::processes_of`; the record keeps no copy.)
     pub monitor: Option<Proc>,
-    /// The container's init (PID 1 inside), as the host sees it.
-    pub init: Option<Proc>,
     pub address: Option<Ipv4Addr>,
     pub started: Option<u64>,
     pub finished: Option<u64>,
     pub exit_code: Option<u8>,
     pub oom_killed: bool,
-    // What a run makes on the host is written here *before* it is made,
+    // What a run makes on the host is written down *before* it is made,
     // and forgotten only once it is gone again (write-ahead): whoever finds
-    // the run's monitor dead (`rm`, `start`) removes what is listed.
-    /// Its cgroup's directories (one per hierarchy on cgroup v1), also for
-    /// `exec` to join.
-    #[serde(default)]
-    pub cgroups: Vec<PathBuf>,
+    // the run's monitor dead (`rm`, `start`) removes what is listed. The
+    // runtime does the same for the cgroup in its state; the record lists
+    // what the engine adds.
     /// Its place on a network: lease, veth pair, ports, names.
     #[serde(default)]
     pub plugged: Option<Plugged>,
@@ -177,7 +178,7 @@ pub struct Plugged {
 impl State {
     /// Whether anything a run made may still be on the host.
     pub fn has_leftovers(&self) -> bool {
-        !self.cgroups.is_empty() || self.plugged.is_some()
+        self.plugged.is_some()
     }
 }
 
@@ -191,13 +192,11 @@ impl Record {
             state: State {
                 status: Status::Created,
                 monitor: None,
-                init: None,
                 address: None,
                 started: None,
                 finished: None,
                 exit_code: None,
                 oom_killed: false,
-                cgroups: Vec::new(),
                 plugged: None,
                 runs: 0,
             },

@@ -16,7 +16,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::pipe2;
 use stage01_chroot::Error;
-use stage02_namespaces::{hostname, supervise};
+use stage02_namespaces::{IdMap, IdMaps, hostname, supervise};
 use stage03_cgroups::{cgroup, report};
 use stage04_images::image::{self, Image};
 use stage04_images::overlay::overlay_mount;
@@ -182,9 +182,6 @@ struct Plan {
     network: Option<Network>,
     publish: Vec<(Protocol, u16, u16)>,
     cgroup_name: String,
-    /// Where the runtime will make the cgroup (`linux.cgroupsPath` is the
-    /// name, below our own cgroup).
-    cgroup_dirs: Vec<std::path::PathBuf>,
 }
 
 fn plan(engine: &Engine, record: &Record) -> Result<Plan, Error> {
@@ -193,7 +190,6 @@ fn plan(engine: &Engine, record: &Record) -> Result<Plan, Error> {
     Ok(Plan {
         network,
         publish,
-        cgroup_dirs: cgroup::target(std::path::Path::new(&format!("berth-{}", record.id)))?.dirs(),
         cgroup_name: format!("berth-{}", record.id),
     })
 }
@@ -223,7 +219,6 @@ fn claim(engine: &Engine, record: &mut Record, plan: Plan) -> Result<Plan, Error
     let monitor = Proc::of(me)
         .ok_or_else(|| Error::Other(format!("read the start time of our own process {me}")))?;
     current.state.monitor = Some(monitor);
-    current.state.cgroups = plan.cgroup_dirs.clone();
     current.state.plugged = plan.network.as_ref().map(|network| Plugged {
         network: network.name.clone(),
         veth: veth_names(&current.id).0,
@@ -268,6 +263,11 @@ fn run_container(
     // Its names and its root, as in stage 05, and all the rest: written
     // down as the container's bundle, which the runtime makes.
     let dirs = engine.containers.dirs(&id);
+    let user_map = spec.userns.then_some(IdMaps::same(IdMap::DEFAULT));
+    if let Some(maps) = user_map {
+        // Its init, host user 100000, attaches its root in there (stage 04).
+        dirs.open_to(engine.root.dir(), maps.gid.to_host(0))?;
+    }
     let hostname = spec.hostname.clone().or(name.clone()).unwrap_or(id.clone());
     let files = NameFiles::in_dir(&dirs.dir);
     files.write(&hostname)?;
@@ -283,6 +283,7 @@ fn run_container(
         keep: harden::capabilities(&spec.cap_add, &spec.cap_drop)?,
         limits,
         privileged: spec.privileged,
+        user_map,
     })?;
     bundle::write(&dirs.dir, &config)?;
 
@@ -322,7 +323,7 @@ fn run_container(
         Some(network) => Some(attach(&plug, network, init)?),
         None => None,
     };
-    mark_running(engine, record, init, attachment.as_ref())?;
+    mark_running(engine, record, attachment.as_ref())?;
     runtime::start(runtime_root, &id)?;
     let abandoned = !ready.tell("running");
     if abandoned {
@@ -349,10 +350,9 @@ fn run_container(
             Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
         }
     }
-    let usage = cgroup::open(&record.state.cgroups).and_then(|cgroup| cgroup.usage());
-    match runtime::delete(runtime_root, &id, true) {
-        Ok(()) => record.state.cgroups.clear(),
-        Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
+    let usage = usage_of(runtime_root, &id);
+    if let Err(err) = runtime::delete(runtime_root, &id, true) {
+        eprintln!("{PROGRAM}: warning: {err}"); // its state stays, for `berth rm`
     }
     match usage {
         Ok(usage) => {
@@ -401,7 +401,7 @@ fn become_waiter(engine: &Engine, id: &str, init: nix::unistd::Pid, tiny: &Owned
 /// the record lists) and `--rm`.
 pub fn conclude(engine: &Engine, id: &str, code: u8) -> Result<u8, Error> {
     let mut record = engine.containers.load(id)?;
-    match cgroup::open(&record.state.cgroups).and_then(|cgroup| cgroup.usage()) {
+    match usage_of(engine.root.dir(), id) {
         Ok(usage) => {
             record.state.oom_killed = usage.oom_kills > 0;
             let name = format!("berth-{id}");
@@ -428,11 +428,17 @@ pub fn conclude(engine: &Engine, id: &str, code: u8) -> Result<u8, Error> {
 }
 // ANCHOR_END: become_waiter
 
+/// What the kernel counted in the container's cgroup (its runtime knows
+/// where that is), before the runtime removes it.
+fn usage_of(runtime_root: &std::path::Path, id: &str) -> Result<cgroup::Usage, Error> {
+    let cgroups = runtime::processes_of(runtime_root, id)?.map(|p| p.cgroups);
+    cgroup::open(&cgroups.unwrap_or_default())?.usage()
+}
+
 /// Everything is in place and the command may start: say so in the record.
 fn mark_running(
     engine: &Engine,
     record: &mut Record,
-    init: nix::unistd::Pid,
     attachment: Option<&Attachment>,
 ) -> Result<(), Error> {
     let mut running = record.clone();
@@ -440,7 +446,6 @@ fn mark_running(
         Status::Running,
         &format!("container {}", record.display_name()),
     )?;
-    running.state.init = Proc::of(init.as_raw());
     running.state.address = attachment.map(|a| a.address());
     running.state.started = Some(now());
     running.state.runs += 1;

@@ -1515,3 +1515,116 @@ fn the_oci_runtime_runs_hooks_inside_the_container_at_create_and_start() {
         std::fs::read_to_string(bundle.join("rootfs/ran")).is_ok_and(|r| r == "hello\n")
     });
 }
+
+/// Every file and directory under `dir` (not following links), with its
+/// owner.
+fn owners_under(dir: &Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let meta = entry.path().symlink_metadata().unwrap();
+            if meta.is_dir() {
+                todo.push(entry.path());
+            }
+            found.push((entry.path(), meta.uid()));
+        }
+    }
+    found
+}
+
+#[test]
+fn with_userns_container_root_is_an_ordinary_user_of_the_host() {
+    if !root_or_skip("with_userns_container_root_is_an_ordinary_user_of_the_host") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let layers = lab.pulled.root.path().join("layers");
+    let id = lab.detach(
+        &["--userns", "--network", "none"],
+        &["sh", "-c", "echo made > /etc/made-inside; exec sleep 600"],
+    );
+    // On the host, the container's processes are uid 100000, not root.
+    let record: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", &id])).unwrap();
+    let init = record["state"]["init"]["pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(
+        uids.split_whitespace().collect::<Vec<_>>(),
+        ["Uid:", "100000", "100000", "100000", "100000"],
+        "{status}"
+    );
+    // Inside, it is root, the image's files are root's, and it can change
+    // them (through idmapped layers); `exec` joins its user namespace too.
+    let inside = lab.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; stat -c %u /etc/passwd /; cat /etc/made-inside; \
+         echo extra >> /etc/passwd && echo appended",
+    ]);
+    let words: Vec<&str> = inside.split_whitespace().collect();
+    assert_eq!(
+        words,
+        ["0", "0", "100000", "65536", "0", "0", "made", "appended"],
+        "{inside}"
+    );
+    // What it wrote is in its own upper layer, owned by its range of the
+    // host's IDs; the image's layers are as they were, all root's.
+    let upper = lab.containers_dir().join(&id).join("upper");
+    for name in ["etc/made-inside", "etc/passwd"] {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(upper.join(name)).unwrap();
+        assert_eq!(meta.uid(), 100_000, "{name} in the upper layer");
+    }
+    let in_layers = owners_under(&layers);
+    assert!(!in_layers.is_empty());
+    for (path, uid) in &in_layers {
+        assert_eq!(*uid, 0, "{} in the image's layers", path.display());
+        assert!(!path.ends_with("etc/made-inside"), "{}", path.display());
+    }
+    // Host files handed in (/etc/hostname, a bind of the engine's) belong
+    // to host root, whom the container's root is not: it can't write them.
+    let hostname_file = lab.containers_dir().join(&id).join("hostname");
+    let before = std::fs::read(&hostname_file).unwrap();
+    let out = lab
+        .berth()
+        .args(["exec", &id, "sh", "-c", "echo evil > /etc/hostname"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "container root wrote a host root's file"
+    );
+    assert_eq!(std::fs::read(&hostname_file).unwrap(), before);
+    // Without --userns, container root *is* host root (with fewer
+    // capabilities): the same write works. (What makes the check above mean
+    // something.)
+    let out = lab.run(
+        &["--rm", "--network", "none"],
+        &["sh", "-c", "echo fine > /etc/hostname && echo wrote"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "wrote\n");
+    lab.ok(&["rm", "-f", &id]);
+    assert!(cgroups_of(&id).is_empty(), "{:?}", cgroups_of(&id));
+    // On a network, with ping for every group it maps.
+    lab.network("t-userns", "10.254.2.0/24");
+    let out = lab.run(
+        &["--rm", "--userns", "--network", "t-userns"],
+        &[
+            "sh",
+            "-c",
+            "cat /proc/sys/net/ipv4/ping_group_range; ip -o -4 addr show eth0",
+        ],
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.starts_with("0\t65535\n"), "{said}");
+    assert!(said.contains("inet "), "{said}");
+}

@@ -84,16 +84,14 @@ impl<'a> Scope<'a> {
                 if id.len() != 12 {
                     continue;
                 }
-                if let Ok(text) = std::fs::read_to_string(dir.join(&id).join("record.json"))
-                    && let Ok(record) = serde_json::from_str::<serde_json::Value>(&text)
-                {
-                    for who in ["monitor", "init"] {
-                        let process = &record["state"][who];
-                        if let (Some(pid), Some(start)) =
-                            (process["pid"].as_i64(), process["start_time"].as_u64())
-                        {
-                            self.processes.insert((pid as i32, start));
-                        }
+                // Its monitor in its record, its init in the runtime's state.
+                let record = json_in(&dir.join(&id).join("record.json"));
+                let state = json_in(&self.root().join("runtime").join(&id).join("state.json"));
+                for process in [&record["state"]["monitor"], &state["init"]] {
+                    if let (Some(pid), Some(start)) =
+                        (process["pid"].as_i64(), process["start_time"].as_u64())
+                    {
+                        self.processes.insert((pid as i32, start));
                     }
                 }
                 self.seen.insert(id);
@@ -174,13 +172,11 @@ impl<'a> Scope<'a> {
     /// A kept container's monitor or init.
     fn is_kept_process(&self, pid: i32) -> bool {
         self.kept.iter().any(|id| {
-            let record =
-                std::fs::read_to_string(self.lab.containers_dir().join(id).join("record.json"))
-                    .unwrap_or_default();
-            let record: serde_json::Value = serde_json::from_str(&record).unwrap_or_default();
-            ["monitor", "init"]
+            let record = json_in(&self.lab.containers_dir().join(id).join("record.json"));
+            let state = json_in(&self.root().join("runtime").join(id).join("state.json"));
+            [&record["state"]["monitor"], &state["init"]]
                 .iter()
-                .any(|who| record["state"][who]["pid"].as_i64() == Some(pid as i64))
+                .any(|process| process["pid"].as_i64() == Some(pid as i64))
         })
     }
 
@@ -534,6 +530,12 @@ fn sigkill_at_any_moment_of_a_start_leaves_nothing_that_rm_does_not_remove() {
 /// The record of `name`, as `berth inspect` prints it.
 fn inspect(lab: &Lab, name: &str) -> serde_json::Value {
     serde_json::from_str(&lab.ok(&["inspect", name])).unwrap()
+}
+
+/// A JSON file's content; null if it is missing or half-written.
+fn json_in(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or_default()
 }
 
 fn cgroups_in(record: &serde_json::Value) -> Vec<PathBuf> {

@@ -389,6 +389,38 @@ fn user_namespace_root_writes_its_rootfs_through_an_idmapped_mount() {
     assert_eq!(host_mounts_below(fx.dir()), "", "a mount was left behind");
 }
 
+#[test]
+fn user_namespace_takes_a_rootfs_shifted_already_as_it_is() {
+    if !root_or_skip("user_namespace_takes_a_rootfs_shifted_already_as_it_is") {
+        return;
+    }
+    let fx = Fixture::new();
+    // As an engine leaves a rootfs it chowned for the container's range.
+    let chowned = Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(fx.rootfs())
+        .status()
+        .unwrap();
+    assert!(chowned.success());
+    let output = stage02(&fx, &["--userns"])
+        .args([
+            "/bin/sh",
+            "-c",
+            "stat -c '%u %g' / /etc/passwd; touch /made-inside",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Root's inside: the owners were shifted once, by the chown. An
+    // idmapped mount on top would shift them again, out of the map.
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "0 0\n0 0\n");
+    assert!(!stderr.contains("note:"), "{stderr}");
+    let made = std::fs::metadata(fx.rootfs().join("made-inside")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (100_000, 100_000));
+    assert_eq!(host_mounts_below(fx.dir()), "", "a mount was left behind");
+}
+
 /// Makes a rootfs on a ramfs, a file system without idmapped mounts, and
 /// runs `stage02-namespaces --userns` on it. All of it happens in a mount
 /// namespace of its own (`unshare -m`), so the ramfs never shows on the

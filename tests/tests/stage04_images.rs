@@ -724,3 +724,307 @@ fn a_registry_that_wants_a_bearer_token_gets_one() {
         .assert()
         .success();
 }
+
+/// Every file below `dir` with its owner, group and mode.
+fn owners_in(dir: &Path) -> Vec<(PathBuf, u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let meta = entry.path().symlink_metadata().unwrap();
+            out.push((entry.path(), meta.uid(), meta.gid(), meta.mode()));
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The host PID of the one process whose command line is `cmdline`,
+/// waiting (up to 5 s) for it to appear.
+fn pid_running(cmdline: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let found: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|entry| {
+                let raw = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                raw.split(|b| *b == 0)
+                    .filter(|word| !word.is_empty())
+                    .map(|word| String::from_utf8_lossy(word).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    == cmdline
+            })
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        if let [pid] = found.as_slice() {
+            return pid.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{cmdline}` never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The real and effective user IDs of a process, as the host sees them.
+fn host_uids_of(pid: &str) -> Vec<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uids = status
+        .lines()
+        .find(|line| line.starts_with("Uid:"))
+        .unwrap();
+    uids.split_whitespace()
+        .skip(1)
+        .take(2)
+        .map(String::from)
+        .collect()
+}
+
+/// Make a state root private, mode 700, as `Root::open` makes a new one
+/// (the lab's comes from `tempdir`, which leaves it open to everyone).
+fn make_private(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// A private state root after a `--userns` run: still closed to other
+/// users, but passable by the container root's group (host 100000), which
+/// had to reach its container's directory through it.
+fn assert_passable_by_container_root_only(root: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(root).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o710, 0, 100_000),
+        "mode, owner and group of the state root"
+    );
+}
+
+/// What the `--userns` tests run inside: who we are, whose the image's
+/// files are, and whose a file we make is.
+const USERNS_SCRIPT: &str = "id -u; cat /proc/self/uid_map; stat -c %u /etc/passwd /extra/top; \
+                             echo x > /etc/made-inside; stat -c %u /etc/made-inside";
+
+/// Adds `busybox:layered` to the lab's registry: its image with a second
+/// layer on top holding `/extra/top`, so that the overlay has two layers.
+fn push_layered(lab: &Lab) {
+    let extra = lab.fx.dir().join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    std::fs::write(extra.join("top"), "from the top layer\n").unwrap();
+    // Not a regular file last: umoci 0.4.7 would write a truncated layer.
+    std::fs::create_dir(extra.join("zz")).unwrap();
+    let layout = lab.layout.to_string_lossy();
+    tool(
+        "umoci",
+        &["tag", "--image", &format!("{layout}:latest"), "layered"],
+    );
+    let layered = format!("{layout}:layered");
+    tool(
+        "umoci",
+        &[
+            "insert",
+            "--image",
+            &layered,
+            &extra.to_string_lossy(),
+            "/extra",
+        ],
+    );
+    lab.registry
+        .push(&lab.layout, "layered", "busybox:layered", "oci", false);
+}
+
+#[test]
+fn a_user_namespace_sees_the_layers_through_idmapped_mounts() {
+    if !root_or_skip("a_user_namespace_sees_the_layers_through_idmapped_mounts") {
+        return;
+    }
+    let lab = Lab::new();
+    push_layered(&lab);
+    lab.pull("busybox:layered");
+    let image = lab.image("busybox:layered");
+    lab.run(&[&image, "true"]); // unpacks the layers
+    let layers = lab.root.path().join("layers");
+    let before = owners_in(&layers);
+    assert!(before.iter().all(|(_, uid, gid, _)| (*uid, *gid) == (0, 0)));
+    make_private(lab.root.path());
+
+    let sleeper = format!("sleep 8{}", std::process::id());
+    let script = format!("{USERNS_SCRIPT}; echo ready; exec {sleeper}");
+    let mut child = berth_tests::Running::new(
+        lab.berth()
+            .args(["run", "--userns", &image, "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines: Vec<String> = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .take_while(|line| line != "ready")
+        .collect();
+    // Inside: root, mapped to host 100000; the layers' files (host root's
+    // on disk, both layers) are root's; what root makes is root's. All of
+    // it read after the parent closed its descriptors of the layers.
+    let lines: Vec<&str> = lines.iter().map(|l| l.trim()).collect();
+    let uid_map = lines
+        .get(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
+    assert_eq!(uid_map, Some(vec!["0", "100000", "65536"]), "{lines:?}");
+    assert_eq!(
+        [lines[0], lines[2], lines[3], lines[4]],
+        ["0", "0", "0", "0"],
+        "{lines:?}"
+    );
+
+    // Outside, the container's process is the unprivileged host user
+    // 100000, and the file it made is in its upper directory, owned by
+    // that user: the upper's own top directory is that user's too.
+    let pid = pid_running(&sleeper);
+    assert_eq!(
+        host_uids_of(&pid),
+        ["100000", "100000"],
+        "host IDs of {pid}"
+    );
+    let containers = lab.root.path().join("containers");
+    let container = std::fs::read_dir(&containers)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let upper = container.path().join("upper");
+    let owner = |path: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        (meta.uid(), meta.gid())
+    };
+    assert_eq!(owner(&upper.join("etc/made-inside")), (100_000, 100_000));
+    assert_eq!(owner(&upper), (100_000, 100_000));
+    // Its mounts live in its own mount namespace only.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root_dir = lab.root.path().to_string_lossy().into_owned();
+    assert!(!mountinfo.contains(&root_dir), "{mountinfo}");
+    let output = child.stop();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("note:"), "fell back to a copy: {stderr}");
+
+    // The layers are as they were: nothing written, no owner changed.
+    assert_eq!(owners_in(&layers), before, "the layer cache changed");
+    assert_passable_by_container_root_only(lab.root.path());
+    assert!(
+        std::fs::read_dir(&containers).unwrap().next().is_none(),
+        "a container dir was left"
+    );
+}
+
+#[test]
+fn stage05_runs_an_image_in_a_user_namespace_too() {
+    if !root_or_skip("stage05_runs_an_image_in_a_user_namespace_too") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.pull("busybox");
+    make_private(lab.root.path());
+    let out = Command::new(bin("stage05-networks"))
+        .arg("--root")
+        .arg(lab.root.path())
+        .args([
+            "run",
+            "--userns",
+            "--network",
+            "none",
+            "--name",
+            "berth-userns",
+        ])
+        .arg(lab.image("busybox"))
+        .args([
+            "sh",
+            "-c",
+            "id -u; cat /etc/hostname; echo x > /etc/made-inside && stat -c %u /etc/made-inside",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\nberth-userns\n0\n");
+    assert!(!stderr.contains("note:"), "fell back to a copy: {stderr}");
+    assert_passable_by_container_root_only(lab.root.path());
+}
+
+/// Loads the image into a state root on a ramfs, a file system that can't
+/// be idmapped, and runs it with `--userns`, all in a mount namespace of
+/// its own (`unshare -m`): the ramfs never shows on the host and goes away
+/// with the script. Prints sections: what ran inside printed, the layers'
+/// files that are not host root's, and any made-inside in the layers.
+const RAMFS_USERNS_SCRIPT: &str = r#"
+set -e
+mount -t ramfs -o mode=755 berth-ramfs "$DIR"
+"$STAGE04" --root "$DIR/root" load --tag localhost/userns:1 "$LAYOUT" > /dev/null
+echo "== inside"
+"$STAGE04" --root "$DIR/root" run --userns localhost/userns:1 sh -c "$SCRIPT" 2> "$ERR"
+echo "== not host root's"
+find "$DIR/root/layers" ! -user 0 -o ! -group 0
+echo "== made inside"
+find "$DIR/root/layers" -name made-inside
+"#;
+
+#[test]
+fn layers_that_cannot_be_idmapped_give_a_shifted_copy() {
+    if !root_or_skip("layers_that_cannot_be_idmapped_give_a_shifted_copy") {
+        return;
+    }
+    let fx = Fixture::new();
+    std::fs::create_dir(fx.rootfs().join("extra")).unwrap();
+    std::fs::write(fx.rootfs().join("extra/top"), "top\n").unwrap();
+    let layout = fx.dir().join("layout");
+    build_image(&layout, "latest", &fx.rootfs(), &[]);
+    let ramfs = fx.dir().join("berth-ramfs");
+    std::fs::create_dir(&ramfs).unwrap();
+    let stderr_file = fx.dir().join("stderr");
+    let output = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "/bin/sh", "-c"])
+        .arg(RAMFS_USERNS_SCRIPT)
+        .env("DIR", &ramfs)
+        .env("STAGE04", bin("stage04-images"))
+        .env("LAYOUT", &layout)
+        .env("SCRIPT", USERNS_SCRIPT)
+        .env("ERR", &stderr_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = std::fs::read_to_string(&stderr_file).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{stderr}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let section = |name: &str| -> Vec<String> {
+        let start = stdout.find(&format!("== {name}\n")).expect(name) + name.len() + 4;
+        let rest = &stdout[start..];
+        rest[..rest.find("== ").unwrap_or(rest.len())]
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    // The same view inside as with idmapped layers...
+    assert_eq!(
+        section("inside"),
+        ["0", "0 100000 65536", "0", "0", "0"],
+        "{stderr}"
+    );
+    // ...from a copy, which the note says, and the layers untouched.
+    assert!(
+        stderr.contains("note: no idmapped layers")
+            && stderr.contains("a copy of the image's overlay"),
+        "the fallback was not explained: {stderr}"
+    );
+    assert_eq!(section("not host root's"), Vec::<String>::new());
+    assert_eq!(section("made inside"), Vec::<String>::new());
+}

@@ -141,6 +141,33 @@ impl Runtime {
     }
 }
 
+/// What the runtime knows of a container's processes: its init and its
+/// cgroups. Berth's engine keeps no copy of these in its records (one
+/// store: each fact is written in one place), it asks here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processes {
+    pub status: Status,
+    /// `None` while `create` has not cloned it yet.
+    pub init: Option<Proc>,
+    pub cgroups: Vec<PathBuf>,
+}
+
+/// The processes of container `id`, if the runtime has it (`None` once it
+/// was deleted, or before it was created).
+pub fn processes_of(root: &Path, id: &str) -> Result<Option<Processes>, Error> {
+    let runtime = Runtime::open(root);
+    let state = match runtime.current(id) {
+        Ok(state) => state,
+        Err(_) if !runtime.has(id) => return Ok(None), // deleted, or never made
+        Err(err) => return Err(err),
+    };
+    Ok(Some(Processes {
+        status: state.status,
+        init: state.init,
+        cgroups: state.cgroups,
+    }))
+}
+
 // ---- the lifecycle ----
 
 /// What `create` (and `run`) is given.
@@ -543,7 +570,7 @@ fn print_json(value: &impl Serialize) -> Result<(), Error> {
 pub fn kill_container(root: &Path, id: &str, signal: Signal, all: bool) -> Result<(), Error> {
     let state = Runtime::open(root).current(id)?;
     if all {
-        for pid in processes(&state)? {
+        for pid in pids_in(&state)? {
             let _ = kill(Pid::from_raw(pid), signal);
         }
         if state.status == Status::Paused && signal == Signal::SIGKILL {
@@ -562,7 +589,7 @@ pub fn kill_container(root: &Path, id: &str, signal: Signal, all: bool) -> Resul
 }
 
 /// The processes in the container's cgroups, each once.
-fn processes(state: &RuntimeState) -> Result<Vec<i32>, Error> {
+fn pids_in(state: &RuntimeState) -> Result<Vec<i32>, Error> {
     let pids = cgroup::open(&state.cgroups)?.pids()?;
     Ok(pids.into_iter().map(|pid| pid.as_raw()).collect())
 }
@@ -571,7 +598,7 @@ fn processes(state: &RuntimeState) -> Result<Vec<i32>, Error> {
 /// PIDs as a JSON list, which containerd reads).
 pub fn ps(root: &Path, id: &str, json: bool) -> Result<(), Error> {
     let state = Runtime::open(root).current(id)?;
-    let pids = processes(&state)?;
+    let pids = pids_in(&state)?;
     if json {
         return print_json(&serde_json::json!(pids));
     }

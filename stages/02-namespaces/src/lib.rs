@@ -11,7 +11,8 @@
 //! The order things happen in, and the module for each step:
 //! 1. [`namespaces`]: the parent clones the container's first process into
 //!    new namespaces and (with `--userns`) writes its ID maps and makes it
-//!    a root it can write ([`userns`]: an idmapped mount, or a copy);
+//!    a root it can write ([`userns`]: an idmapped mount of the rootfs or
+//!    of an image's layers, or a copy);
 //! 2. [`init`]: that process, PID 1 inside, makes its cgroup namespace, sets
 //!    the hostname ([`hostname`]),
 //!    brings up `lo` ([`network`]), builds the root ([`mounts`]), starts the

@@ -94,7 +94,8 @@ pub type BeforePivot = dyn Fn() -> std::io::Result<()> + Send + Sync;
 // ANCHOR: prepare_root
 /// Turn `rootfs` into the calling process's `/`, with /proc, /sys and /dev.
 /// `made_root` is a detached mount the parent made to be our root (with a
-/// user namespace: see [`crate::userns`]).
+/// user namespace: an idmapped rootfs or overlay, or a shifted copy; see
+/// [`crate::userns`]).
 pub fn prepare_root(
     rootfs: &Path,
     root_mount: Option<&RootMount>,

@@ -279,12 +279,12 @@ const CHILD_STACK_SIZE: usize = 1024 * 1024;
 /// Clone the container's first process into new namespaces and write its
 /// ID maps. It then waits for [`Started::resume`].
 pub fn start(container: &Container) -> Result<Started, Error> {
-    if container.user_map.is_some() && container.root_mount.is_some() {
-        return Err(Error::Other(
-            "a user namespace with a mounted root (an image's overlay) is not supported \
-             yet: overlayfs can't be idmapped; run without the user namespace"
-                .into(),
-        ));
+    // With a user namespace, a root mount must be an overlay we can make
+    // of idmapped layers (see userns): refused now if not, before any clone.
+    if container.user_map.is_some()
+        && let Some(mount) = &container.root_mount
+    {
+        userns::Overlay::of(mount)?;
     }
     // Signals are blocked before the clone so that the child inherits the
     // mask too: both of us take them with sigwait and forward them.
@@ -333,8 +333,9 @@ pub fn start(container: &Container) -> Result<Started, Error> {
     if let Some(maps) = container.user_map {
         write_id_maps(pid, maps)?; // on error, dropping `started` kills the child
         // A root its root can write, made with its user namespace: sent
-        // along with "go" (see userns).
-        started.root = Some(userns::user_ns_root(&container.rootfs, pid, maps)?);
+        // along with "go" (see userns). None: the rootfs will do as it is.
+        let root_mount = container.root_mount.as_ref();
+        started.root = userns::user_ns_root(&container.rootfs, root_mount, pid, maps)?;
     }
     Ok(started)
 }

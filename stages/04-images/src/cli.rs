@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use stage01_chroot::Error;
-use stage02_namespaces::hostname;
+use stage02_namespaces::{IdMap, IdMaps, hostname};
 use stage03_cgroups::limits::LimitArgs;
 
 use crate::auth::Credentials;
@@ -47,6 +47,28 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<OsString>,
+}
+
+/// `--userns` of `run`, in stage 04, stage 05 and the engine. It stays out
+/// of [`RunArgs`] so that each `run` takes it on knowingly: the engine also
+/// has to let the container's root reach its directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UserNsArgs {
+    /// Also make a user namespace: root inside is the unprivileged host user
+    /// 100000, and container IDs 0-65535 are host IDs 100000-165535. The
+    /// image's layers are seen through idmapped mounts, so that their files,
+    /// owned by host root, are root's inside (or, where the file system
+    /// can't do that, the container gets a copy of the image with shifted
+    /// owners).
+    #[arg(long)]
+    pub userns: bool,
+}
+
+impl UserNsArgs {
+    /// The ID maps of the container's user namespace, if it gets one.
+    pub fn user_map(&self) -> Option<IdMaps> {
+        self.userns.then_some(IdMaps::same(IdMap::DEFAULT))
+    }
 }
 
 impl RunArgs {

@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use stage01_chroot::{Error, checks, exit};
-use stage02_namespaces::{Container, hostname, namespaces, supervise};
+use stage02_namespaces::{Container, IdMaps, hostname, namespaces, supervise};
 use stage03_cgroups::{Limits, cgroup, report};
-use stage04_images::cli::{ImageCommand, RunArgs, image_command};
+use stage04_images::cli::{ImageCommand, RunArgs, UserNsArgs, image_command};
 use stage04_images::image::{self, Image};
 use stage04_images::overlay::{ContainerDirs, overlay_mount};
 use stage04_images::root::{DEFAULT_ROOT, Root};
@@ -39,7 +39,12 @@ enum Command {
     #[command(flatten)]
     Image(ImageCommand),
     /// Run a command in a new container from an image.
-    Run(RunArgs),
+    Run {
+        #[command(flatten)]
+        userns: UserNsArgs,
+        #[command(flatten)]
+        args: RunArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,12 +57,12 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
     let root = Root::open(&cli.root)?;
     match cli.command {
         Command::Image(command) => image_command(&root, command, "stage04-images"),
-        Command::Run(args) => run(&root, args),
+        Command::Run { userns, args } => run(&root, args, userns.user_map()),
     }
 }
 
 // ANCHOR: recipe
-fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
+fn run(root: &Root, args: RunArgs, user_map: Option<IdMaps>) -> Result<u8, Error> {
     // The image: found in the store, its layers unpacked (once), its config
     // turned into the process to run.
     let store = root.store()?;
@@ -71,13 +76,16 @@ fn run(root: &Root, args: RunArgs) -> Result<u8, Error> {
     let dirs = ContainerDirs::create(&root.containers(), &id)?;
     let limits = Limits::from(&args.limits);
     let result = overlay_mount(&layers, &dirs).and_then(|root_mount| {
+        if let Some(maps) = user_map {
+            dirs.open_to(root.dir(), maps.gid.to_host(0))?; // its root must reach `merged`
+        }
         let container = Container {
             rootfs: dirs.merged.clone(),
             root_mount: Some(root_mount),
             binds: Vec::new(),
             process,
             hostname: args.hostname.unwrap_or_else(|| id.clone()),
-            user_map: None,
+            user_map,
             mounts: None,
             readonly_root: false,
             devices: Vec::new(),

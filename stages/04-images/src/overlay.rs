@@ -7,6 +7,7 @@
 //! directory first, so the layer cache is never written to, and any number of
 //! containers can share the same layers.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use stage01_chroot::Error;
@@ -48,6 +49,35 @@ impl ContainerDirs {
         }
         Ok(dirs)
     }
+
+    // ANCHOR: open_to
+    /// With a user namespace, the container's init, host user 100000 by
+    /// then, attaches its root at `merged` and binds files from `dir`: it
+    /// must be able to pass through every directory from the state `root`
+    /// down. The state root is root's alone (mode 700). As `dockerd
+    /// --userns-remap` does with its own, each directory on the way that
+    /// others may not pass goes to the container root's group `gid`, with
+    /// search permission only (mode 710): that group may pass, but not
+    /// list or read; other host users still can't even pass.
+    pub fn open_to(&self, root: &Path, gid: u32) -> Result<(), Error> {
+        for dir in self.dir.ancestors().take_while(|dir| dir.starts_with(root)) {
+            let mode = std::fs::metadata(dir)
+                .map_err(|e| Error::io("stat", dir, e))?
+                .permissions()
+                .mode();
+            if mode & 0o001 != 0 {
+                continue; // everyone may pass already
+            }
+            std::os::unix::fs::chown(dir, None, Some(gid))
+                .and_then(|()| {
+                    let searchable = std::fs::Permissions::from_mode(mode & 0o7777 | 0o010);
+                    std::fs::set_permissions(dir, searchable)
+                })
+                .map_err(|e| Error::io("let the container's root pass through", dir, e))?;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: open_to
 
     /// Remove the container's directories, its writes with them.
     pub fn remove(&self) -> Result<(), Error> {

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use stage01_chroot::{Error, checks, exit};
 use stage02_namespaces::{Container, hostname, namespaces, supervise};
 use stage03_cgroups::{Limits, cgroup, report};
-use stage04_images::cli::RunArgs;
+use stage04_images::cli::{RunArgs, UserNsArgs};
 use stage04_images::image::{self, Image};
 use stage04_images::overlay::{ContainerDirs, overlay_mount};
 use stage04_images::root::{DEFAULT_ROOT, Root};
@@ -64,6 +64,8 @@ struct NetRunArgs {
     /// addresses (127.0.0.1 too) forward HOSTPORT to the container.
     #[arg(short, long = "publish", value_name = "HOST:CONTAINER")]
     publish: Vec<String>,
+    #[command(flatten)]
+    userns: UserNsArgs,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -117,14 +119,18 @@ fn run(root: &Root, networks: &Networks, args: NetRunArgs) -> Result<u8, Error> 
         .or(args.name.clone())
         .unwrap_or_else(|| id.clone());
     let files = NameFiles::in_dir(&dirs.dir);
+    let user_map = args.userns.user_map();
     let container = files.write(&hostname).and_then(|()| {
+        if let Some(maps) = user_map {
+            dirs.open_to(root.dir(), maps.gid.to_host(0))?; // its root must reach `merged`
+        }
         Ok(Container {
             rootfs: dirs.merged.clone(),
             root_mount: Some(overlay_mount(&layers, &dirs)?),
             binds: files.binds(),
             process,
             hostname,
-            user_map: None,
+            user_map,
             mounts: None,
             readonly_root: false,
             devices: Vec::new(),
