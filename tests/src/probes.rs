@@ -182,6 +182,17 @@ pub const PROBES: &[Probe] = &[
         condition: |_| "! sh -c 'for i in $(seq 64); do sleep 1 & done; wait'".into(),
     },
     Probe {
+        question: "CPU limit enforced",
+        // A busy loop runs for a second: the ticks of CPU time it got (100
+        // a second at most, on one core) must be few. Stage 03 and later
+        // run with `--cpus 0.1`. (Stage 01 has no /proc: no answer, no.)
+        condition: |_| {
+            "sh -c 'while :; do :; done' & p=$!; sleep 1; \
+             t=$(awk '{print $14 + $15}' /proc/$p/stat); kill $p; test \"$t\" -lt 40"
+                .into()
+        },
+    },
+    Probe {
         question: "root filesystem from a verified image",
         // Pulled by digest-checked blobs, mounted as an overlay of its layers.
         condition: |_| {
@@ -196,6 +207,44 @@ pub const PROBES: &[Probe] = &[
             "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 peer 80 | grep -q peer-says-hi".into()
         },
     },
+    // What the engine's secure defaults add (see the engine chapter).
+    Probe {
+        question: "no block device can be made (mknod)",
+        // (Made, it is removed again: the stages share one rootfs.)
+        condition: |_| "if mknod /tmp/disk b 8 0 2>/tmp/err; then rm /tmp/disk; false; fi".into(),
+    },
+    Probe {
+        question: "no file system can be mounted (/sys read-write)",
+        // Stage 01 has no mount namespace of its own: what it mounts is
+        // the host's, so it unmounts it again.
+        condition: |_| {
+            "mkdir -p /tmp/m; if mount -t sysfs sysfs /tmp/m 2>/tmp/err; then umount /tmp/m; false; \
+             else ! mount -o remount,rw /sys 2>/tmp/err; fi"
+                .into()
+        },
+    },
+    Probe {
+        question: "no new user namespace (unshare -U)",
+        condition: |_| "! unshare -U true 2>/tmp/err".into(),
+    },
+    Probe {
+        question: "no raw sockets (busybox ping)",
+        // busybox's ping opens a raw socket; refused, it says so. (Refused
+        // for another reason, such as no route, it is no answer: no.)
+        condition: |_| {
+            "ping -c 1 -W 1 127.0.0.1 > /tmp/ping 2>&1; grep -q 'permission denied' /tmp/ping"
+                .into()
+        },
+    },
+    Probe {
+        question: "root inside is not root on the host",
+        // In a user namespace, uid 0 maps to another host uid; without
+        // one, the map is the identity: 0 0 4294967295.
+        condition: |_| {
+            "test -r /proc/self/uid_map && ! grep -q '^ *0 *0 *4294967295' /proc/self/uid_map"
+                .into()
+        },
+    },
 ];
 
 pub const STAGES: &[Stage] = &[
@@ -204,28 +253,40 @@ pub const STAGES: &[Stage] = &[
         bin: "stage01-chroot",
         args: &[],
         from_image: false,
-        expected: &[true, false, false, false, false, false, false, false, false],
+        expected: &[
+            true, false, false, false, false, false, false, false, false, false, false, false,
+            true, false, false,
+        ],
     },
     Stage {
         name: "02 namespaces",
         bin: "stage02-namespaces",
         args: &[],
         from_image: false,
-        expected: &[true, true, true, true, true, false, false, false, false],
+        expected: &[
+            true, true, true, true, true, false, false, false, false, false, false, false, false,
+            false, false,
+        ],
     },
     Stage {
         name: "03 cgroups",
         bin: "stage03-cgroups",
-        args: &["--memory", "64m", "--pids-limit", "20"],
+        args: &["--memory", "64m", "--pids-limit", "20", "--cpus", "0.1"],
         from_image: false,
-        expected: &[true, true, true, true, true, true, true, false, false],
+        expected: &[
+            true, true, true, true, true, true, true, true, false, false, false, false, false,
+            false, false,
+        ],
     },
     Stage {
         name: "04 images",
         bin: "stage04-images",
-        args: &["--memory", "64m", "--pids-limit", "20"],
+        args: &["--memory", "64m", "--pids-limit", "20", "--cpus", "0.1"],
         from_image: true,
-        expected: &[true, true, true, true, true, true, true, true, false],
+        expected: &[
+            true, true, true, true, true, true, true, true, true, false, false, false, false,
+            false, false,
+        ],
     },
     Stage {
         name: "05 networks",
@@ -237,9 +298,57 @@ pub const STAGES: &[Stage] = &[
             "64m",
             "--pids-limit",
             "20",
+            "--cpus",
+            "0.1",
         ],
         from_image: true,
-        expected: &[true, true, true, true, true, true, true, true, true],
+        expected: &[
+            true, true, true, true, true, true, true, true, true, true, false, false, false, false,
+            false,
+        ],
+    },
+    // The engine with its defaults: the stages' isolation plus the
+    // hardening (capabilities, seccomp, no_new_privs, masked /proc).
+    Stage {
+        name: "berth",
+        bin: "berth",
+        args: &[
+            "--rm",
+            "--network",
+            "matrix",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "20",
+            "--cpus",
+            "0.1",
+        ],
+        from_image: true,
+        expected: &[
+            true, true, true, true, true, true, true, true, true, true, true, true, true, true,
+            false,
+        ],
+    },
+    Stage {
+        name: "berth --userns",
+        bin: "berth",
+        args: &[
+            "--rm",
+            "--userns",
+            "--network",
+            "matrix",
+            "--memory",
+            "64m",
+            "--pids-limit",
+            "20",
+            "--cpus",
+            "0.1",
+        ],
+        from_image: true,
+        expected: &[
+            true, true, true, true, true, true, true, true, true, true, true, true, true, true,
+            true,
+        ],
     },
 ];
 

@@ -52,10 +52,20 @@ fn every_stage_answers_the_probes_as_expected() {
     check_book_table(&probes::render(&rows));
 }
 
+/// Probes a stage may answer "yes" to and the next "no", on purpose: the
+/// kernel refuses a new user namespace to a chrooted process (a user
+/// namespace would give it the powers to leave its chroot), and stage 02's
+/// pivot_root makes a real root, so the refusal goes until the engine's
+/// seccomp filter brings it back.
+const MAY_SHRINK: &[&str] = &["no new user namespace (unshare -U)"];
+
 #[test]
 fn isolation_only_grows() {
     for pair in STAGES.windows(2) {
         for (i, probe) in PROBES.iter().enumerate() {
+            if MAY_SHRINK.contains(&probe.question) {
+                continue;
+            }
             assert!(
                 !pair[0].expected[i] || pair[1].expected[i],
                 "{} loses '{}' that {} had",
