@@ -51,7 +51,23 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// Path of one of the workspace's binaries, e.g. `stage01-chroot`.
+///
+/// `BERTH_BIN_<NAME>` (the name in capitals, `-` as `_`, e.g.
+/// `BERTH_BIN_STAGE01_CHROOT`) points the tests at another build of that
+/// binary instead: `scripts/check` runs a stage's tests against a learner's
+/// copy of the stage that way.
 pub fn bin(name: &str) -> PathBuf {
+    let var = format!("BERTH_BIN_{}", name.replace('-', "_").to_uppercase());
+    if let Some(path) = std::env::var_os(&var) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{var}={} is not a file: point it at a built {name}, or unset it to test the \
+             workspace's own",
+            path.display()
+        );
+        return path;
+    }
     let path = bin_dir().join(name);
     assert!(
         path.exists(),

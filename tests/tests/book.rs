@@ -16,6 +16,24 @@
 //! `busybox:latest` built from that rootfs (Cmd `/bin/sh`);
 //! `<!-- transcript: registry-with-resolver -->` first adds glibc's name
 //! service to the rootfs (`berth-mkrootfs --resolver`), for networks.
+//!
+//! Some output depends on the host's cgroup layout. A block right after
+//! `<!-- transcript: cgroup v2 -->` is for a host whose /sys/fs/cgroup is a
+//! cgroup2 tree, one after `<!-- transcript: cgroup v1 -->` for a v1 or
+//! hybrid host; each runs only where it fits, unmarked blocks everywhere.
+//! `<!-- transcript: cgroup v2 needs memory pids -->` names the controllers
+//! a v2 block needs.
+//!
+//! On a v1/hybrid host the v2 blocks run too, after the chapter's others,
+//! each command in a private mount namespace with a cgroup2 tree mounted
+//! over /sys/fs/cgroup (`unshare -m` + `mount -t cgroup2`). That tree holds
+//! only the controllers no v1 hierarchy has taken: a controller belongs to
+//! one version at a time, and leaves a v1 hierarchy only when that is
+//! unmounted everywhere and has no cgroups left, which the host's own
+//! (shared) hierarchies never are. So a v2 block that needs a controller
+//! the tree lacks can't run there, and is listed as not replayed. On the CI
+//! host (hybrid, v2 offers only `hugetlb`) that is every v2 block needing
+//! `memory`, `cpu` or `pids`; on a v2 host every v2 block runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +41,7 @@ use std::process::Command;
 use berth_tests::images::{TestRegistry, build_image};
 use berth_tests::{bin_dir, root_or_skip};
 use stage01_chroot::rootfs::{DEFAULT_BUSYBOX, make_busybox_rootfs};
+use stage03_cgroups::layout::{self, Layout};
 
 const BOOK_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src");
 
@@ -30,6 +49,24 @@ struct Step {
     line: usize,
     command: String,
     expected: Vec<String>,
+    /// Set for a block written for one cgroup layout.
+    variant: Option<Variant>,
+}
+
+/// What `<!-- transcript: cgroup v2 needs memory -->` says about a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Variant {
+    v2: bool,
+    /// Controllers the block needs (v2 blocks only).
+    needs: Vec<String>,
+}
+
+/// Where a command runs: on the host as it is, or (for a v2 block on a
+/// v1/hybrid host) with a cgroup2 tree mounted over /sys/fs/cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    Host,
+    Cgroup2,
 }
 
 #[test]
@@ -37,11 +74,15 @@ fn transcripts_match_real_runs() {
     if !root_or_skip("transcripts_match_real_runs") {
         return;
     }
+    let host_is_v2 = layout::detect().expect("the host's cgroup layout") == Layout::Unified;
     let mut failures = Vec::new();
     let mut replayed = 0;
+    let mut replayed_on_cgroup2 = 0;
+    let mut not_here = Vec::new();
     for chapter in chapters() {
         let text = std::fs::read_to_string(&chapter).unwrap();
-        let steps = transcript_steps(&text);
+        let steps =
+            transcript_steps(&text).unwrap_or_else(|e| panic!("{}: {e}", chapter.display()));
         if steps.is_empty() {
             continue;
         }
@@ -66,12 +107,16 @@ fn transcripts_match_real_runs() {
         if let Some(registry) = &registry {
             env.push(("REGISTRY".into(), registry.host()));
         }
-        for step in &steps {
+        let mut replay = |step: &Step, view: View| {
             replayed += 1;
-            let actual = run(&step.command, dir.path(), &env);
+            let actual = run(&step.command, dir.path(), &env, view);
             if !matches(&step.expected, &actual) {
+                let on = match view {
+                    View::Host => "",
+                    View::Cgroup2 => " (on a cgroup2 tree mounted over /sys/fs/cgroup)",
+                };
                 failures.push(format!(
-                    "{}:{}: `{}`\n--- the book says:\n{}\n--- the run printed:\n{}",
+                    "{}:{}: `{}`{on}\n--- the book says:\n{}\n--- the run printed:\n{}",
                     chapter.display(),
                     step.line,
                     step.command,
@@ -79,12 +124,56 @@ fn transcripts_match_real_runs() {
                     actual.join("\n")
                 ));
             }
+        };
+        let fits_host = |step: &&Step| step.variant.as_ref().is_none_or(|v| v.v2 == host_is_v2);
+        for step in steps.iter().filter(fits_host) {
+            replay(step, View::Host);
+        }
+        remove_demo_cgroup(dir.path(), View::Host);
+        // A v1/hybrid host: the v2 blocks on a cgroup2 tree of their own.
+        let v2_blocks: Vec<&Step> = steps
+            .iter()
+            .filter(|s| !host_is_v2 && s.variant.as_ref().is_some_and(|v| v.v2))
+            .collect();
+        if !v2_blocks.is_empty() {
+            let free = controllers_free_for_v2(dir.path());
+            for step in v2_blocks {
+                let needs = &step.variant.as_ref().unwrap().needs;
+                let lacking: Vec<&str> = needs
+                    .iter()
+                    .filter(|c| !free.contains(c))
+                    .map(String::as_str)
+                    .collect();
+                if lacking.is_empty() {
+                    replayed_on_cgroup2 += 1;
+                    replay(step, View::Cgroup2);
+                } else {
+                    not_here.push(format!(
+                        "{}:{} (needs {})",
+                        chapter.file_name().unwrap().display(),
+                        step.line,
+                        lacking.join(" ")
+                    ));
+                }
+            }
+            remove_demo_cgroup(dir.path(), View::Cgroup2);
         }
         remove_engine_leftovers(&dir.path().join("berth"));
     }
     assert!(replayed > 0, "no transcript found in {BOOK_SRC}");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    eprintln!("{replayed} transcript commands replayed");
+    eprintln!(
+        "{replayed} transcript commands replayed, {replayed_on_cgroup2} of them on a cgroup2 \
+         tree mounted for them"
+    );
+    if !not_here.is_empty() {
+        eprintln!(
+            "not replayed: {} cgroup v2 commands, as the controllers they need are bound to \
+             this host's v1 hierarchies: {}",
+            not_here.len(),
+            not_here.join(", ")
+        );
+    }
 }
 
 #[test]
@@ -122,6 +211,57 @@ fn the_matcher_understands_wildcards() {
     assert!(!matches(&lines("x [..] y"), &lines("x 1 z")));
 }
 
+#[test]
+fn blocks_can_be_marked_for_a_cgroup_layout() {
+    let markdown = "\
+Text.
+
+<!-- transcript: cgroup v2 needs memory pids -->
+
+```console
+# echo v2
+v2
+```
+
+```console
+# echo anywhere
+anywhere
+```
+<!-- transcript: cgroup v1 -->
+```console
+# echo v1
+v1
+```
+";
+    let steps = transcript_steps(markdown).unwrap();
+    let variants: Vec<_> = steps.iter().map(|s| s.variant.clone()).collect();
+    assert_eq!(
+        variants,
+        [
+            Some(Variant {
+                v2: true,
+                needs: vec!["memory".into(), "pids".into()]
+            }),
+            None,
+            Some(Variant {
+                v2: false,
+                needs: vec![]
+            }),
+        ]
+    );
+    assert_eq!(steps[0].expected, ["v2"]);
+    // A marker that could be meant for the wrong block is an error.
+    for bad in [
+        "<!-- transcript: cgroup v2 -->\nSome text.\n```console\n# true\n```\n",
+        "<!-- transcript: cgroup v2 -->\n```rust\nfn f() {}\n```\n",
+        "<!-- transcript: cgroup v3 -->\n```console\n# true\n```\n",
+        "<!-- transcript: cgroup v2 needs -->\n```console\n# true\n```\n",
+        "<!-- transcript: cgroup v1 -->\n",
+    ] {
+        assert!(transcript_steps(bad).is_err(), "accepted: {bad}");
+    }
+}
+
 /// Is there a line with `KIND: anchor` (and nothing more of a name after it)?
 fn has_marker(code: &str, kind: &str, anchor: &str) -> bool {
     let marker = format!("{kind}: {anchor}");
@@ -141,15 +281,43 @@ fn chapters() -> Vec<PathBuf> {
     chapters
 }
 
-/// The commands of every ```console block, with what they printed.
-fn transcript_steps(markdown: &str) -> Vec<Step> {
+/// The commands of every ```console block, with what they printed, and
+/// the layout each block is for.
+fn transcript_steps(markdown: &str) -> Result<Vec<Step>, String> {
     let mut steps: Vec<Step> = Vec::new();
+    let mut in_fence = false;
     let mut in_console = false;
+    // A layout marker seen, waiting for its block: (line, variant).
+    let mut marker: Option<(usize, Variant)> = None;
+    let mut variant = None;
     for (index, line) in markdown.lines().enumerate() {
         let fence = line.trim_start();
         if fence.starts_with("```") {
-            in_console = !in_console && fence == "```console";
+            in_fence = !in_fence;
+            in_console = in_fence && fence == "```console";
+            variant = None;
+            if let Some((at, found)) = marker.take() {
+                if !in_console {
+                    return Err(format!(
+                        "line {at}: its marker is not followed by a ```console block"
+                    ));
+                }
+                variant = Some(found);
+            }
             continue;
+        }
+        if !in_fence {
+            if let Some(found) =
+                parse_marker(line).map_err(|e| format!("line {}: {e}", index + 1))?
+            {
+                marker = Some((index + 1, found));
+            } else if let Some((at, _)) = &marker
+                && !line.trim().is_empty()
+            {
+                return Err(format!(
+                    "line {at}: a cgroup marker must come right before its ```console block"
+                ));
+            }
         }
         if !in_console {
             continue;
@@ -159,12 +327,81 @@ fn transcript_steps(markdown: &str) -> Vec<Step> {
                 line: index + 1,
                 command: command.into(),
                 expected: Vec::new(),
+                variant: variant.clone(),
             });
         } else if let Some(step) = steps.last_mut() {
             step.expected.push(line.trim_end().into());
         }
     }
-    steps
+    match marker {
+        Some((at, _)) => Err(format!("line {at}: a cgroup marker with no block after it")),
+        None => Ok(steps),
+    }
+}
+
+/// `<!-- transcript: cgroup v1 -->`, `<!-- transcript: cgroup v2 -->` or
+/// `<!-- transcript: cgroup v2 needs CONTROLLER... -->`; other lines: None.
+fn parse_marker(line: &str) -> Result<Option<Variant>, String> {
+    let Some(rest) = line.trim().strip_prefix("<!-- transcript: cgroup ") else {
+        return Ok(None);
+    };
+    let words: Vec<&str> = rest
+        .strip_suffix("-->")
+        .ok_or("a cgroup marker ends with -->")?
+        .split_whitespace()
+        .collect();
+    match words[..] {
+        ["v1"] => Ok(Some(Variant {
+            v2: false,
+            needs: Vec::new(),
+        })),
+        ["v2"] => Ok(Some(Variant {
+            v2: true,
+            needs: Vec::new(),
+        })),
+        ["v2", "needs", ref controllers @ ..] if !controllers.is_empty() => Ok(Some(Variant {
+            v2: true,
+            needs: controllers.iter().map(|c| c.to_string()).collect(),
+        })),
+        _ => Err(format!(
+            "unknown cgroup marker {:?}: write `cgroup v1`, `cgroup v2` or `cgroup v2 needs \
+             CONTROLLER...`",
+            line.trim()
+        )),
+    }
+}
+
+/// The controllers a cgroup2 tree mounted here offers (those no v1
+/// hierarchy holds), read where the v2 blocks run.
+fn controllers_free_for_v2(dir: &Path) -> Vec<String> {
+    let output = command_in(
+        View::Cgroup2,
+        "cat /sys/fs/cgroup/cgroup.controllers",
+        dir,
+        &[],
+    )
+    .output()
+    .expect("run unshare");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "can't mount a cgroup2 tree in a private mount namespace to replay the cgroup v2 \
+         transcripts: {text}"
+    );
+    text.split_whitespace().map(String::from).collect()
+}
+
+/// A chapter that failed halfway may leave the cgroup its `demo` link
+/// points to, with processes in it: kill them and remove it (and the ones
+/// below it), in the view it was made in. Only a real cgroup: the PIDs in a
+/// plain file named cgroup.procs could be anyone's.
+fn remove_demo_cgroup(dir: &Path, view: View) {
+    let script = r#"d=$(readlink demo) || exit 0
+case "$d" in /sys/fs/cgroup/*berth-demo-*) ;; *) exit 0 ;; esac
+case "$(stat -f -c %T "$d")" in cgroupfs | cgroup2fs) ;; *) exit 0 ;; esac
+find "$d" -name cgroup.procs -exec cat {} + | xargs -r kill -KILL
+sleep 0.2; find "$d" -depth -type d -exec rmdir {} +; rm demo"#;
+    let _ = command_in(view, script, dir, &[]).output();
 }
 
 /// A chapter that failed halfway may leave berth containers running and
@@ -213,24 +450,46 @@ fn registry_with_busybox(dir: &Path) -> TestRegistry {
 }
 
 /// Run `command` in `dir` the way a root shell would, output merged.
-fn run(command: &str, dir: &Path, env: &[(String, String)]) -> Vec<String> {
-    let path = format!(
-        "{}:{}",
-        bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let output = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(format!("exec 2>&1\n{command}"))
-        .current_dir(dir)
-        .env("PATH", path)
-        .envs(env.iter().cloned())
+fn run(command: &str, dir: &Path, env: &[(String, String)], view: View) -> Vec<String> {
+    let output = command_in(view, command, dir, env)
         .output()
         .expect("run /bin/sh");
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(|l| l.trim_end().to_string())
         .collect()
+}
+
+/// `/bin/sh -c command`, with stderr into stdout, in `view`.
+fn command_in(view: View, command: &str, dir: &Path, env: &[(String, String)]) -> Command {
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = format!("exec 2>&1\n{command}");
+    let mut sh = match view {
+        View::Host => {
+            let mut sh = Command::new("/bin/sh");
+            sh.arg("-c").arg(script);
+            sh
+        }
+        View::Cgroup2 => {
+            // The mount goes with the namespace when its last process ends.
+            let mut sh = Command::new("unshare");
+            sh.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+                .arg(
+                    "exec 2>&1; mount -t cgroup2 berth-book-cgroup2 /sys/fs/cgroup && \
+                     exec /bin/sh -c \"$1\"",
+                )
+                .args(["sh", &script]);
+            sh
+        }
+    };
+    sh.current_dir(dir)
+        .env("PATH", path)
+        .envs(env.iter().cloned());
+    sh
 }
 
 /// Does `actual` fit `expected`, with `...` lines and `[..]` wildcards?

@@ -387,6 +387,67 @@ fn the_v2_backend_runs_on_a_real_cgroup2() {
     assert!(!dir.exists());
 }
 
+/// On v2 the stage binary's own cgroup holds a process (itself, and on a
+/// real host its login shell too), so it can't hand `memory` to a child
+/// cgroup: the container's cgroup goes beside it, in its parent. The stage
+/// binary runs where /sys/fs/cgroup is a cgroup2 tree: mounted there in a
+/// private mount namespace, so this runs on a v1/hybrid host as well.
+#[test]
+fn on_v2_the_container_cgroup_goes_beside_the_callers() {
+    if !root_or_skip("on_v2_the_container_cgroup_goes_beside_the_callers") {
+        return;
+    }
+    let fx = Fixture::new();
+    let mount = Cgroup2Mount::new(); // the same tree, seen from here
+    let caller = format!("berth-caller-{}", std::process::id());
+    let mut host = HostCgroups::default();
+    host.watch(
+        &[mount.path().join(&caller).join("session")],
+        &[mount.path().to_path_buf()],
+    );
+    // Where the tree's root hands `memory` down (a v2 host), a memory limit
+    // shows the fix: below the caller's own cgroup it would fail with EBUSY.
+    // A hybrid host's tree has no memory controller: then placement only.
+    let root_hands_down = read_trimmed(mount.path().join("cgroup.subtree_control"));
+    let memory = root_hands_down.split_whitespace().any(|c| c == "memory");
+    let script = format!(
+        r#"mount -t cgroup2 berth-test-cgroup2 /sys/fs/cgroup || exit 1
+caller=/sys/fs/cgroup/{caller}
+mkdir -p $caller/session && echo $$ > $caller/session/cgroup.procs || exit 1
+{stage03} {limit} {rootfs} sleep 3 &
+for i in 1 2 3 4 5 6 7 8 9 10; do init=$(pgrep -P $!) && break; sleep 0.2; done
+grep ^0:: /proc/$init/cgroup
+{show_limit}
+wait $!"#,
+        stage03 = bin("stage03-cgroups").display(),
+        limit = if memory { "--memory 64m" } else { "" },
+        rootfs = fx.rootfs().display(),
+        show_limit = if memory {
+            "cat $caller/berth-*/memory.max"
+        } else {
+            ""
+        },
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--"])
+        .args(["/bin/sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let line = stdout.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with(&format!("0::/{caller}/berth-")),
+        "the container's cgroup is not beside the caller's {caller}/session: {line}\n{stderr}"
+    );
+    if memory {
+        assert_eq!(stdout.lines().nth(1), Some("67108864"), "{stdout}");
+    }
+    drop(host); // removes session and the caller's cgroup
+    assert!(!mount.path().join(&caller).exists());
+}
+
 // --- The OCI runtime's cgroups: linux.cgroupsPath and linux.resources ---
 
 /// What an OCI cgroup test makes on the host, undone on drop, also when the

@@ -13,8 +13,10 @@ use nix::unistd::{chdir, chroot};
 /// chroot escape uses.) Runs in the child between fork and exec, so it does
 /// nothing but these two system calls.
 pub fn enter_root(rootfs: &Path) -> std::io::Result<()> {
+    // ANCHOR: exercise_enter_root
     chroot(rootfs)?;
     chdir("/")?;
     Ok(())
+    // ANCHOR_END: exercise_enter_root
 }
 // ANCHOR_END: enter_root

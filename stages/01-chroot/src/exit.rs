@@ -12,11 +12,13 @@ use crate::Error;
 /// The exit code a shell would report for `status`: the child's own code, or
 /// 128 + N when signal N killed it (so SIGKILL gives 137, SIGTERM 143).
 pub fn exit_code(status: ExitStatus) -> u8 {
+    // ANCHOR: exercise_exit_code
     match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
         (None, Some(signal)) => 128u8.wrapping_add(signal as u8),
         (None, None) => crate::error::EXIT_SETUP_FAILED,
     }
+    // ANCHOR_END: exercise_exit_code
 }
 // ANCHOR_END: exit_code
 

@@ -154,11 +154,13 @@ pub fn prepare_root(
 /// old root on top of it, then detach that old root. Unlike chroot, nothing
 /// of the host's file system is left above or below us to climb to.
 fn pivot_into(rootfs: &Path) -> Result<(), Error> {
+    // ANCHOR: exercise_pivot_root
     chdir(rootfs).map_err(|e| Error::io("chdir", rootfs, e.into()))?;
     pivot_root(".", ".").map_err(|e| Error::io("pivot_root into", rootfs, e.into()))?;
     umount2(".", MntFlags::MNT_DETACH)
         .map_err(|e| Error::io("unmount the old root at", "/", e.into()))?;
     chdir("/").map_err(|e| Error::io("chdir", "/", e.into()))
+    // ANCHOR_END: exercise_pivot_root
 }
 // ANCHOR_END: prepare_root
 
@@ -441,10 +443,12 @@ pub fn make_root_read_only() -> Result<(), Error> {
 }
 
 fn mount_kernel_fs(rootfs: &Path, m: &KernelMount) -> Result<(), Error> {
+    // ANCHOR: exercise_kernel_mounts
     let target = rootfs.join(m.target);
     make_dir(&target)?;
     mount(Some(m.fstype), &target, Some(m.fstype), m.flags, m.data)
         .map_err(|err| Error::Other(format!("mount {} on {}: {err}", m.fstype, target.display())))
+    // ANCHOR_END: exercise_kernel_mounts
 }
 
 fn add_devices(rootfs: &Path) -> Result<(), Error> {

@@ -236,6 +236,7 @@ impl Container {
     /// is missing on purpose: init makes it after the parent has moved it
     /// into its cgroup (stage 03), so that this cgroup becomes its root.
     pub fn clone_flags(&self) -> CloneFlags {
+        // ANCHOR: exercise_clone_flags
         let mut flags = CloneFlags::CLONE_NEWUTS    // hostname
             | CloneFlags::CLONE_NEWPID             // process IDs: we are PID 1
             | CloneFlags::CLONE_NEWNS              // mount table
@@ -245,6 +246,7 @@ impl Container {
             flags |= CloneFlags::CLONE_NEWUSER; // user and group IDs
         }
         flags - self.namespaces.kept
+        // ANCHOR_END: exercise_clone_flags
     }
 
     /// Whether the container gets a new namespace of this kind.

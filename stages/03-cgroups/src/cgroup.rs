@@ -65,14 +65,14 @@ pub struct Usage {
 }
 
 // ANCHOR: create
-/// Make the cgroup `name` below our own cgroup, with `limits` set, in the
-/// layout this host has.
+/// Make the cgroup `name` where this host's layout lets us (see [`place`]),
+/// with `limits` set.
 pub fn create(name: &str, limits: &Limits) -> Result<Box<dyn Cgroup>, Error> {
     place()?.create(name, limits)
 }
 
-/// Where a container's cgroup goes: below our own cgroup, in the one tree
-/// of v2 or in each hierarchy of v1.
+/// Where a container's cgroup goes: beside our own cgroup in the one tree
+/// of v2, below it in each hierarchy of v1.
 pub enum Place {
     Unified {
         parent: PathBuf,
@@ -82,12 +82,13 @@ pub enum Place {
     },
 }
 
-/// Find our own cgroup in the layout this host has.
+/// Find our own cgroup in the layout this host has, and the parent(s) of
+/// containers' cgroups there.
 pub fn place() -> Result<Place, Error> {
     let memberships = layout::own_memberships()?;
     match layout::detect()? {
         Layout::Unified => {
-            let parent = layout::v2_own_dir(Path::new(CGROUP_ROOT), &memberships)
+            let parent = layout::v2_containers_dir(Path::new(CGROUP_ROOT), &memberships)
                 .ok_or_else(|| Error::Other("no cgroup v2 line in /proc/self/cgroup".into()))?;
             Ok(Place::Unified { parent })
         }
@@ -185,7 +186,8 @@ pub struct Target {
 
 /// Resolve `linux.cgroupsPath`. An absolute path is taken from each
 /// hierarchy's mount point, as the runtime spec says; a relative one from
-/// our own cgroup in each hierarchy, as runc does. On v1 the container gets
+/// our own cgroup in each v1 hierarchy, and from its parent in the v2 tree
+/// (see [`layout::v2_containers_dir`]), as runc does. On v1 the container gets
 /// a directory in every hierarchy mounted (runc's choice too: `pause` needs
 /// `freezer`, device rules need `devices`).
 pub fn target(cgroups_path: &Path) -> Result<Target, Error> {
@@ -195,7 +197,7 @@ pub fn target(cgroups_path: &Path) -> Result<Target, Error> {
         if absolute {
             return Ok(mount_point.to_path_buf());
         }
-        layout::v2_own_dir(mount_point, &memberships)
+        layout::v2_containers_dir(mount_point, &memberships)
             .ok_or_else(|| Error::Other("no cgroup v2 line in /proc/self/cgroup".into()))
     };
     match layout::detect()? {

@@ -128,6 +128,21 @@ pub fn v2_own_dir(mount_point: &Path, memberships: &[Membership]) -> Option<Path
     Some(below(mount_point, Path::new("/"), &member.path))
 }
 
+// ANCHOR: v2_containers_dir
+/// Where containers' cgroups go in the v2 tree mounted at `mount_point`:
+/// beside our own cgroup, in its parent, unless ours is the root.
+///
+/// Not below our own, as on v1: we are a process in our own cgroup, and a
+/// v2 cgroup that holds processes can't hand `memory` (or any controller)
+/// to children. Only the root is exempt from this "no internal processes"
+/// rule. runc places a relative cgroup path the same way.
+pub fn v2_containers_dir(mount_point: &Path, memberships: &[Membership]) -> Option<PathBuf> {
+    let member = memberships.iter().find(|m| m.controllers.is_empty())?;
+    let parent = member.path.parent().unwrap_or(&member.path); // "/" stays "/"
+    Some(below(mount_point, Path::new("/"), parent))
+}
+// ANCHOR_END: v2_containers_dir
+
 /// `path` is relative to the hierarchy's root; the mount shows `root` of it.
 fn below(mount_point: &Path, root: &Path, path: &Path) -> PathBuf {
     let relative = path.strip_prefix(root).unwrap_or(path);
@@ -203,6 +218,27 @@ mod tests {
         assert_eq!(
             v2_own_dir(Path::new("/sys/fs/cgroup"), &members).unwrap(),
             Path::new("/sys/fs/cgroup/user.slice/session-1.scope")
+        );
+    }
+
+    #[test]
+    fn v2_containers_go_beside_our_own_cgroup_not_below_it() {
+        let root = Path::new("/sys/fs/cgroup");
+        let in_a_session = parse_proc_cgroup("0::/user.slice/session-1.scope\n");
+        assert_eq!(
+            v2_containers_dir(root, &in_a_session).unwrap(),
+            Path::new("/sys/fs/cgroup/user.slice"),
+            "our own cgroup holds us: it can't hand memory to a child"
+        );
+        // The root cgroup may hold processes and hand out controllers.
+        let in_the_root = parse_proc_cgroup("0::/\n");
+        assert_eq!(v2_containers_dir(root, &in_the_root).unwrap(), root);
+        // A hybrid host's v1 lines have no say.
+        let hybrid = parse_proc_cgroup(HYBRID_CGROUP);
+        assert_eq!(v2_containers_dir(root, &hybrid).unwrap(), root);
+        assert_eq!(
+            v2_containers_dir(root, &parse_proc_cgroup("4:memory:/a\n")),
+            None
         );
     }
 }

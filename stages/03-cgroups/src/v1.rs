@@ -75,6 +75,7 @@ impl V1Cgroup {
     }
 
     fn apply(&self, limits: &Limits) -> Result<(), Error> {
+        // ANCHOR: exercise_v1_limits
         if let Some(bytes) = limits.memory {
             let dir = self.dir_of("memory")?;
             write_control(dir, "memory.limit_in_bytes", &bytes.to_string())?;
@@ -93,6 +94,7 @@ impl V1Cgroup {
             write_control(self.dir_of("pids")?, "pids.max", &pids.to_string())?;
         }
         Ok(())
+        // ANCHOR_END: exercise_v1_limits
     }
 }
 // ANCHOR_END: create
@@ -639,10 +641,12 @@ impl Cgroup for V1Cgroup {
     }
 
     fn add_process(&self, pid: Pid) -> Result<(), Error> {
+        // ANCHOR: exercise_v1_join
         for dir in self.unique_dirs() {
             write_control(&dir, "cgroup.procs", &pid.to_string())?;
         }
         Ok(())
+        // ANCHOR_END: exercise_v1_join
     }
 
     fn usage(&self) -> Result<Usage, Error> {

@@ -45,6 +45,7 @@ impl V2Cgroup {
     }
 
     fn apply(&self, limits: &Limits) -> Result<(), Error> {
+        // ANCHOR: exercise_v2_limits
         let dir = &self.dirs[0];
         if let Some(bytes) = limits.memory {
             write_control(dir, "memory.max", &bytes.to_string())?;
@@ -64,17 +65,21 @@ impl V2Cgroup {
             write_control(dir, "pids.max", &pids.to_string())?;
         }
         Ok(())
+        // ANCHOR_END: exercise_v2_limits
     }
 }
 // ANCHOR_END: create
 
+// ANCHOR: cgroup
 impl Cgroup for V2Cgroup {
     fn dirs(&self) -> Vec<PathBuf> {
         self.dirs.clone()
     }
 
     fn add_process(&self, pid: Pid) -> Result<(), Error> {
+        // ANCHOR: exercise_v2_join
         write_control(&self.dirs[0], "cgroup.procs", &pid.to_string())
+        // ANCHOR_END: exercise_v2_join
     }
 
     fn usage(&self) -> Result<Usage, Error> {
@@ -103,6 +108,7 @@ impl Cgroup for V2Cgroup {
         remove_dirs(&mut self.dirs)
     }
 }
+// ANCHOR_END: cgroup
 
 impl Drop for V2Cgroup {
     fn drop(&mut self) {
@@ -124,6 +130,7 @@ fn controllers_for(limits: &Limits) -> Vec<&'static str> {
     .collect()
 }
 
+// ANCHOR: enable
 /// Let the children of `parent` use the `needed` controllers, by listing
 /// them in its `cgroup.subtree_control` (those not there yet).
 pub(crate) fn enable_controllers(parent: &Path, needed: &[&str]) -> Result<(), Error> {
@@ -153,11 +160,14 @@ pub(crate) fn enable_controllers(parent: &Path, needed: &[&str]) -> Result<(), E
     write_control(parent, "cgroup.subtree_control", &enable.join(" ")).map_err(|err| {
         Error::Other(format!(
             "{err}. A v2 cgroup that holds processes can't hand controllers to children \
-             (the \"no internal processes\" rule): start berth from a cgroup of its own, \
-             e.g. with systemd-run --scope -p Delegate=yes"
+             (the \"no internal processes\" rule): move the processes listed in {} into \
+             a cgroup below it (a leaf), or start berth from a cgroup whose parent holds \
+             none",
+            parent.join("cgroup.procs").display()
         ))
     })
 }
+// ANCHOR_END: enable
 
 /// The controllers a cgroup v2 directory offers its children.
 pub fn controllers_in(dir: &Path) -> Result<Vec<String>, Error> {

@@ -157,6 +157,7 @@ fn unpack_verified(
     dest: &Path,
     budget: &LayerBudget,
 ) -> Result<(), Error> {
+    // ANCHOR: exercise_unpack_layer
     // The diff ID is the sha256 of the *uncompressed* tar: hash after
     // decompressing. The budget counts the same bytes and stops a bomb.
     let mut tar = HashingReader::new(budget.reader(decompress(compressed, dest)?));
@@ -172,6 +173,7 @@ fn unpack_verified(
         )));
     }
     Ok(())
+    // ANCHOR_END: exercise_unpack_layer
 }
 // ANCHOR_END: unpack_verified
 

@@ -102,6 +102,7 @@ pub fn overlay_mount(layers: &[PathBuf], dirs: &ContainerDirs) -> Result<RootMou
             )));
         }
     }
+    // ANCHOR: exercise_overlay_options
     // The kernel wants the topmost layer first.
     let lower: Vec<String> = layers
         .iter()
@@ -125,6 +126,7 @@ pub fn overlay_mount(layers: &[PathBuf], dirs: &ContainerDirs) -> Result<RootMou
         source: "overlay".into(),
         options,
     })
+    // ANCHOR_END: exercise_overlay_options
 }
 // ANCHOR_END: overlay
 

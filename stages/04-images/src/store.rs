@@ -225,6 +225,7 @@ impl Store {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
+        // ANCHOR: exercise_verify_blob
         let mut hashing = HashingReader::new(reader.take(size.saturating_add(1)));
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -257,6 +258,7 @@ impl Store {
              distrust the source if it persists",
             self.blob_path(digest).display()
         )))
+        // ANCHOR_END: exercise_verify_blob
     }
 
     /// The rename is atomic: readers see no blob or the whole blob. If a

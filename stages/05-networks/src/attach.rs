@@ -76,6 +76,7 @@ pub fn attach<'a>(
         }
     }
 
+    // ANCHOR: exercise_veth
     // The cable: one end on the bridge, the other moved into the container.
     let (host_end, peer) = veth_names(plug.id);
     let mut netlink = Netlink::open()?;
@@ -102,6 +103,7 @@ pub fn attach<'a>(
         netlink.set_up(index)?;
         netlink.add_default_route(gateway)
     })?;
+    // ANCHOR_END: exercise_veth
 
     let rules: Vec<PortRule> = plug
         .publish

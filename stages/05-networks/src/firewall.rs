@@ -121,6 +121,7 @@ pub fn render(table: &str, rules: &Ruleset) -> String {
     let _ = writeln!(s, "table ip {table} {{");
 
     // ANCHOR: render_nat
+    // ANCHOR: exercise_nat
     // Source NAT, after routing has chosen the way out.
     s.push_str("\tchain postrouting {\n");
     s.push_str("\t\ttype nat hook postrouting priority srcnat; policy accept;\n");
@@ -168,6 +169,7 @@ pub fn render(table: &str, rules: &Ruleset) -> String {
     s.push_str("\t\ttype nat hook output priority -100; policy accept;\n");
     s.push_str(&dnat);
     s.push_str("\t}\n");
+    // ANCHOR_END: exercise_nat
     // ANCHOR_END: render_nat
 
     // ANCHOR: render_isolation

@@ -209,6 +209,7 @@ impl Networks {
     /// Make the network's bridge if it isn't there: a virtual switch holding
     /// the gateway address, so the host routes the subnet to it.
     pub fn ensure_bridge(&self, network: &Network) -> Result<(), Error> {
+        // ANCHOR: exercise_bridge
         let mut netlink = Netlink::open()?;
         match netlink.link_index(&network.bridge)? {
             None => {
@@ -230,6 +231,7 @@ impl Networks {
             Some(_) => {}
         }
         firewall::enable_forwarding(&network.bridge)
+        // ANCHOR_END: exercise_bridge
     }
     // ANCHOR_END: ensure_bridge
 
