@@ -1,16 +1,27 @@
 //! The isolation matrix: every probe against every stage binary.
 //!
 //! Asserts each stage's exact answers, that isolation only grows from one
-//! stage to the next, and that the table in the book is this very matrix.
-//! `BERTH_BLESS=1` rewrites the book's table after an intended change.
+//! stage to the next, that the table in the book is this very matrix, and
+//! that each stage's chapter ends with the matrix up to that stage.
+//! `BERTH_BLESS=1` rewrites the book's tables after an intended change.
+
+use std::path::PathBuf;
 
 use berth_tests::probes::{self, ImageRoot, PROBES, STAGES};
 use berth_tests::{Fixture, root_or_skip};
 
-const BOOK_PAGE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../book/src/isolation-matrix.md"
-);
+/// The whole matrix, as measured.
+const MATRIX_PAGE: &str = "isolation-matrix.md";
+/// Each stage's chapter, and how many of the matrix's columns it shows:
+/// the stages up to its own, so that the rows still saying "no" are what
+/// is not isolated yet.
+const CHAPTERS: &[(&str, usize)] = &[
+    ("ch01-chroot.md", 1),
+    ("ch02-namespaces.md", 2),
+    ("ch03-cgroups.md", 3),
+    ("ch04-images.md", 4),
+    ("ch05-networks.md", 5),
+];
 const START: &str = "<!-- ANCHOR: matrix -->\n";
 const END: &str = "<!-- ANCHOR_END: matrix -->";
 
@@ -49,7 +60,20 @@ fn every_stage_answers_the_probes_as_expected() {
         );
         rows.push((stage, answers));
     }
-    check_book_table(&probes::render(&rows));
+    check_table(MATRIX_PAGE, &probes::render(&rows));
+}
+
+/// The chapters' tables come from the answers the test above asserts, so
+/// they are checked without root.
+#[test]
+fn each_chapter_ends_with_the_matrix_up_to_its_stage() {
+    for &(chapter, columns) in CHAPTERS {
+        let rows: Vec<_> = STAGES[..columns]
+            .iter()
+            .map(|stage| (stage, stage.expected.to_vec()))
+            .collect();
+        check_table(chapter, &probes::render(&rows));
+    }
 }
 
 /// Probes a stage may answer "yes" to and the next "no", on purpose: the
@@ -77,26 +101,28 @@ fn isolation_only_grows() {
     }
 }
 
-fn check_book_table(table: &str) {
-    let page = std::fs::read_to_string(BOOK_PAGE).expect("read the book's matrix page");
-    let start = page
+/// Does `page` of the book hold `table` between its matrix markers?
+fn check_table(page: &str, table: &str) {
+    let path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src")).join(page);
+    let text = std::fs::read_to_string(&path).expect("read a page of the book");
+    let start = text
         .find(START)
-        .expect("ANCHOR: matrix marker in the book page")
+        .unwrap_or_else(|| panic!("{page}: no `{}` marker", START.trim()))
         + START.len();
-    let end = page
+    let end = text
         .find(END)
-        .expect("ANCHOR_END: matrix marker in the book page");
-    if page[start..end] == *table {
+        .unwrap_or_else(|| panic!("{page}: no `{END}` marker"));
+    if text[start..end] == *table {
         return;
     }
     if std::env::var("BERTH_BLESS").is_ok_and(|v| v == "1") {
-        let updated = format!("{}{table}{}", &page[..start], &page[end..]);
-        std::fs::write(BOOK_PAGE, updated).expect("update the book's matrix page");
+        let updated = format!("{}{table}{}", &text[..start], &text[end..]);
+        std::fs::write(&path, updated).expect("update the book's matrix");
         return;
     }
     panic!(
-        "the book's matrix differs from the measured one; rerun with BERTH_BLESS=1 to update it.\n\
-         book:\n{}\nmeasured:\n{table}",
-        &page[start..end]
+        "{page}: the matrix differs from the measured one; rerun with BERTH_BLESS=1 to update \
+         it.\nbook:\n{}\nmeasured:\n{table}",
+        &text[start..end]
     );
 }
