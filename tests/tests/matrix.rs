@@ -19,7 +19,7 @@ const CHAPTERS: &[(&str, usize)] = &[
     ("ch01-chroot.md", 1),
     ("ch02-namespaces.md", 2),
     ("ch03-cgroups.md", 3),
-    ("ch04-images.md", 4),
+    ("ch04-layers.md", 4),
     ("ch05-networks.md", 5),
 ];
 const START: &str = "<!-- ANCHOR: matrix -->\n";
