@@ -19,7 +19,8 @@ use stage03_cgroups::layout::{parse_proc_cgroup, parse_v1_mounts, v1_own_dir};
 use stage03_cgroups::v2::V2Cgroup;
 use stage03_cgroups::{Cgroup, Limits};
 
-/// Tests that measure CPU time or load the machine run one at a time.
+/// Tests that measure CPU time or load the machine run one at a time. A
+/// test that fails while holding the lock poisons it; the others still run.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn stage03(fixture: &Fixture, options: &[&str]) -> Command {
@@ -72,7 +73,9 @@ fn over_its_memory_limit_the_container_is_oom_killed() {
     if !root_or_skip("over_its_memory_limit_the_container_is_oom_killed") {
         return;
     }
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let fx = Fixture::new();
     // dd allocates a 100 MiB buffer and fills it from /dev/zero.
     let dd = ["dd", "if=/dev/zero", "of=/dev/null", "bs=100M", "count=1"];
@@ -110,7 +113,9 @@ fn a_fork_bomb_is_contained_by_the_pids_limit() {
     if !root_or_skip("a_fork_bomb_is_contained_by_the_pids_limit") {
         return;
     }
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let fx = Fixture::new();
     let bomb = "f() { f | f & }; f; sleep 2; echo survived";
     let child = stage03(&fx, &["--pids-limit", "20", "--stats"])
@@ -149,7 +154,9 @@ fn half_a_cpu_gets_half_the_cpu_time() {
     if !root_or_skip("half_a_cpu_gets_half_the_cpu_time") {
         return;
     }
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let fx = Fixture::new();
     let busy = ["/bin/sh", "-c", "timeout 3 yes > /dev/null"];
     let limited = stage03(&fx, &["--cpus", "0.5", "--stats"])
@@ -640,7 +647,9 @@ fn an_absolute_cgroups_path_carries_every_resource_on_v1() {
         return;
     }
     use stage03_cgroups::resources::{Cpu, Hugepage, Memory, Throttle};
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let name = format!("berth-oci-abs-{}", std::process::id());
     let target = stage03_cgroups::target(Path::new(&format!("/{name}"))).unwrap();
     let dirs = target.dirs();
@@ -953,7 +962,9 @@ fn the_v2_backend_freezes_updates_and_filters_devices() {
         return;
     }
     use stage03_cgroups::resources::Hugepage;
-    let _serial = SERIAL.lock().unwrap();
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mount = Cgroup2Mount::new();
     let outer = format!("berth-v2-oci-{}", std::process::id());
     let path = format!("{outer}/c");

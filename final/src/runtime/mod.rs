@@ -290,8 +290,9 @@ fn make(
         std::os::unix::fs::chown(&fifo, Some(uid), Some(gid))
             .map_err(|e| Error::io("chown", &fifo, e))?;
     }
-    // The cgroup: where config.json says (runc's default, "berth-ID" below
-    // our own cgroup, if it says nothing), written down before it is made.
+    // The cgroup: where config.json says (runc's default, "berth-ID", if it
+    // says nothing: below our own cgroup on v1, beside it on v2, see
+    // stage03's layout::v2_containers_dir), written down before it is made.
     let path = match &config.linux.cgroups_path {
         Some(path) => path.clone(),
         None => PathBuf::from(format!("berth-{}", state.id)),
