@@ -314,6 +314,7 @@ fn run_step(
         limits: Default::default(),
         privileged: false,
         user_map: None,
+        extras: &Default::default(),
     })?;
     bundle::write(&dirs.dir, &spec)?;
     let options = runtime::CreateOptions {

@@ -21,6 +21,7 @@ use stage03_cgroups::Limits;
 use stage04_images::store::write_atomic;
 
 use crate::harden;
+use crate::record::{Extras, SeccompChoice};
 
 /// The annotation that gives the container's root file system as a mount
 /// (`{"type", "source", "options"}`), for a runtime that makes it inside the
@@ -47,6 +48,8 @@ pub struct EngineContainer<'a> {
     pub privileged: bool,
     /// `--userns`: a user namespace with these ID maps (stage 02's).
     pub user_map: Option<IdMaps>,
+    /// `--read-only`, `--security-opt`, `--ulimit`, `--device`.
+    pub extras: &'a Extras,
 }
 
 // ANCHOR: spec_of
@@ -133,6 +136,7 @@ pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
         spec["linux"]["uidMappings"] = mapping(maps.uid);
         spec["linux"]["gidMappings"] = mapping(maps.gid);
     }
+    apply_extras(&mut spec, container.extras)?;
     if container.privileged {
         // As the stages run: no masks, no filter, setuid programs work.
         let linux = &mut spec["linux"];
@@ -142,6 +146,62 @@ pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
         spec["process"]["noNewPrivileges"] = false.into();
     }
     Ok(spec)
+}
+
+/// Docker's `run` options that change the bundle.
+fn apply_extras(spec: &mut Value, extras: &Extras) -> Result<(), Error> {
+    if extras.read_only {
+        spec["root"]["readonly"] = true.into();
+    }
+    match &extras.seccomp {
+        SeccompChoice::Default => {}
+        SeccompChoice::Unconfined => {
+            spec["linux"].as_object_mut().map(|l| l.remove("seccomp"));
+        }
+        SeccompChoice::Profile(profile) => spec["linux"]["seccomp"] = profile.clone(),
+    }
+    if extras.allow_new_privileges {
+        spec["process"]["noNewPrivileges"] = false.into();
+    }
+    if !extras.ulimits.is_empty() {
+        spec["process"]["rlimits"] = extras
+            .ulimits
+            .iter()
+            .map(|(kind, soft, hard)| json!({"type": kind, "soft": soft, "hard": hard}))
+            .collect();
+    }
+    let devices: Vec<Value> = extras
+        .devices
+        .iter()
+        .map(|(host, inside, _)| device_of(host, inside))
+        .collect::<Result<_, _>>()?;
+    if !devices.is_empty() {
+        spec["linux"]["devices"] = devices.into();
+    }
+    Ok(())
+}
+
+/// `linux.devices` entry for the host's device node `host`, made at
+/// `inside` in the container with the host node's type, numbers and mode.
+fn device_of(host: &Path, inside: &Path) -> Result<Value, Error> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(host).map_err(|e| Error::io("--device: stat", host, e))?;
+    let kind = match meta.file_type() {
+        t if t.is_char_device() => "c",
+        t if t.is_block_device() => "b",
+        _ => {
+            return Err(Error::Other(format!(
+                "--device {}: not a device node; give one under /dev, e.g. /dev/fuse",
+                host.display()
+            )));
+        }
+    };
+    let rdev = meta.rdev();
+    Ok(json!({
+        "path": inside, "type": kind,
+        "major": nix::sys::stat::major(rdev), "minor": nix::sys::stat::minor(rdev),
+        "fileMode": meta.mode() & 0o777, "uid": meta.uid(), "gid": meta.gid(),
+    }))
 }
 
 /// Who may open ICMP echo ("ping") sockets without `CAP_NET_RAW`: every

@@ -28,14 +28,26 @@ use crate::runtime::{self, Processes};
 /// How long a monitor may take to clean up after its container died.
 const CLEANUP_GRACE: Duration = Duration::from_secs(10);
 
+/// How long `stop` waits after the first signal, as Docker.
+const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 // ANCHOR: stop
-/// SIGTERM, then SIGKILL after `timeout`, like `docker stop`. Stopping a
-/// container that is not running is not an error.
-pub fn stop(engine: &Engine, record: &Record, timeout: Duration) -> Result<(), Error> {
+/// SIGTERM (or the container's --stop-signal), then SIGKILL after
+/// `timeout` (or its --stop-timeout, or 10 s), like `docker stop`. Stopping
+/// a container that is not running is not an error.
+pub fn stop(engine: &Engine, record: &Record, timeout: Option<Duration>) -> Result<(), Error> {
     if !record.is_running() {
         return Ok(());
     }
-    signal(engine, record, Signal::SIGTERM)?;
+    let extras = &record.spec.extras;
+    let first = match &extras.stop_signal {
+        Some(name) => parse_signal(name).map_err(Error::Other)?,
+        None => Signal::SIGTERM,
+    };
+    let timeout = timeout
+        .or(extras.stop_timeout.map(Duration::from_secs))
+        .unwrap_or(DEFAULT_STOP_TIMEOUT);
+    signal(engine, record, first)?;
     if wait_for_monitor(record, timeout) {
         return Ok(());
     }

@@ -8,6 +8,7 @@
 //! - [`guard`]: first of all, what berth is made of (its open files, its
 //!   own binary) is kept out of the containers' reach;
 //! - [`record`]: what berth remembers about each container;
+//! - [`images`]: images named by reference or by ID;
 //! - [`run`]: make one and run it, in the foreground or under a monitor
 //!   process (`-d`), with [`harden`]'s secure defaults and, with `-t`, a
 //!   [`terminal`] of its own;
@@ -15,19 +16,23 @@
 //! - [`show`]: `ps`, `logs`, `inspect`;
 //! - [`control`]: `stop`, `kill`, `rm`;
 //! - [`build`]: images from a [`dockerfile`], each step a [`layer`];
-//! - [`oci`]: the OCI runtime commands of `berth-runtime`, for bundles.
+//! - [`runtime`]: the OCI runtime commands of `berth-runtime`, for
+//!   bundles, which `run` and `build` drive too.
 
 pub mod build;
 pub mod bundle;
 pub mod control;
 pub mod dockerfile;
 pub mod exec;
+pub mod format;
 pub mod guard;
 pub mod harden;
+pub mod images;
 pub mod launch;
 pub mod layer;
 pub mod record;
 pub mod run;
+pub mod run_flags;
 pub mod runtime;
 pub mod show;
 pub mod status;

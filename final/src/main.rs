@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use berth::build::{BuildOptions, build};
 use berth::exec::{ExecOptions, exec};
+use berth::format::{Filters, Format};
 use berth::record::Spec;
 use berth::run::{self, Ready};
 use berth::{Engine, control, show};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use nix::sys::signal::Signal;
 use stage01_chroot::{Error, checks, exit};
-use stage02_namespaces::hostname;
 use stage04_images::cli::{ImageCommand, RunArgs, UserNsArgs, image_command};
 use stage04_images::reference::Reference;
 use stage04_images::root::DEFAULT_ROOT;
@@ -54,10 +54,22 @@ enum Command {
     /// Run a command in a running container.
     Exec(ExecArgs),
     /// List containers (running ones; all with -a).
+    #[command(after_help = PS_EXAMPLES)]
     Ps {
         /// Show all containers, exited ones too.
         #[arg(short, long)]
         all: bool,
+        /// Print only the IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Print each container as TEMPLATE says, e.g. '{{.ID}} {{.Names}}',
+        /// 'table {{.Names}}\t{{.Status}}', '{{json .}}', or json.
+        #[arg(long, value_name = "TEMPLATE")]
+        format: Option<String>,
+        /// Only containers that match: id=, name=, status=created|running|exited|paused,
+        /// label=KEY[=VALUE], ancestor=IMAGE, network=NAME (repeat to combine).
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
     },
     /// Print what a detached container wrote to stdout and stderr.
     Logs {
@@ -73,11 +85,13 @@ enum Command {
         #[arg(value_name = "CONTAINER", required = true)]
         containers: Vec<String>,
     },
-    /// Stop containers: SIGTERM, then SIGKILL after a grace period.
+    /// Stop containers: SIGTERM (or their --stop-signal), then SIGKILL after
+    /// a grace period.
     Stop {
-        /// Seconds to wait after SIGTERM before SIGKILL.
-        #[arg(short, long, default_value_t = 10, value_name = "SECONDS")]
-        time: u64,
+        /// Seconds to wait before SIGKILL (default: the container's
+        /// --stop-timeout, or 10).
+        #[arg(short, long, value_name = "SECONDS")]
+        time: Option<u64>,
         #[arg(value_name = "CONTAINER", required = true)]
         containers: Vec<String>,
     },
@@ -138,8 +152,9 @@ struct EngineRunArgs {
     #[arg(long)]
     rm: bool,
     /// Name the container: commands and other containers on its network
-    /// find it by this name.
-    #[arg(long, value_name = "NAME", value_parser = hostname::parse)]
+    /// find it by this name. It is also the hostname inside (unless -h says
+    /// otherwise) where it can be one, i.e. has no '_'.
+    #[arg(long, value_name = "NAME", value_parser = berth::record::parse_name)]
     name: Option<String>,
     /// The network to join, or `none` for only `lo`.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_NETWORK)]
@@ -161,6 +176,8 @@ struct EngineRunArgs {
     cap_drop: Vec<String>,
     #[command(flatten)]
     userns: UserNsArgs,
+    #[command(flatten)]
+    extra: berth::run_flags::ExtraRunArgs,
     #[command(flatten)]
     run: RunArgs,
 }
@@ -219,9 +236,109 @@ struct ExecArgs {
     command: Vec<OsString>,
 }
 
+/// What berth exits with when the command line is wrong, as Docker does:
+/// 125 is berth's own failure, so a script can tell it from the exit code
+/// of the container's command (clap's default would be 2).
+const EXIT_USAGE: u8 = 125;
+
+const PS_EXAMPLES: &str = "Fields for --format: ID, Image, Command, CreatedAt, RunningFor, Ports, \
+State, Status, Names, Labels, Networks.\n\nExamples:\n  berth ps -a -q\n  \
+berth ps --filter status=exited --filter label=team=web\n  \
+berth ps --format 'table {{.Names}}\\t{{.Status}}'\n  berth ps --format json";
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    exit::finish("berth", guard(&cli.command).and_then(|()| dispatch(cli)))
+    let (cli, listing) = match parse_command_line() {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            let _ = err.print(); // help and usage errors alike
+            return ExitCode::from(if err.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    exit::finish(
+        "berth",
+        guard(&cli.command).and_then(|()| dispatch(cli, listing)),
+    )
+}
+
+/// Parse the command line, with Docker's habits for `run`: `-h` is
+/// `--hostname` there (help is `--help` only), `-m` is `--memory`. (The
+/// stages' `run` options are theirs, so the engine adds the short names.)
+fn parse_command_line() -> Result<(Cli, Listing), clap::Error> {
+    let command = Cli::command()
+        .mut_subcommand("images", with_listing_options)
+        .mut_subcommand("network", |network| {
+            network.mut_subcommand("ls", with_listing_options)
+        });
+    let command = command.mut_subcommand("run", |run| {
+        run.disable_help_flag(true)
+            .mut_arg("hostname", |hostname| hostname.short('h'))
+            .mut_arg("memory", |memory| memory.short('m'))
+            .arg(
+                clap::Arg::new("help")
+                    .long("help")
+                    .help("Print help")
+                    .action(clap::ArgAction::Help),
+            )
+    });
+    let mut matches = command.try_get_matches()?;
+    let listing = match matches.subcommand() {
+        Some(("images", images)) => Listing::from(images),
+        Some(("network", network)) => match network.subcommand() {
+            Some(("ls", ls)) => Listing::from(ls),
+            _ => Listing::default(),
+        },
+        _ => Listing::default(),
+    };
+    Ok((Cli::from_arg_matches_mut(&mut matches)?, listing))
+}
+
+/// `-q`, `--format` and `--filter` of the listings that come from the
+/// stages (`images`, `network ls`): the engine adds them to the stages'
+/// commands, and reads them here.
+#[derive(Default)]
+struct Listing {
+    quiet: bool,
+    format: Option<String>,
+    filters: Vec<String>,
+}
+
+impl Listing {
+    fn from(matches: &clap::ArgMatches) -> Listing {
+        Listing {
+            quiet: matches.get_flag("quiet"),
+            format: matches.get_one::<String>("format").cloned(),
+            filters: matches
+                .get_many::<String>("filter")
+                .map(|f| f.cloned().collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn with_listing_options(command: clap::Command) -> clap::Command {
+    use clap::{Arg, ArgAction};
+    command
+        .arg(
+            Arg::new("quiet")
+                .short('q')
+                .long("quiet")
+                .action(ArgAction::SetTrue)
+                .help("Print only the IDs (networks: the names)"),
+        )
+        .arg(
+            Arg::new("format")
+                .long("format")
+                .value_name("TEMPLATE")
+                .help("Print each as TEMPLATE says, e.g. '{{.ID}}', 'table {{.Name}}\\t{{.Subnet}}', or json"),
+        )
+        .arg(
+            Arg::new("filter")
+                .short('f')
+                .long("filter")
+                .value_name("KEY=VALUE")
+                .action(ArgAction::Append)
+                .help("Only those that match: images reference=, id=; networks name=, id="),
+        )
 }
 
 /// Before anything else: no inherited file reaches a container, and the
@@ -238,7 +355,7 @@ fn guard(command: &Command) -> Result<(), Error> {
     }
 }
 
-fn dispatch(cli: Cli) -> Result<u8, Error> {
+fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
     checks::require_root("containers, images and networks need root")?;
     let engine = Engine::open(&cli.root)?;
     match cli.command {
@@ -260,7 +377,16 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             };
             exec(&engine, &record, options)
         }
-        Command::Ps { all } => show::ps(&engine, all).map(|()| 0),
+        Command::Ps {
+            all,
+            quiet,
+            format,
+            filter,
+        } => {
+            let filters = Filters::new(&filter, show::PS_FILTERS)?;
+            let format = Format::new(quiet, format.as_deref());
+            show::ps(&engine, all, &format, &filters).map(|()| 0)
+        }
         Command::Logs { follow, container } => {
             show::logs(&engine, &engine.containers.find(&container)?, follow).map(|()| 0)
         }
@@ -271,7 +397,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             for_each(&engine, &containers, |record| run::restart(&engine, record))
         }
         Command::Stop { time, containers } => for_each(&engine, &containers, |record| {
-            control::stop(&engine, record, Duration::from_secs(time))
+            control::stop(&engine, record, time.map(Duration::from_secs))
         }),
         Command::Kill { signal, containers } => for_each(&engine, &containers, |record| {
             control::signal(&engine, record, signal)
@@ -293,13 +419,25 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
             refuse_image_in_use(&engine, &image)?;
             image_command(&engine.root, ImageCommand::Rmi { image }, "berth")
         }
+        Command::Image(ImageCommand::Images) => {
+            let filters = Filters::new(&listing.filters, show::IMAGE_FILTERS)?;
+            let format = Format::new(listing.quiet, listing.format.as_deref());
+            show::images(&engine, format, &filters).map(|()| 0)
+        }
         Command::Image(command) => image_command(&engine.root, command, "berth"),
+        Command::Network(NetworkCommand::Ls) => {
+            let filters = Filters::new(&listing.filters, show::NETWORK_FILTERS)?;
+            let format = Format::new(listing.quiet, listing.format.as_deref());
+            show::networks(&engine, format, &filters).map(|()| 0)
+        }
         Command::Network(command) => network_command(&engine.networks, command),
     }
 }
 
 fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
     let run = args.run;
+    let (extras, mut env) = args.extra.into_extras()?;
+    env.extend(run.env); // -e after --env-file: the last one wins
     let command = run
         .command
         .into_iter()
@@ -313,10 +451,10 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let spec = Spec {
-        image: run.image,
+        image: berth::images::resolve(engine, &run.image)?,
         entrypoint: run.entrypoint,
         command,
-        env: run.env,
+        env,
         workdir: run.workdir,
         user: run.user,
         hostname: run.hostname,
@@ -334,6 +472,7 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
         userns: args.userns.userns,
+        extras,
     };
     let record = run::create(engine, args.name, spec)?;
     if args.detach {

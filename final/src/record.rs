@@ -79,6 +79,51 @@ pub struct Spec {
     /// `--userns`: root inside is an unprivileged user of the host's.
     #[serde(default)]
     pub userns: bool,
+    /// The rest of Docker's `run` options (all optional).
+    #[serde(default, flatten)]
+    pub extras: Extras,
+}
+
+/// Docker's `run` options beyond the workshop's: how the bundle differs
+/// from the defaults, the name files' additions, `stop`'s defaults, labels.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Extras {
+    /// `--read-only`: the root file system is mounted read-only.
+    pub read_only: bool,
+    /// `--security-opt seccomp=...`.
+    pub seccomp: SeccompChoice,
+    /// `--security-opt no-new-privileges=false`: setuid programs work again.
+    pub allow_new_privileges: bool,
+    /// `--ulimit`: `(RLIMIT_NAME, soft, hard)`.
+    pub ulimits: Vec<(String, u64, u64)>,
+    /// `--device`: host device, path inside, `rwm` permissions.
+    pub devices: Vec<(PathBuf, PathBuf, String)>,
+    /// `--add-host`: `(name, address)` lines for /etc/hosts.
+    pub add_hosts: Vec<(String, String)>,
+    /// `--dns`: the nameservers of /etc/resolv.conf (default: the host's).
+    pub dns: Vec<String>,
+    /// `--stop-signal`: what `stop` sends first (default SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL (default 10).
+    pub stop_timeout: Option<u64>,
+    /// `--label KEY=VALUE`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `--init`: asked for; berth always runs its init as PID 1.
+    pub init: bool,
+}
+
+/// The seccomp filter a container gets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompChoice {
+    /// berth's default profile (see `harden`).
+    #[default]
+    Default,
+    /// `seccomp=unconfined`: no filter.
+    Unconfined,
+    /// `seccomp=FILE`: an OCI `linux.seccomp` profile, read at `run`.
+    Profile(serde_json::Value),
 }
 
 impl Spec {
@@ -393,6 +438,26 @@ fn remove_if_present(dir: &Path) -> Result<(), Error> {
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", dir, e)),
         _ => Ok(()),
+    }
+}
+
+/// Docker's rule for container names: a letter or digit, then at least
+/// one more letter, digit, '_', '.' or '-'. Names also go into the
+/// network's /etc/hosts, which takes them as they are.
+pub fn parse_name(text: &str) -> Result<String, String> {
+    let ok = text.len() >= 2
+        && text.len() <= 128
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a valid container name: use 2 to 128 letters, digits, '_', '.' \
+             and '-', starting with a letter or digit"
+        ))
     }
 }
 

@@ -268,9 +268,15 @@ fn run_container(
         // Its init, host user 100000, attaches its root in there (stage 04).
         dirs.open_to(engine.root.dir(), maps.gid.to_host(0))?;
     }
-    let hostname = spec.hostname.clone().or(name.clone()).unwrap_or(id.clone());
+    // The name, where it can be a hostname (Docker's names may hold '_').
+    let hostname = spec
+        .hostname
+        .clone()
+        .or(name.clone().filter(|n| hostname::parse(n).is_ok()))
+        .unwrap_or(id.clone());
     let files = NameFiles::in_dir(&dirs.dir);
     files.write(&hostname)?;
+    files.add(&spec.extras.add_hosts, &spec.extras.dns)?;
     let limits = spec.limits();
     let config = bundle::spec_of(&EngineContainer {
         id: &id,
@@ -284,6 +290,7 @@ fn run_container(
         limits,
         privileged: spec.privileged,
         user_map,
+        extras: &spec.extras,
     })?;
     bundle::write(&dirs.dir, &config)?;
 

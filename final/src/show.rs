@@ -1,43 +1,227 @@
 //! `berth ps`, `logs` and `inspect`: what the records and logs say.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+use serde_json::{Map, Value, json};
 use stage01_chroot::Error;
+use stage04_images::image::{self, Image};
+use stage04_images::reference::Reference;
+use stage04_images::spec::ImageConfig;
 
 use crate::Engine;
+use crate::format::{Filters, Format, label_matches};
 use crate::record::{Record, human_age};
+use crate::status::Status;
 
-/// `docker ps`'s table: running containers, or all with `all`.
-pub fn ps(engine: &Engine, all: bool) -> Result<(), Error> {
-    println!(
-        "{:<12}  {:<24}  {:<20}  {:<16}  {:<28}  {:<20}  NAMES",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
-    );
+/// The filters `ps` knows, as Docker's.
+pub const PS_FILTERS: &[&str] = &["id", "name", "status", "label", "ancestor", "network"];
+
+/// `docker ps`: running containers (all with `all`), as a table, or as
+/// `format` says, those that pass `filters`.
+pub fn ps(engine: &Engine, all: bool, format: &Format, filters: &Filters) -> Result<(), Error> {
+    let mut commands = Commands::default();
+    let mut shown = Vec::new();
     for record in engine.containers.list()? {
-        if !all && !record.is_running() {
+        let state = state_word(&record);
+        // A filter on status may show what `ps` alone would not (Docker's rule).
+        if !all && state != "running" && !filters.has("status") {
             continue;
         }
-        println!(
-            "{:<12}  {:<24}  {:<20}  {:<16}  {:<28}  {:<20}  {}",
-            record.id,
-            shorten(&record.spec.image, 24),
-            shorten(&format!("\"{}\"", command_text(&record)), 20),
-            format!("{} ago", human_age(record.created)),
-            record.status_text(),
-            record.spec.publish.join(","),
-            record.name.as_deref().unwrap_or("")
-        );
+        let command = commands.of(engine, &record);
+        if filters.pass(|key, value| ps_filter(&record, state, key, value)) {
+            shown.push((record, command));
+        }
     }
-    Ok(())
+    let rows: Vec<Map<String, Value>> = shown
+        .iter()
+        .map(|(record, command)| ps_row(record, command))
+        .collect();
+    format.print(&rows, "ID", || {
+        println!(
+            "{:<12}  {:<24}  {:<20}  {:<16}  {:<28}  {:<20}  NAMES",
+            "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
+        );
+        for (record, command) in &shown {
+            println!(
+                "{:<12}  {:<24}  {:<20}  {:<16}  {:<28}  {:<20}  {}",
+                record.id,
+                shorten(&record.spec.image, 24),
+                shorten(&format!("\"{command}\""), 20),
+                format!("{} ago", human_age(record.created)),
+                record.status_text(),
+                record.spec.publish.join(","),
+                record.name.as_deref().unwrap_or("")
+            );
+        }
+    })
 }
 
-/// The command as given (empty: the image's own).
-fn command_text(record: &Record) -> String {
-    let mut words: Vec<&str> = record.spec.entrypoint.iter().map(String::as_str).collect();
-    words.extend(record.spec.command.iter().map(String::as_str));
-    words.join(" ")
+/// The filters `images` and `network ls` know.
+pub const IMAGE_FILTERS: &[&str] = &["reference", "id"];
+pub const NETWORK_FILTERS: &[&str] = &["name", "id"];
+
+/// `berth images` with `-q`, `--format` or `--filter` (without them, stage
+/// 04's table). Docker's fields: Repository, Tag, ID (the config's digest),
+/// Digest (the manifest's), Size.
+pub fn images(engine: &Engine, format: Format, filters: &Filters) -> Result<(), Error> {
+    let format = match filters.is_empty() {
+        true => format,
+        false => format.or_table("{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}"),
+    };
+    let store = engine.root.store()?;
+    let mut rows = Vec::new();
+    for (name, manifest) in store.list()? {
+        let Ok(image) = Image::open(&store, &name) else {
+            continue;
+        };
+        let (repository, tag) = match name.rsplit_once(':') {
+            Some((repository, tag)) if !tag.contains('/') => (repository, tag),
+            _ => (name.as_str(), ""),
+        };
+        let id = image.manifest.config.digest.to_string();
+        let passes = filters.pass(|key, value| match key {
+            "reference" => name.contains(value),
+            "id" => id
+                .trim_start_matches("sha256:")
+                .starts_with(value.trim_start_matches("sha256:")),
+            _ => false,
+        });
+        if passes {
+            let size: u64 = image.manifest.layers.iter().map(|layer| layer.size).sum();
+            rows.push(object(json!({
+                "Repository": repository, "Tag": tag, "ID": &id[7..19], "Digest": manifest.digest.to_string(),
+                "Size": stage03_cgroups::limits::format_size(size),
+            })));
+        }
+    }
+    format.print(&rows, "ID", || {
+        let _ = stage04_images::cli::list_images(&engine.root);
+    })
+}
+
+/// `berth network ls` with `-q`, `--format` or `--filter`. Fields: Name,
+/// ID (the name: berth's networks have no other), Driver, Subnet, Bridge.
+pub fn networks(engine: &Engine, format: Format, filters: &Filters) -> Result<(), Error> {
+    let format = match filters.is_empty() {
+        true => format,
+        false => format.or_table("{{.Name}}\t{{.Subnet}}\t{{.Bridge}}"),
+    };
+    let rows: Vec<Map<String, Value>> = engine
+        .networks
+        .list()?
+        .into_iter()
+        .filter(|network| {
+            filters.pass(|key, value| match key {
+                "name" => network.name.contains(value),
+                "id" => network.name.starts_with(value),
+                _ => false,
+            })
+        })
+        .map(|network| {
+            object(json!({
+                "Name": network.name, "ID": network.name, "Driver": "bridge",
+                "Subnet": network.subnet.to_string(), "Bridge": network.bridge,
+            }))
+        })
+        .collect();
+    format.print(&rows, "Name", || {
+        let _ = stage05_networks::cli::network_command(
+            &engine.networks,
+            stage05_networks::cli::NetworkCommand::Ls,
+        );
+    })
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("an object literal is an object"),
+    }
+}
+
+/// Docker's one-word state of a container.
+fn state_word(record: &Record) -> &'static str {
+    match record.state.status {
+        Status::Creating | Status::Created => "created",
+        Status::Paused => "paused",
+        Status::Running if record.is_running() => "running",
+        Status::Running | Status::Stopped => "exited",
+    }
+}
+
+fn ps_filter(record: &Record, state: &str, key: &str, value: &str) -> bool {
+    match key {
+        "id" => record.id.starts_with(value),
+        "name" => record.name.as_deref().is_some_and(|n| n.contains(value)),
+        "status" => state == value,
+        "label" => label_matches(&json!(record.spec.extras.labels), value),
+        "ancestor" => {
+            let canonical = |image: &str| image.parse::<Reference>().map(|r| r.to_string()).ok();
+            record.spec.image == value || canonical(&record.spec.image) == canonical(value)
+        }
+        "network" => record.spec.network == value,
+        _ => false,
+    }
+}
+
+/// A container as `--format` sees it, with Docker's field names.
+fn ps_row(record: &Record, command: &str) -> Map<String, Value> {
+    let row = json!({
+        "ID": record.id,
+        "Image": record.spec.image,
+        "Command": format!("\"{command}\""),
+        "CreatedAt": record.created,
+        "RunningFor": format!("{} ago", human_age(record.created)),
+        "Ports": record.spec.publish.join(","),
+        "State": state_word(record),
+        "Status": record.status_text(),
+        "Names": record.name.as_deref().unwrap_or(""),
+        "Labels": record.spec.extras.labels,
+        "Networks": record.spec.network,
+    });
+    object(row)
+}
+
+/// The command each container runs: as given, or its image's Entrypoint
+/// and Cmd, each image read once.
+#[derive(Default)]
+struct Commands {
+    images: HashMap<String, Option<ImageConfig>>,
+}
+
+impl Commands {
+    fn of(&mut self, engine: &Engine, record: &Record) -> String {
+        let config = self
+            .images
+            .entry(record.spec.image.clone())
+            .or_insert_with(|| {
+                let store = engine.root.store().ok()?;
+                Some(Image::open(&store, &record.spec.image).ok()?.config)
+            });
+        let overrides = record.spec.overrides();
+        match config
+            .as_ref()
+            .map(|config| image::process(config, &overrides))
+        {
+            Some(Ok(process)) => process
+                .args
+                .iter()
+                .map(|word| word.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            // The image is gone: what the command line said.
+            _ => overrides
+                .entrypoint
+                .iter()
+                .map(|word| word.as_str().into())
+                .chain(overrides.command.iter().map(|word| word.to_string_lossy()))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
 }
 
 fn shorten(text: &str, width: usize) -> String {

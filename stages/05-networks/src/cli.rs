@@ -35,14 +35,16 @@ pub fn network_command(networks: &Networks, command: NetworkCommand) -> Result<u
             Ok(0)
         }
         NetworkCommand::Ls => {
+            let list = networks.list()?;
+            let width = list.iter().map(|n| n.name.len()).max().unwrap_or(0).max(12);
             println!(
-                "{:<12} {:<18} {:<15} CONTAINERS",
+                "{:<width$} {:<18} {:<15} CONTAINERS",
                 "NAME", "SUBNET", "BRIDGE"
             );
-            for network in networks.list()? {
+            for network in list {
                 let users = networks.ipam(&network).leases()?.len();
                 println!(
-                    "{:<12} {:<18} {:<15} {users}",
+                    "{:<width$} {:<18} {:<15} {users}",
                     network.name,
                     network.subnet.to_string(),
                     network.bridge

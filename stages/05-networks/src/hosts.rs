@@ -44,6 +44,30 @@ impl NameFiles {
         rewrite(&self.resolv_conf, &resolv_conf(&host_resolv))
     }
 
+    /// What `run --add-host NAME:ADDRESS` and `--dns ADDRESS` add: lines
+    /// for /etc/hosts, kept in `hosts.extra` so that every rewrite keeps
+    /// them, and nameservers that replace the host's.
+    pub fn add(&self, hosts: &[(String, String)], dns: &[String]) -> Result<(), Error> {
+        if !hosts.is_empty() {
+            let lines: String = hosts
+                .iter()
+                .map(|(name, address)| format!("{address}\t{name}\n"))
+                .collect();
+            rewrite(&self.extra_hosts(), &lines)?;
+            let current = std::fs::read_to_string(&self.hosts).unwrap_or_default();
+            rewrite(&self.hosts, &(current + &lines))?;
+        }
+        if !dns.is_empty() {
+            let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            rewrite(&self.resolv_conf, &resolv_conf_with(&host_resolv, dns))?;
+        }
+        Ok(())
+    }
+
+    fn extra_hosts(&self) -> PathBuf {
+        self.hosts.with_extension("extra")
+    }
+
     /// `(host file, path inside)` pairs for the container's bind mounts.
     pub fn binds(&self) -> Vec<(PathBuf, PathBuf)> {
         vec![
@@ -86,9 +110,10 @@ pub fn update_network(containers: &Path, leases: &[(Ipv4Addr, Lease)]) -> Result
             continue; // still starting, or already gone
         }
         let hostname = std::fs::read_to_string(&files.hostname).unwrap_or_default();
+        let extra = std::fs::read_to_string(files.extra_hosts()).unwrap_or_default();
         rewrite(
             &files.hosts,
-            &render_hosts(Some(*address), hostname.trim(), leases),
+            &(render_hosts(Some(*address), hostname.trim(), leases) + &extra),
         )?;
     }
     Ok(())
@@ -113,6 +138,24 @@ pub fn resolv_conf(host: &str) -> String {
         "# Written by berth from the host's /etc/resolv.conf.\n{}\n",
         kept.join("\n")
     )
+}
+
+/// The host's resolver settings with `servers` as the only nameservers.
+fn resolv_conf_with(host: &str, servers: &[String]) -> String {
+    let mut text = String::from("# Written by berth: --dns, and the host's search and options.\n");
+    for line in host.lines() {
+        if matches!(
+            line.split_whitespace().next(),
+            Some("search" | "domain" | "options")
+        ) {
+            text += line;
+            text += "\n";
+        }
+    }
+    for server in servers {
+        text += &format!("nameserver {server}\n");
+    }
+    text
 }
 
 /// Replace a file's contents *in place*: it is bind-mounted into a running

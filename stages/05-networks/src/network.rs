@@ -78,8 +78,8 @@ impl Networks {
         self.dir.join(format!("{name}.json"))
     }
 
-    /// Define a network. Its name becomes the bridge's (`bth-NAME`, so at
-    /// most 11 characters); its subnet must not overlap another network's.
+    /// Define a network, with a bridge named after it (see [`bridge_for`]);
+    /// its subnet must not overlap another network's.
     pub fn create(&self, name: &str, subnet: Option<Subnet>) -> Result<Network, Error> {
         check_name(name)?;
         let _lock = self.lock()?;
@@ -108,8 +108,15 @@ impl Networks {
         let bridge = if name == DEFAULT_NETWORK {
             "berth0".to_string()
         } else {
-            format!("bth-{name}")
+            bridge_for(name)
         };
+        if let Some(other) = self.list()?.into_iter().find(|n| n.bridge == bridge) {
+            return Err(Error::Other(format!(
+                "network {} already has the bridge {bridge} that {name} would get; choose \
+                 another name",
+                other.name
+            )));
+        }
         let network = Network {
             name: name.into(),
             subnet,
@@ -390,22 +397,38 @@ fn default_subnet() -> Result<Subnet, Error> {
         .parse()
 }
 
-/// Lowercase letters, digits and `-`, at most 11 characters (bridge names
-/// are limited to 15, and we put `bth-` in front).
+/// Docker's rule for network names: a letter or digit, then letters,
+/// digits, '_', '.' and '-' (up to 64 of them, ours: a name is also a
+/// directory and goes into messages).
 fn check_name(name: &str) -> Result<(), Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 11
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+    let ok = name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok || name == DEFAULT_NETWORK {
         Ok(())
     } else {
         Err(Error::Other(format!(
-            "{name:?} is not a valid network name: use up to 11 lowercase letters, digits and '-'"
+            "{name:?} is not a valid network name: use up to 64 letters, digits, '_', '.' and \
+             '-', starting with a letter or digit"
         )))
     }
+}
+
+/// The bridge of network `name`: `bth-NAME` when that fits in a device
+/// name (15 bytes, so names of up to 11), else `bth-`, the name's first six
+/// characters and five hex digits of a hash of the whole name. The network's
+/// file keeps the bridge's name, so the hash need not be stable across Rust
+/// versions.
+fn bridge_for(name: &str) -> String {
+    if name.len() <= 11 {
+        return format!("bth-{name}");
+    }
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut hasher);
+    format!("bth-{}{:05x}", &name[..6], hasher.finish() & 0xf_ffff)
 }
 
 #[cfg(test)]
@@ -413,12 +436,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_fit_in_a_bridge_name() {
-        assert!(check_name("web").is_ok());
-        assert!(check_name("a-b-1").is_ok());
-        for bad in ["", "UPPER", "has space", "-lead", "twelve-chars"] {
+    fn names_follow_dockers_rule() {
+        for good in ["web", "a-b-1", "My_Net.2", "a-name-longer-than-eleven"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "-lead",
+            "_lead",
+            "a/b",
+            "../x",
+            &"x".repeat(65),
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn every_name_gets_a_bridge_that_fits() {
+        assert_eq!(bridge_for("web"), "bth-web");
+        assert_eq!(bridge_for("eleven-char"), "bth-eleven-char");
+        let long = bridge_for("a-name-longer-than-eleven");
+        assert_eq!(long.len(), 15, "{long}");
+        assert!(long.starts_with("bth-a-name"), "{long}");
+        assert_ne!(long, bridge_for("a-name-longer-than-twelve"));
     }
 
     #[test]

@@ -1,0 +1,441 @@
+//! What Docker users type without thinking, on the real kernel: `run -h`,
+//! exit code 125 for berth's own mistakes, names with `_`, images by ID, a
+//! `ps` that shows the image's command, long network names, and `run`'s
+//! options beyond the workshop's (--env-file, --add-host, --dns,
+//! --read-only, --ulimit, --device, --security-opt, --label, --stop-signal,
+//! --stop-timeout). Networks here use 10.251.x.
+
+use std::process::Command;
+
+use assert_cmd::prelude::*;
+use berth_tests::lab::Lab;
+use berth_tests::root_or_skip;
+use predicates::prelude::*;
+
+#[test]
+fn the_command_line_behaves_as_docker_users_expect() {
+    if !root_or_skip("the_command_line_behaves_as_docker_users_expect") {
+        return;
+    }
+    let lab = Lab::new();
+    // -h is --hostname in run; help is --help, which exits 0.
+    let out = lab.run(
+        &["--rm", "--network", "none", "-h", "myhost"],
+        &["hostname"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "myhost\n");
+    lab.berth()
+        .args(["run", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("-h, --hostname"));
+    // A usage error is berth's, 125, not the command's.
+    lab.berth()
+        .args(["run", "--no-such-flag"])
+        .assert()
+        .code(125);
+    lab.berth().arg("no-such-command").assert().code(125);
+
+    // Names with '_' (not a hostname: the ID is the hostname then).
+    lab.detach(
+        &["--name", "my_box", "--network", "none"],
+        &["sleep", "600"],
+    );
+    assert!(lab.ok(&["ps"]).contains("my_box"));
+    let hostname = lab.ok(&["exec", "my_box", "hostname"]);
+    assert!(
+        hostname.trim().len() == 12 && hostname.trim().chars().all(|c| c.is_ascii_hexdigit()),
+        "{hostname}"
+    );
+    lab.berth()
+        .args(["run", "--name", "_lead", &lab.pulled.image, "true"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("not a valid container name"));
+    lab.ok(&["rm", "-f", "my_box"]);
+
+    // An image by the ID `berth images` shows, or a prefix of it.
+    let images = lab.ok(&["images"]);
+    let id = images
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("sha256:"))
+        .expect("a digest in berth images")
+        .to_string();
+    let out = lab.run(&["--rm", "--network", "none"], &["echo", "by ID"]);
+    assert!(out.status.success());
+    let by_id = lab
+        .berth()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &id[..8],
+            "echo",
+            "by ID",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&by_id.stdout),
+        "by ID\n",
+        "{}",
+        String::from_utf8_lossy(&by_id.stderr)
+    );
+
+    // ps shows the command the image's Cmd runs, not "".
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {}\nCMD [\"sleep\", \"600\"]\n", lab.pulled.image),
+    )
+    .unwrap();
+    lab.ok(&["build", "-t", "sleeper:1", context.path().to_str().unwrap()]);
+    lab.berth()
+        .args([
+            "run",
+            "-d",
+            "--name",
+            "sleeper",
+            "--network",
+            "none",
+            "sleeper:1",
+        ])
+        .assert()
+        .success();
+    let ps = lab.ok(&["ps"]);
+    assert!(ps.contains("\"sleep 600\""), "{ps}");
+    lab.ok(&["rm", "-f", "sleeper"]);
+}
+
+#[test]
+fn run_options_reach_the_container() {
+    if !root_or_skip("run_options_reach_the_container") {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    std::fs::write(&env_file, "# settings\nCOLOR=blue\nSIZE=small\n\n").unwrap();
+    let out = lab.run(
+        &[
+            "--rm",
+            "--network",
+            "none",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "-e",
+            "SIZE=large",
+            "--add-host",
+            "db.example:10.9.8.7",
+            "--dns",
+            "192.0.2.53",
+            "--ulimit",
+            "nofile=123:456",
+            "--device",
+            "/dev/fuse:/dev/my-fuse",
+            "--label",
+            "team=web",
+        ],
+        &[
+            "sh",
+            "-c",
+            "echo $COLOR $SIZE; grep db.example /etc/hosts; grep nameserver /etc/resolv.conf; \
+             ulimit -n; ulimit -Hn; stat -c '%F %t:%T' /dev/my-fuse",
+        ],
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        printed,
+        "blue large\n10.9.8.7\tdb.example\nnameserver 192.0.2.53\n123\n456\n\
+         character special file a:e5\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // --read-only: the root can't be written, a bound file still can't be
+    // used to write the image.
+    let out = lab.run(
+        &["--rm", "--network", "none", "--read-only"],
+        &["sh", "-c", "touch /etc/x 2>&1; echo status $?"],
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("Read-only file system") && printed.contains("status 1"),
+        "{printed}"
+    );
+
+    // --security-opt: no filter, setuid allowed, or a profile of our own
+    // that refuses mkdir.
+    let out = lab.run(
+        &["--rm", "--network", "none"],
+        &["grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "NoNewPrivs:\t1\nSeccomp:\t2\n"
+    );
+    let out = lab.run(
+        &[
+            "--rm",
+            "--network",
+            "none",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "no-new-privileges=false",
+        ],
+        &["grep", "-E", "^(Seccomp|NoNewPrivs):", "/proc/self/status"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "NoNewPrivs:\t0\nSeccomp:\t0\n"
+    );
+    let profile = dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    )
+    .unwrap();
+    let out = lab.run(
+        &[
+            "--rm",
+            "--network",
+            "none",
+            "--security-opt",
+            &format!("seccomp={}", profile.display()),
+        ],
+        &["sh", "-c", "mkdir /tmp/d 2>&1; echo status $?"],
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("Operation not permitted") && printed.contains("status 1"),
+        "{printed}"
+    );
+
+    // Bad values: 125, named, and no container left behind.
+    for (option, value, says) in [
+        ("--ulimit", "files=1", "not a resource limit"),
+        ("--add-host", "db", "not NAME:IP"),
+        ("--security-opt", "apparmor=unconfined", "berth knows"),
+        ("--device", "/etc/passwd", "not a device node"),
+        ("--stop-signal", "SIGNOPE", "unknown signal"),
+        ("--env-file", "/no/such/file", "--env-file"),
+    ] {
+        lab.berth()
+            .args([
+                "run",
+                "--network",
+                "none",
+                option,
+                value,
+                &lab.pulled.image,
+                "true",
+            ])
+            .assert()
+            .code(125)
+            .stderr(predicate::str::contains(says));
+    }
+    assert!(
+        lab.container_dirs().is_empty(),
+        "{:?}",
+        lab.container_dirs()
+    );
+
+    // Labels are kept in the record.
+    lab.detach(
+        &["--name", "labelled", "--network", "none", "-l", "team=web"],
+        &["sleep", "600"],
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["inspect", "labelled"])).unwrap();
+    assert_eq!(record["spec"]["labels"]["team"], "web");
+    lab.ok(&["rm", "-f", "labelled"]);
+}
+
+#[test]
+fn stop_uses_the_containers_own_signal_and_timeout() {
+    if !root_or_skip("stop_uses_the_containers_own_signal_and_timeout") {
+        return;
+    }
+    let lab = Lab::new();
+    // INT first: the shell's trap sees it and exits 130.
+    lab.detach(
+        &[
+            "--name",
+            "polite",
+            "--network",
+            "none",
+            "--stop-signal",
+            "INT",
+        ],
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 130' INT; while :; do sleep 0.1; done",
+        ],
+    );
+    // TERM is ignored, so only the kill after --stop-timeout ends it: 137.
+    lab.detach(
+        &[
+            "--name",
+            "stubborn",
+            "--network",
+            "none",
+            "--stop-timeout",
+            "1",
+        ],
+        &["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"],
+    );
+    lab.ok(&["stop", "polite", "stubborn"]);
+    let exit_code = |name: &str| {
+        let record: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", name])).unwrap();
+        record["state"]["exit_code"].clone()
+    };
+    assert_eq!(exit_code("polite"), 130);
+    assert_eq!(exit_code("stubborn"), 137);
+}
+
+#[test]
+fn a_network_name_longer_than_a_device_name_gets_a_bridge() {
+    if !root_or_skip("a_network_name_longer_than_a_device_name_gets_a_bridge") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let name = "berth_test.long-network-name";
+    lab.network(name, "10.251.1.0/24");
+    let out = lab.run(
+        &["--rm", "--network", name],
+        &[
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0 | grep -o 'inet [0-9.]*'",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "inet 10.251.1.2\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    let bridge = links
+        .split(": ")
+        .find(|word| word.starts_with("bth-berth_"))
+        .expect("the network's bridge")
+        .to_string();
+    assert_eq!(bridge.len(), 15, "{bridge}");
+    lab.ok(&["network", "rm", name]);
+    lab.networks.clear();
+    let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&bridge));
+}
+
+#[test]
+fn listings_take_quiet_format_and_filters() {
+    if !root_or_skip("listings_take_quiet_format_and_filters") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let web = lab.detach(
+        &["--name", "web", "--network", "none", "-l", "tier=front"],
+        &["sleep", "600"],
+    );
+    let db = lab.detach(
+        &["--name", "db", "--network", "none", "-l", "tier=back"],
+        &["sleep", "600"],
+    );
+    let done = lab.run(&["--name", "done", "--network", "none"], &["true"]);
+    assert!(done.status.success());
+
+    // -q: IDs, running ones; -a adds the exited one.
+    let quiet = lab.ok(&["ps", "-q"]);
+    let mut ids: Vec<&str> = quiet.lines().collect();
+    ids.sort_unstable();
+    let mut expected = vec![web.as_str(), db.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    assert_eq!(lab.ok(&["ps", "-a", "-q"]).lines().count(), 3);
+
+    // Filters: by label, by name, by status (which looks beyond running).
+    assert_eq!(
+        lab.ok(&["ps", "-q", "--filter", "label=tier=back"]),
+        format!("{db}\n")
+    );
+    assert_eq!(lab.ok(&["ps", "-q", "-f", "name=we"]), format!("{web}\n"));
+    assert_eq!(
+        lab.ok(&[
+            "ps",
+            "--filter",
+            "status=exited",
+            "--format",
+            "{{.Names}} {{.State}}"
+        ]),
+        "done exited\n"
+    );
+    let both = lab.ok(&["ps", "-q", "-f", "name=web", "-f", "name=db"]);
+    assert_eq!(both.lines().count(), 2, "{both}");
+    lab.berth()
+        .args(["ps", "--filter", "colour=red"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("no filter colour"));
+
+    // Templates: fields, labels, table headers, json.
+    assert_eq!(
+        lab.ok(&[
+            "ps",
+            "-f",
+            "name=web",
+            "--format",
+            "{{.Names}}: {{.Label \"tier\"}}"
+        ]),
+        "web: front\n"
+    );
+    let table = lab.ok(&[
+        "ps",
+        "-f",
+        "name=web",
+        "--format",
+        "table {{.Names}}\\t{{.Image}}",
+    ]);
+    assert_eq!(table, format!("NAMES\tIMAGE\nweb\t{}\n", lab.pulled.image));
+    let json = lab.ok(&["ps", "-f", "name=db", "--format", "json"]);
+    let row: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(row["ID"], db.as_str());
+    assert_eq!(row["Labels"]["tier"], "back");
+    assert_eq!(row["Command"], "\"sleep 600\"");
+    lab.berth()
+        .args(["ps", "--format", "{{.Nope}}"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("no field Nope"));
+
+    // images and network ls take the same options.
+    let images = lab.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]);
+    let (name, id) = images.trim().split_once(' ').unwrap();
+    assert_eq!(name, lab.pulled.image);
+    assert_eq!(lab.ok(&["images", "-q"]), format!("{id}\n"));
+    assert_eq!(
+        lab.ok(&["images", "-q", "--filter", "reference=nothing-like-it"]),
+        ""
+    );
+    lab.network("listed", "10.251.2.0/24");
+    assert_eq!(
+        lab.ok(&["network", "ls", "-q", "-f", "name=listed"]),
+        "listed\n"
+    );
+    assert_eq!(
+        lab.ok(&[
+            "network",
+            "ls",
+            "-f",
+            "name=listed",
+            "--format",
+            "{{.Name}} {{.Subnet}}"
+        ]),
+        "listed 10.251.2.0/24\n"
+    );
+}
