@@ -254,7 +254,7 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
             "true",
         ])
         .assert()
-        .code(2)
+        .code(125) // a usage error is berth's own, as in Docker
         .stderr(predicate::str::contains("--memory"));
     assert!(
         lab.container_dirs().is_empty(),
@@ -314,7 +314,7 @@ fn bad_input_gets_a_clear_error_and_leaves_nothing() {
         .assert()
         .code(125)
         .stderr(predicate::str::contains("no such container: nobody"));
-    lab.berth().args(["exec", "one"]).assert().code(2);
+    lab.berth().args(["exec", "one"]).assert().code(125);
     assert_eq!(lab.container_dirs().len(), 1);
     lab.ok(&["rm", "-f", "one"]);
     assert!(lab.container_dirs().is_empty());

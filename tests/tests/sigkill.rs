@@ -666,7 +666,7 @@ fn a_command_that_never_starts_leaves_no_record_and_gets_dockers_exit_code() {
     // Too low a pids limit is refused before anything is made.
     let out = lab.run(&["--network", "none", "--pids-limit", "1"], &["true"]);
     let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert_eq!(out.status.code(), Some(125), "{said}");
     assert!(
         said.contains("--pids-limit") && said.contains("at least 2"),
         "{said}"
