@@ -96,9 +96,13 @@ pub fn running(engine: &Engine, record: &Record) -> Result<(Proc, Vec<PathBuf>),
     }
 }
 
-/// Send `signal` to the container's init, which passes it on.
+/// Send `signal` to the container's init, which passes it on. A paused
+/// container is thawed first: frozen processes can't act on a signal.
 pub fn signal(engine: &Engine, record: &Record, signal: Signal) -> Result<(), Error> {
     let (init, _) = running(engine, record)?;
+    if crate::commands::state_of(engine, record) == "paused" {
+        runtime::pause(engine.root.dir(), &record.id, false)?;
+    }
     match kill(Pid::from_raw(init.pid), signal) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()), // it just ended
         Err(e) => Err(Error::Other(format!(
@@ -153,6 +157,9 @@ fn kill_now(engine: &Engine, record: &Record) -> Result<(), Error> {
         Ok((init, _)) => Some(init),
         Err(_) => record.state.monitor,
     };
+    if crate::commands::state_of(engine, record) == "paused" {
+        let _ = runtime::pause(engine.root.dir(), &record.id, false); // v1 freezes kills too
+    }
     if let Some(target) = target.filter(|p| p.alive()) {
         let _ = kill(Pid::from_raw(target.pid), Signal::SIGKILL); // it may have just ended
     }

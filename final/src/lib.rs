@@ -21,6 +21,7 @@
 
 pub mod build;
 pub mod bundle;
+pub mod commands;
 pub mod control;
 pub mod dockerfile;
 pub mod exec;

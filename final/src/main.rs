@@ -12,7 +12,7 @@ use berth::exec::{ExecOptions, exec};
 use berth::format::{Filters, Format};
 use berth::record::Spec;
 use berth::run::{self, Ready};
-use berth::{Engine, control, show};
+use berth::{Engine, commands, control, show};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use nix::sys::signal::Signal;
 use stage01_chroot::{Error, checks, exit};
@@ -116,13 +116,91 @@ enum Command {
         #[arg(value_name = "CONTAINER")]
         container: String,
     },
+    /// Stop containers, then start them again in the background.
+    Restart {
+        /// Seconds to wait before SIGKILL (default: the container's
+        /// --stop-timeout, or 10).
+        #[arg(short, long, value_name = "SECONDS")]
+        time: Option<u64>,
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait until containers stop, and print each one's exit code.
+    Wait {
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// Show a container's published ports (all, or the host port of one).
+    Port {
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+        /// A container port, e.g. 80 or 80/tcp.
+        #[arg(value_name = "PORT[/PROTO]")]
+        private: Option<String>,
+    },
+    /// Give a container a new name.
+    Rename {
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+        #[arg(value_name = "NEW_NAME")]
+        new_name: String,
+    },
+    /// Show a container's processes, with the host's ps (default options: -f).
+    Top {
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+        /// Options for ps, e.g. -o pid,args.
+        #[arg(
+            value_name = "PS_OPTIONS",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        ps_options: Vec<String>,
+    },
+    /// Freeze every process of containers (their cgroup's freezer).
+    Pause {
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw containers that pause froze.
+    Unpause {
+        #[arg(value_name = "CONTAINER", required = true)]
+        containers: Vec<String>,
+    },
+    /// List the files a container changed: A added, C changed, D deleted.
+    Diff {
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
+    /// Show running containers' CPU, memory and processes (every 2 s).
+    Stats {
+        /// Print once and exit.
+        #[arg(long)]
+        no_stream: bool,
+        /// Containers to show (default: every running one).
+        #[arg(value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Print berth's version, and the kernel's.
+    Version,
+    /// Show what berth sees: containers, images, cgroups, kernel, root.
+    Info,
+    /// Disk use, and removing what nothing uses.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Print a completion script for a shell, e.g. berth completion bash >
+    /// /etc/bash_completion.d/berth.
+    Completion {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
     /// Build an image from a Dockerfile.
     Build(BuildArgs),
     #[command(flatten)]
     Image(ImageCommand),
     /// Manage networks.
     #[command(subcommand)]
-    Network(NetworkCommand),
+    Network(NetworkCommands),
     /// (internal) Wait for a detached container; started by `run -d`.
     #[command(hide = true)]
     Monitor {
@@ -134,6 +212,42 @@ enum Command {
     /// by its monitor.
     #[command(hide = true)]
     MonitorFinish { id: String, code: u8 },
+}
+
+/// Stage 05's network commands, and the engine's.
+#[derive(Subcommand)]
+enum NetworkCommands {
+    #[command(flatten)]
+    Stage(NetworkCommand),
+    /// Show networks as JSON: subnet, gateway, bridge, the containers on them.
+    Inspect {
+        #[arg(value_name = "NETWORK", required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every network no container names (not the default one).
+    Prune {
+        /// Don't ask.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// Show what images and containers take on disk.
+    Df,
+    /// Remove stopped containers, unused networks, and blobs and layers no
+    /// image needs (with -a: every image no container uses).
+    Prune {
+        /// Also every image no container uses.
+        #[arg(short, long)]
+        all: bool,
+        /// Don't ask.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// As berth info.
+    Info,
 }
 
 #[derive(clap::Args)]
@@ -264,23 +378,7 @@ fn main() -> ExitCode {
 /// `--hostname` there (help is `--help` only), `-m` is `--memory`. (The
 /// stages' `run` options are theirs, so the engine adds the short names.)
 fn parse_command_line() -> Result<(Cli, Listing), clap::Error> {
-    let command = Cli::command()
-        .mut_subcommand("images", with_listing_options)
-        .mut_subcommand("network", |network| {
-            network.mut_subcommand("ls", with_listing_options)
-        });
-    let command = command.mut_subcommand("run", |run| {
-        run.disable_help_flag(true)
-            .mut_arg("hostname", |hostname| hostname.short('h'))
-            .mut_arg("memory", |memory| memory.short('m'))
-            .arg(
-                clap::Arg::new("help")
-                    .long("help")
-                    .help("Print help")
-                    .action(clap::ArgAction::Help),
-            )
-    });
-    let mut matches = command.try_get_matches()?;
+    let mut matches = cli_command().try_get_matches()?;
     let listing = match matches.subcommand() {
         Some(("images", images)) => Listing::from(images),
         Some(("network", network)) => match network.subcommand() {
@@ -290,6 +388,26 @@ fn parse_command_line() -> Result<(Cli, Listing), clap::Error> {
         _ => Listing::default(),
     };
     Ok((Cli::from_arg_matches_mut(&mut matches)?, listing))
+}
+
+/// berth's command line: clap's from the types above, with the additions.
+fn cli_command() -> clap::Command {
+    Cli::command()
+        .mut_subcommand("images", with_listing_options)
+        .mut_subcommand("network", |network| {
+            network.mut_subcommand("ls", with_listing_options)
+        })
+        .mut_subcommand("run", |run| {
+            run.disable_help_flag(true)
+                .mut_arg("hostname", |hostname| hostname.short('h'))
+                .mut_arg("memory", |memory| memory.short('m'))
+                .arg(
+                    clap::Arg::new("help")
+                        .long("help")
+                        .help("Print help")
+                        .action(clap::ArgAction::Help),
+                )
+        })
 }
 
 /// `-q`, `--format` and `--filter` of the listings that come from the
@@ -349,6 +467,7 @@ fn guard(command: &Command) -> Result<(), Error> {
         Command::Run(_)
         | Command::Exec(_)
         | Command::Start { .. }
+        | Command::Restart { .. }
         | Command::Build(_)
         | Command::Monitor { .. } => berth::guard::run_from_read_only_binary(),
         _ => Ok(()),
@@ -356,6 +475,20 @@ fn guard(command: &Command) -> Result<(), Error> {
 }
 
 fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
+    // What needs no state: no root either.
+    match cli.command {
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli_command(), "berth", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script); // | head is fine
+            return Ok(0);
+        }
+        Command::Version => {
+            commands::version();
+            return Ok(0);
+        }
+        _ => {}
+    }
     checks::require_root("containers, images and networks need root")?;
     let engine = Engine::open(&cli.root)?;
     match cli.command {
@@ -425,12 +558,66 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             show::images(&engine, format, &filters).map(|()| 0)
         }
         Command::Image(command) => image_command(&engine.root, command, "berth"),
-        Command::Network(NetworkCommand::Ls) => {
+        Command::Network(NetworkCommands::Stage(NetworkCommand::Ls)) => {
             let filters = Filters::new(&listing.filters, show::NETWORK_FILTERS)?;
             let format = Format::new(listing.quiet, listing.format.as_deref());
             show::networks(&engine, format, &filters).map(|()| 0)
         }
-        Command::Network(command) => network_command(&engine.networks, command),
+        Command::Network(NetworkCommands::Stage(command)) => {
+            network_command(&engine.networks, command)
+        }
+        Command::Network(NetworkCommands::Inspect { names }) => {
+            commands::network_inspect(&engine, &names).map(|()| 0)
+        }
+        Command::Network(NetworkCommands::Prune { force }) => {
+            if !force && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                return Err(Error::Other(
+                    "network prune removes every network no container names: add -f to go ahead"
+                        .into(),
+                ));
+            }
+            commands::network_prune(&engine).map(|()| 0)
+        }
+        Command::Restart { time, containers } => for_each(&engine, &containers, |record| {
+            commands::restart(&engine, record, time.map(Duration::from_secs))
+        }),
+        Command::Wait { containers } => {
+            for key in &containers {
+                let record = engine.containers.find(key)?;
+                println!("{}", commands::wait(&engine, &record)?);
+            }
+            Ok(0)
+        }
+        Command::Port { container, private } => {
+            commands::port(&engine.containers.find(&container)?, private.as_deref()).map(|()| 0)
+        }
+        Command::Rename {
+            container,
+            new_name,
+        } => commands::rename(&engine, &engine.containers.find(&container)?, &new_name).map(|()| 0),
+        Command::Top {
+            container,
+            ps_options,
+        } => commands::top(&engine, &engine.containers.find(&container)?, &ps_options),
+        Command::Pause { containers } => for_each(&engine, &containers, |record| {
+            commands::pause(&engine, record, true)
+        }),
+        Command::Unpause { containers } => for_each(&engine, &containers, |record| {
+            commands::pause(&engine, record, false)
+        }),
+        Command::Diff { container } => {
+            commands::diff(&engine, &engine.containers.find(&container)?).map(|()| 0)
+        }
+        Command::Stats {
+            no_stream,
+            containers,
+        } => commands::stats(&engine, &containers, no_stream).map(|()| 0),
+        Command::Completion { .. } | Command::Version => unreachable!("answered above"),
+        Command::Info | Command::System(SystemCommand::Info) => commands::info(&engine).map(|()| 0),
+        Command::System(SystemCommand::Df) => commands::disk_usage(&engine).map(|()| 0),
+        Command::System(SystemCommand::Prune { all, force }) => {
+            commands::prune(&engine, force, all).map(|()| 0)
+        }
     }
 }
 

@@ -14,7 +14,6 @@ use stage04_images::spec::ImageConfig;
 use crate::Engine;
 use crate::format::{Filters, Format, label_matches};
 use crate::record::{Record, human_age};
-use crate::status::Status;
 
 /// The filters `ps` knows, as Docker's.
 pub const PS_FILTERS: &[&str] = &["id", "name", "status", "label", "ancestor", "network"];
@@ -25,9 +24,9 @@ pub fn ps(engine: &Engine, all: bool, format: &Format, filters: &Filters) -> Res
     let mut commands = Commands::default();
     let mut shown = Vec::new();
     for record in engine.containers.list()? {
-        let state = state_word(&record);
+        let state = crate::commands::state_of(engine, &record);
         // A filter on status may show what `ps` alone would not (Docker's rule).
-        if !all && state != "running" && !filters.has("status") {
+        if !all && !matches!(state, "running" | "paused") && !filters.has("status") {
             continue;
         }
         let command = commands.of(engine, &record);
@@ -37,7 +36,7 @@ pub fn ps(engine: &Engine, all: bool, format: &Format, filters: &Filters) -> Res
     }
     let rows: Vec<Map<String, Value>> = shown
         .iter()
-        .map(|(record, command)| ps_row(record, command))
+        .map(|(record, command)| ps_row(engine, record, command))
         .collect();
     format.print(&rows, "ID", || {
         println!(
@@ -51,7 +50,7 @@ pub fn ps(engine: &Engine, all: bool, format: &Format, filters: &Filters) -> Res
                 shorten(&record.spec.image, 24),
                 shorten(&format!("\"{command}\""), 20),
                 format!("{} ago", human_age(record.created)),
-                record.status_text(),
+                status_text(record, crate::commands::state_of(engine, record)),
                 record.spec.publish.join(","),
                 record.name.as_deref().unwrap_or("")
             );
@@ -142,13 +141,11 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-/// Docker's one-word state of a container.
-fn state_word(record: &Record) -> &'static str {
-    match record.state.status {
-        Status::Creating | Status::Created => "created",
-        Status::Paused => "paused",
-        Status::Running if record.is_running() => "running",
-        Status::Running | Status::Stopped => "exited",
+/// `Up 2 minutes`, and `(Paused)` after it when frozen, as Docker says it.
+fn status_text(record: &Record, state: &str) -> String {
+    match state {
+        "paused" => format!("{} (Paused)", record.status_text()),
+        _ => record.status_text(),
     }
 }
 
@@ -168,7 +165,8 @@ fn ps_filter(record: &Record, state: &str, key: &str, value: &str) -> bool {
 }
 
 /// A container as `--format` sees it, with Docker's field names.
-fn ps_row(record: &Record, command: &str) -> Map<String, Value> {
+fn ps_row(engine: &Engine, record: &Record, command: &str) -> Map<String, Value> {
+    let state = crate::commands::state_of(engine, record);
     let row = json!({
         "ID": record.id,
         "Image": record.spec.image,
@@ -176,8 +174,8 @@ fn ps_row(record: &Record, command: &str) -> Map<String, Value> {
         "CreatedAt": record.created,
         "RunningFor": format!("{} ago", human_age(record.created)),
         "Ports": record.spec.publish.join(","),
-        "State": state_word(record),
-        "Status": record.status_text(),
+        "State": state,
+        "Status": status_text(record, state),
         "Names": record.name.as_deref().unwrap_or(""),
         "Labels": record.spec.extras.labels,
         "Networks": record.spec.network,

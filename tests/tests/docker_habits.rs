@@ -439,3 +439,154 @@ fn listings_take_quiet_format_and_filters() {
         "listed 10.251.2.0/24\n"
     );
 }
+
+#[test]
+fn the_smaller_commands_do_what_dockers_do() {
+    if !root_or_skip("the_smaller_commands_do_what_dockers_do") {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.network("t-cmds", "10.251.3.0/24");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("{port}:80");
+    lab.detach(
+        &["--name", "counter", "--network", "t-cmds", "-p", &publish],
+        &[
+            "sh",
+            "-c",
+            "rm /etc/group; echo new > /etc/added; echo x >> /etc/passwd; \
+             while :; do echo tick >> /tmp/ticks; sleep 0.1; done",
+        ],
+    );
+
+    // port, top, diff.
+    assert_eq!(
+        lab.ok(&["port", "counter"]),
+        format!("80/tcp -> 0.0.0.0:{port}\n")
+    );
+    assert_eq!(
+        lab.ok(&["port", "counter", "80"]),
+        format!("0.0.0.0:{port}\n")
+    );
+    lab.berth()
+        .args(["port", "counter", "81"])
+        .assert()
+        .code(125);
+    let top = lab.ok(&["top", "counter", "-o", "args"]);
+    assert!(top.contains("while :") || top.contains("sh -c"), "{top}");
+    assert!(
+        top.contains("berth-init"),
+        "its init is one of its processes: {top}"
+    );
+    let diff = lab.ok(&["diff", "counter"]);
+    for line in [
+        "D /etc/group",
+        "A /etc/added",
+        "C /etc/passwd",
+        "C /etc",
+        "A /tmp/ticks",
+    ] {
+        assert!(diff.lines().any(|l| l == line), "{line} in:\n{diff}");
+    }
+
+    // pause: the state says so and the process stops ticking; unpause.
+    let ticks = |lab: &Lab| lab.ok(&["exec", "counter", "sh", "-c", "wc -l < /tmp/ticks"]);
+    lab.ok(&["pause", "counter"]);
+    assert_eq!(lab.ok(&["ps", "--format", "{{.State}}"]), "paused\n");
+    assert!(lab.ok(&["ps"]).contains("(Paused)"));
+    let frozen = std::fs::read_to_string(
+        lab.containers_dir()
+            .join(lab.ok(&["ps", "-q"]).trim())
+            .join("upper/tmp/ticks"),
+    )
+    .unwrap()
+    .lines()
+    .count();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let still = std::fs::read_to_string(
+        lab.containers_dir()
+            .join(lab.ok(&["ps", "-q"]).trim())
+            .join("upper/tmp/ticks"),
+    )
+    .unwrap()
+    .lines()
+    .count();
+    assert_eq!(frozen, still, "it ticked while paused");
+    lab.ok(&["unpause", "counter"]);
+    assert_eq!(lab.ok(&["ps", "--format", "{{.State}}"]), "running\n");
+    assert!(ticks(&lab).trim().parse::<usize>().unwrap() >= still);
+
+    // stats, info, system df, network inspect.
+    let stats = lab.ok(&["stats", "--no-stream"]);
+    assert!(stats.lines().any(|l| l.contains("counter")), "{stats}");
+    let info = lab.ok(&["info"]);
+    assert!(
+        info.contains("Running: 1") && info.contains("Cgroup version:"),
+        "{info}"
+    );
+    let df = lab.ok(&["system", "df"]);
+    assert!(
+        df.lines()
+            .any(|l| l.starts_with("Containers") && l.contains(" 1 ")),
+        "{df}"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["network", "inspect", "t-cmds"])).unwrap();
+    assert_eq!(inspect[0]["Containers"][0]["Name"], "counter");
+    assert_eq!(inspect[0]["Subnet"], "10.251.3.0/24");
+
+    // rename: the new name is the container's, on its network too.
+    lab.ok(&["rename", "counter", "ticker"]);
+    let out = lab.run(
+        &["--rm", "--network", "t-cmds"],
+        &["sh", "-c", "grep -cw ticker /etc/hosts"],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+    lab.berth()
+        .args(["rename", "ticker", "bad name"])
+        .assert()
+        .code(125);
+
+    // restart gives it a new run; wait prints how it ended.
+    lab.ok(&["restart", "-t", "1", "ticker"]);
+    let record: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "ticker"])).unwrap();
+    assert_eq!(record["state"]["runs"], 2);
+    lab.ok(&["kill", "-s", "TERM", "ticker"]);
+    assert_eq!(lab.ok(&["wait", "ticker"]), "143\n");
+
+    // prune: the stopped container and the network no container names go.
+    lab.berth().args(["system", "prune"]).assert().code(125); // no terminal to ask on
+    let pruned = lab.ok(&["system", "prune", "-f"]);
+    assert!(pruned.contains("Deleted container"), "{pruned}");
+    assert!(pruned.contains("Deleted network: t-cmds"), "{pruned}");
+    assert!(lab.container_dirs().is_empty());
+    lab.networks.clear();
+    lab.network("t-unused", "10.251.4.0/24");
+    assert_eq!(
+        lab.ok(&["network", "prune", "-f"]),
+        "Deleted network: t-unused\n"
+    );
+    lab.networks.clear();
+}
+
+#[test]
+fn version_and_completion_need_no_root_and_no_state() {
+    let version = Command::new(berth_tests::bin("berth"))
+        .arg("version")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("berth "));
+    let bash = Command::new(berth_tests::bin("berth"))
+        .args(["completion", "bash"])
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        script.contains("_berth()") && script.contains("network"),
+        "{script}"
+    );
+}

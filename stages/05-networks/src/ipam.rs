@@ -207,6 +207,28 @@ impl Ipam {
         Ok(())
     }
 
+    /// Give container `id`'s leases a new `name` (`berth rename`); the live
+    /// leases after it, for rewriting the network's /etc/hosts files.
+    pub fn rename_container(&self, id: &str, name: &str) -> Result<Vec<(Ipv4Addr, Lease)>> {
+        let Some(_lock) = self.lock(false)? else {
+            return Ok(Vec::new());
+        };
+        let leases = self.reclaim_stale()?;
+        for (address, lease) in &leases {
+            if lease.container == id {
+                let renamed = Lease {
+                    name: Some(name.to_string()),
+                    ..lease.clone()
+                };
+                let json = serde_json::to_vec_pretty(&renamed).map_err(|e| {
+                    Error::Other(format!("cannot encode the lease of {address}: {e}"))
+                })?;
+                write_atomic(&self.dir.join(address.to_string()), &json)?;
+            }
+        }
+        self.reclaim_stale()
+    }
+
     /// The live leases, lowest address first. Stale ones are reclaimed first,
     /// so what this returns is what is really in use.
     pub fn leases(&self) -> Result<Vec<(Ipv4Addr, Lease)>> {

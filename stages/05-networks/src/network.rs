@@ -202,7 +202,9 @@ impl Networks {
         }
     }
 
-    fn get_existing(&self, name: &str) -> Result<Network, Error> {
+    /// A network by name, which must exist (unlike [`Networks::get`], the
+    /// default one is not made by asking).
+    pub fn get_existing(&self, name: &str) -> Result<Network, Error> {
         if !self.file(name).exists() {
             return Err(Error::Other(format!(
                 "no network {name} (see: {} network ls)",
