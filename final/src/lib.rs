@@ -23,6 +23,7 @@ pub mod build;
 pub mod bundle;
 pub mod commands;
 pub mod control;
+pub mod copy;
 pub mod dockerfile;
 pub mod exec;
 pub mod format;

@@ -138,6 +138,18 @@ enum Command {
         #[arg(value_name = "PORT[/PROTO]")]
         private: Option<String>,
     },
+    /// Copy files between the host and a running container: berth cp
+    /// SRC CONTAINER:DEST, or berth cp CONTAINER:SRC DEST. Symlinks in the
+    /// container are copied, never followed.
+    Cp {
+        /// Keep owners (uid and gid) too, not only modes.
+        #[arg(short, long)]
+        archive: bool,
+        #[arg(value_name = "SRC")]
+        source: String,
+        #[arg(value_name = "DEST")]
+        dest: String,
+    },
     /// Give a container a new name.
     Rename {
         #[arg(value_name = "CONTAINER")]
@@ -581,6 +593,17 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
         Command::Restart { time, containers } => for_each(&engine, &containers, |record| {
             commands::restart(&engine, record, time.map(Duration::from_secs))
         }),
+        Command::Cp {
+            archive,
+            source,
+            dest,
+        } => berth::copy::copy(
+            &engine,
+            berth::copy::Side::parse(&source),
+            berth::copy::Side::parse(&dest),
+            archive,
+        )
+        .map(|()| 0),
         Command::Wait { containers } => {
             for key in &containers {
                 let record = engine.containers.find(key)?;

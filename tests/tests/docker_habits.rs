@@ -5,6 +5,7 @@
 //! --read-only, --ulimit, --device, --security-opt, --label, --stop-signal,
 //! --stop-timeout). Networks here use 10.251.x.
 
+use std::path::Path;
 use std::process::Command;
 
 use assert_cmd::prelude::*;
@@ -589,4 +590,107 @@ fn version_and_completion_need_no_root_and_no_state() {
         script.contains("_berth()") && script.contains("network"),
         "{script}"
     );
+}
+
+#[test]
+fn cp_copies_both_ways_and_never_follows_the_containers_symlinks() {
+    if !root_or_skip("cp_copies_both_ways_and_never_follows_the_containers_symlinks") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.detach(
+        &["--name", "box", "--network", "none"],
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /data/sub && echo inside > /data/sub/file && chmod 640 /data/sub/file && \
+             ln -s / /data/escape && ln -s /etc/shadow /data/shadow && exec sleep 600",
+        ],
+    );
+    berth_tests::lab::eventually("the container made its files", || {
+        lab.berth()
+            .args(["exec", "box", "test", "-L", "/data/shadow"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let host = tempfile::tempdir().unwrap();
+
+    // Out: the directory, its file with its mode, symlinks as symlinks.
+    lab.ok(&["cp", "box:/data", host.path().to_str().unwrap()]);
+    let out = host.path().join("data");
+    assert_eq!(
+        std::fs::read_to_string(out.join("sub/file")).unwrap(),
+        "inside\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("sub/file"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert_eq!(
+        std::fs::read_link(out.join("escape")).unwrap(),
+        Path::new("/")
+    );
+    assert_eq!(
+        std::fs::read_link(out.join("shadow")).unwrap(),
+        Path::new("/etc/shadow")
+    );
+    // A file by name, into a directory or as a new name.
+    lab.ok(&[
+        "cp",
+        "box:/data/sub/file",
+        host.path().join("copy").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("copy")).unwrap(),
+        "inside\n"
+    );
+
+    // In: through the container's symlink to its root, the files land in
+    // the container's /tmp and /etc, never the host's.
+    let marker = format!("berth-cp-{}", std::process::id());
+    let source = host.path().join(&marker);
+    std::fs::write(&source, "from the host\n").unwrap();
+    lab.ok(&["cp", source.to_str().unwrap(), "box:/data/escape/tmp/"]);
+    lab.ok(&[
+        "cp",
+        source.to_str().unwrap(),
+        "box:/data/escape/etc/planted",
+    ]);
+    assert_eq!(
+        lab.ok(&[
+            "exec",
+            "box",
+            "cat",
+            &format!("/tmp/{marker}"),
+            "/etc/planted"
+        ]),
+        "from the host\nfrom the host\n"
+    );
+    assert!(
+        !Path::new("/tmp").join(&marker).exists(),
+        "written to the host's /tmp"
+    );
+    assert!(
+        !Path::new("/etc/planted").exists(),
+        "written to the host's /etc"
+    );
+    // Onto a symlink in the container: refused, not followed.
+    lab.berth()
+        .args(["cp", source.to_str().unwrap(), "box:/data/shadow"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("symlink"));
+    // A directory in.
+    lab.ok(&["cp", out.join("sub").to_str().unwrap(), "box:/srv"]);
+    assert_eq!(lab.ok(&["exec", "box", "cat", "/srv/sub/file"]), "inside\n");
+
+    // Only running containers; a clear error otherwise.
+    lab.ok(&["stop", "-t", "1", "box"]);
+    lab.berth()
+        .args(["cp", "box:/data", host.path().to_str().unwrap()])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("needs a running container"));
 }
