@@ -148,7 +148,23 @@ pub fn diff(engine: &Engine, record: &Record) -> Result<(), Error> {
     let upper = engine.containers.dirs(&record.id).upper;
     let mut changes = BTreeMap::new();
     walk_upper(&upper, Path::new("/"), &layers, &mut changes)?;
-    for (path, kind) in changes {
+    // The files berth binds over (/etc/hosts...) leave empty mount points
+    // in the upper layer: not the container's changes (Docker keeps them
+    // in a layer of its own). A directory that only holds those goes too.
+    for (_, inside) in hosts::NameFiles::in_dir(Path::new("")).binds() {
+        changes.remove(&inside);
+    }
+    let kept: Vec<(&PathBuf, &char)> = changes
+        .iter()
+        .filter(|(path, kind)| {
+            **kind != 'C'
+                || !upper.join(path.strip_prefix("/").unwrap_or(path)).is_dir()
+                || changes
+                    .keys()
+                    .any(|other| other != *path && other.starts_with(path))
+        })
+        .collect();
+    for (path, kind) in kept {
         println!("{kind} {}", path.display());
     }
     Ok(())
