@@ -33,6 +33,7 @@ use crate::Engine;
 use crate::bundle::{self, EngineContainer};
 use crate::dockerfile::{self, Instruction, Step, substitute};
 use crate::layer::{self, LayerFile};
+use crate::record::Record;
 use crate::{harden, runtime};
 
 /// What `berth build` was asked for.
@@ -148,6 +149,94 @@ pub fn build(engine: &Engine, options: BuildOptions) -> Result<String, Error> {
     Ok(tag.to_string())
 }
 // ANCHOR_END: build
+
+/// `berth commit`: a container's writable layer on top of its image, as
+/// the image `tag`. Like Docker's, the new image runs what the container
+/// ran (its command line's Cmd, Entrypoint, Env, WorkingDir, User), and
+/// `changes` are Dockerfile lines (`CMD ["sh"]`, `ENV A=b`...) applied on
+/// top. A running container is frozen while its files are read.
+pub fn commit_container(
+    engine: &Engine,
+    record: &Record,
+    tag: &str,
+    changes: &[String],
+) -> Result<Digest, Error> {
+    let tag: Reference = tag.parse()?;
+    let changes = parse_changes(changes)?;
+    let store = engine.root.store()?;
+    let mut state = State::from_image(Image::open(&store, &record.spec.image)?);
+    apply_run_options(&mut state, &record.spec.overrides());
+    let mut vars = BTreeMap::new();
+    for change in &changes {
+        configure(&mut state, change, &mut vars);
+    }
+    let work = WorkDir::create(&engine.root.dir().join("build"))?;
+    let out = work.dir.join("layer.tar.gz");
+    // The files berth binds over leave empty mount points: not the container's.
+    let skip: Vec<PathBuf> = stage05_networks::hosts::NameFiles::in_dir(Path::new(""))
+        .binds()
+        .into_iter()
+        .map(|(_, inside)| inside.strip_prefix("/").unwrap_or(&inside).to_path_buf())
+        .collect();
+    let upper = engine.containers.dirs(&record.id).upper;
+    let frozen = crate::commands::state_of(engine, record) == "running"
+        && runtime::pause(engine.root.dir(), &record.id, true).is_ok();
+    let made = layer::from_upper_dir(&upper, &out, &skip);
+    if frozen {
+        runtime::pause(engine.root.dir(), &record.id, false)?;
+    }
+    let made = made?;
+    let descriptor = describe(&made)?;
+    state.push_layer(descriptor, made.diff_id, Some(made.gzipped));
+    commit(engine, &store, &work, &state, &tag.to_string())
+}
+
+/// `-c` lines: the Dockerfile instructions that change only the config.
+fn parse_changes(changes: &[String]) -> Result<Vec<Instruction>, Error> {
+    let text = changes.join("\n");
+    let steps = dockerfile::parse(&format!("FROM scratch\n{text}\n"))?;
+    steps
+        .into_iter()
+        .skip(1)
+        .map(|step| match step.instruction {
+            Instruction::Run(_)
+            | Instruction::Copy { .. }
+            | Instruction::Add { .. }
+            | Instruction::From(_)
+            | Instruction::Arg { .. } => Err(Error::Other(format!(
+                "commit -c {:?}: only ENV, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE and LABEL \
+                 change an image's config",
+                step.text
+            ))),
+            instruction => Ok(instruction),
+        })
+        .collect()
+}
+
+/// What `berth run`'s command line changed, into the image's config.
+fn apply_run_options(state: &mut State, overrides: &Overrides) {
+    let config = state.container_config();
+    if let Some(entrypoint) = &overrides.entrypoint {
+        config.entrypoint = Some(vec![entrypoint.clone()]);
+        config.cmd = None;
+    }
+    if !overrides.command.is_empty() {
+        let words = overrides.command.iter();
+        config.cmd = Some(words.map(|w| w.to_string_lossy().into_owned()).collect());
+    }
+    for pair in overrides.env.iter().filter(|e| e.contains('=')) {
+        let key = pair.split('=').next().unwrap_or_default();
+        let env = config.env.get_or_insert_with(Vec::new);
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(pair.clone());
+    }
+    if let Some(dir) = &overrides.workdir {
+        config.working_dir = Some(dir.display().to_string());
+    }
+    if let Some(user) = &overrides.user {
+        config.user = Some(user.clone());
+    }
+}
 
 impl State {
     fn from_image(image: Image) -> State {
@@ -336,7 +425,7 @@ fn run_step(
         )));
     }
 
-    let made = layer::from_upper_dir(&dirs.upper, &work.dir.join(&id))?;
+    let made = layer::from_upper_dir(&dirs.upper, &work.dir.join(&id), &[])?;
     dirs.remove()?;
     let descriptor = describe(&made)?;
     println!("--> {}", &made.diff_id.hex()[..12]);

@@ -31,11 +31,13 @@ pub struct LayerFile {
 }
 
 // ANCHOR: diff
-/// The layer of a `RUN` step: the overlay's upper directory as a tar.
-pub fn from_upper_dir(upper: &Path, out: &Path) -> Result<LayerFile, Error> {
+/// The layer of a `RUN` step: the overlay's upper directory as a tar,
+/// without the paths in `skip` (relative, e.g. `etc/hosts`: the mount
+/// points of files bound over the container's).
+pub fn from_upper_dir(upper: &Path, out: &Path, skip: &[PathBuf]) -> Result<LayerFile, Error> {
     write_layer(out, HeaderMode::Complete, |builder| {
         let mut hard_links = HashMap::new();
-        add_upper_dir(builder, upper, Path::new(""), &mut hard_links)
+        add_upper_dir(builder, upper, Path::new(""), skip, &mut hard_links)
     })
 }
 
@@ -43,11 +45,15 @@ fn add_upper_dir(
     builder: &mut Builder<File>,
     dir: &Path,
     inside: &Path,
+    skip: &[PathBuf],
     hard_links: &mut HashMap<(u64, u64), PathBuf>,
 ) -> Result<(), Error> {
     for (name, path) in sorted_entries(dir)? {
         let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
         let name_inside = inside.join(&name);
+        if skip.contains(&name_inside) {
+            continue;
+        }
         if meta.file_type().is_char_device() && meta.rdev() == 0 {
             // Deleted in this step: a whiteout for the layers below.
             let whiteout = inside.join(format!("{WHITEOUT_PREFIX}{}", name.to_string_lossy()));
@@ -57,7 +63,7 @@ fn add_upper_dir(
             if is_opaque(&path) {
                 append_empty_file(builder, &name_inside.join(OPAQUE_MARKER))?;
             }
-            add_upper_dir(builder, &path, &name_inside, hard_links)?;
+            add_upper_dir(builder, &path, &name_inside, skip, hard_links)?;
         } else if meta.is_file() && meta.nlink() > 1 {
             match hard_links.get(&(meta.dev(), meta.ino())) {
                 Some(first) => append_hard_link(builder, &name_inside, first)?,

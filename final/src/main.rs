@@ -150,6 +150,22 @@ enum Command {
         #[arg(value_name = "DEST")]
         dest: String,
     },
+    /// Make an image of a container: its image plus the files it changed,
+    /// running what it runs.
+    #[command(
+        after_help = "Example:\n  berth commit -c 'CMD [\"httpd\", \"-f\"]' web web:snapshot"
+    )]
+    Commit {
+        /// A Dockerfile line that changes the config: CMD, ENTRYPOINT, ENV,
+        /// WORKDIR, USER, EXPOSE or LABEL (repeat for more).
+        #[arg(short, long = "change", value_name = "LINE")]
+        changes: Vec<String>,
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+        /// The new image's name, e.g. web:snapshot.
+        #[arg(value_name = "REPOSITORY[:TAG]")]
+        tag: String,
+    },
     /// Give a container a new name.
     Rename {
         #[arg(value_name = "CONTAINER")]
@@ -604,6 +620,16 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             archive,
         )
         .map(|()| 0),
+        Command::Commit {
+            changes,
+            container,
+            tag,
+        } => {
+            let record = engine.containers.find(&container)?;
+            let digest = berth::build::commit_container(&engine, &record, &tag, &changes)?;
+            println!("{digest}");
+            Ok(0)
+        }
         Command::Wait { containers } => {
             for key in &containers {
                 let record = engine.containers.find(key)?;

@@ -694,3 +694,69 @@ fn cp_copies_both_ways_and_never_follows_the_containers_symlinks() {
         .code(125)
         .stderr(predicate::str::contains("needs a running container"));
 }
+
+#[test]
+fn commit_makes_an_image_of_what_the_container_changed_and_runs() {
+    if !root_or_skip("commit_makes_an_image_of_what_the_container_changed_and_runs") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.detach(
+        &["--name", "box", "--network", "none", "-e", "GREETING=hi"],
+        &[
+            "sh",
+            "-c",
+            "echo made > /etc/made && rm /etc/group && exec sleep 600",
+        ],
+    );
+    berth_tests::lab::eventually("the container changed its files", || {
+        lab.berth()
+            .args(["exec", "box", "test", "-f", "/etc/made"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    // While it runs (frozen for the moment of reading), with a change.
+    let digest = lab.ok(&["commit", "-c", "ENV MOOD=calm", "box", "snap:1"]);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let run = |command: &[&str]| {
+        let out = lab
+            .berth()
+            .args(["run", "--rm", "--network", "none", "snap:1"])
+            .args(command)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(run(&["cat", "/etc/made"]), "made\n");
+    assert_eq!(
+        run(&["sh", "-c", "test -e /etc/group || echo gone"]),
+        "gone\n"
+    );
+    assert_eq!(run(&["sh", "-c", "echo $GREETING $MOOD"]), "hi calm\n");
+    // The mount points of berth's own files are not in it.
+    assert_eq!(
+        run(&["sh", "-c", "cat /etc/hostname"]).len(),
+        13,
+        "its own hostname"
+    );
+    // With no command, it runs what the container ran.
+    let ps = lab.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "again",
+        "--network",
+        "none",
+        "snap:1",
+    ]);
+    assert_eq!(ps.trim().len(), 12);
+    assert!(
+        lab.ok(&["ps", "--filter", "name=again", "--format", "{{.Command}}"])
+            .contains("sleep 600")
+    );
+    lab.berth()
+        .args(["commit", "-c", "RUN true", "box", "snap:2"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("only ENV"));
+}
