@@ -9,10 +9,12 @@
 //! container's root were `/`; below it we only go by file descriptor, one
 //! name at a time, with `O_NOFOLLOW`: a symlink is copied as a symlink,
 //! never followed. The host's side is the user's own, trusted as `cp` is.
+//!
+//! `berth export` walks the whole root the same way, into a tar.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -311,4 +313,110 @@ fn list(dir: &OwnedFd) -> Result<Vec<OsString>, Error> {
     std::fs::read_dir(&path)
         .and_then(|entries| entries.map(|e| e.map(|e| e.file_name())).collect())
         .map_err(|e| Error::io("list", &path, e))
+}
+
+// ---- export ----
+
+/// `berth export`: the running container's file system as a tar on `out`,
+/// without what is mounted on it (/proc, /sys, /dev, the files berth binds
+/// over): only what is on the container's root file system itself.
+pub fn export(engine: &Engine, key: &str, out: impl io::Write) -> Result<(), Error> {
+    let root = container_root(engine, key)?;
+    let top = open_in_root(&root, Path::new("/"), OFlag::O_DIRECTORY | OFlag::O_RDONLY)
+        .map_err(|e| inside_error("open", Path::new("/"), e))?;
+    let device = nix::sys::stat::fstat(&top)
+        .map_err(|e| inside_error("stat", Path::new("/"), e))?
+        .st_dev;
+    let mut tar = tar::Builder::new(out);
+    export_dir(&mut tar, &top, Path::new(""), device)?;
+    // The end of the archive, then every buffered byte, or an error.
+    tar.into_inner()
+        .and_then(|mut out| out.flush())
+        .map_err(|e| Error::io("write", "the tar", e))
+}
+
+fn export_dir(
+    tar: &mut tar::Builder<impl io::Write>,
+    dir: &OwnedFd,
+    inside: &Path,
+    device: u64,
+) -> Result<(), Error> {
+    let mut names = list(dir)?;
+    names.sort();
+    for name in names {
+        let path = inside.join(&name);
+        let fail = |step: &'static str| {
+            let path = path.clone();
+            move |e: Errno| inside_error(step, &path, e)
+        };
+        let stat =
+            fstatat(dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(fail("stat"))?;
+        if stat.st_dev != device {
+            continue; // a mount point: not the container's own files
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(stat.st_mode & 0o7777);
+        header.set_uid(stat.st_uid.into());
+        header.set_gid(stat.st_gid.into());
+        header.set_mtime(stat.st_mtime.max(0) as u64);
+        let write = |e: io::Error| Error::io("write", "the tar", e);
+        match stat.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                tar.append_data(&mut header, &path, io::empty())
+                    .map_err(write)?;
+                let child = openat(
+                    dir,
+                    name.as_os_str(),
+                    OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(fail("open the directory"))?;
+                export_dir(tar, &child, &path, device)?;
+            }
+            libc::S_IFREG => {
+                let file = openat(
+                    dir,
+                    name.as_os_str(),
+                    OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(fail("open"))?;
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(stat.st_size as u64);
+                // The size as it was at stat: a file that grows meanwhile is cut.
+                let content = File::from(file).take(stat.st_size as u64);
+                tar.append_data(&mut header, &path, content)
+                    .map_err(write)?;
+            }
+            libc::S_IFLNK => {
+                let target = readlinkat(dir, name.as_os_str()).map_err(fail("read the symlink"))?;
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                tar.append_link(&mut header, &path, Path::new(&target))
+                    .map_err(write)?;
+            }
+            kind => {
+                // Devices, FIFOs, sockets: their numbers, no content.
+                let entry_type = match kind {
+                    libc::S_IFCHR => tar::EntryType::Char,
+                    libc::S_IFBLK => tar::EntryType::Block,
+                    libc::S_IFIFO => tar::EntryType::Fifo,
+                    _ => continue, // a socket has no place in a tar
+                };
+                header.set_entry_type(entry_type);
+                header.set_size(0);
+                header
+                    .set_device_major(nix::sys::stat::major(stat.st_rdev) as u32)
+                    .map_err(write)?;
+                header
+                    .set_device_minor(nix::sys::stat::minor(stat.st_rdev) as u32)
+                    .map_err(write)?;
+                tar.append_data(&mut header, &path, io::empty())
+                    .map_err(write)?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -166,6 +166,14 @@ enum Command {
         #[arg(value_name = "REPOSITORY[:TAG]")]
         tag: String,
     },
+    /// Write a running container's file system as a tar (to stdout, or -o).
+    Export {
+        /// Write to FILE instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
     /// Give a container a new name.
     Rename {
         #[arg(value_name = "CONTAINER")]
@@ -630,6 +638,26 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             println!("{digest}");
             Ok(0)
         }
+        Command::Export { output, container } => match output {
+            Some(path) => {
+                // Made whole or not at all: written beside, then renamed.
+                let partial = path.with_extension("partial");
+                let file = std::fs::File::create(&partial)
+                    .map_err(|e| Error::io("create", &partial, e))?;
+                let written =
+                    berth::copy::export(&engine, &container, std::io::BufWriter::new(file));
+                match written {
+                    Ok(()) => std::fs::rename(&partial, &path)
+                        .map_err(|e| Error::io("rename", &partial, e))
+                        .map(|()| 0),
+                    Err(err) => {
+                        let _ = std::fs::remove_file(&partial);
+                        Err(err)
+                    }
+                }
+            }
+            None => berth::copy::export(&engine, &container, std::io::stdout().lock()).map(|()| 0),
+        },
         Command::Wait { containers } => {
             for key in &containers {
                 let record = engine.containers.find(key)?;

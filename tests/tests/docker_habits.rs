@@ -760,3 +760,60 @@ fn commit_makes_an_image_of_what_the_container_changed_and_runs() {
         .code(125)
         .stderr(predicate::str::contains("only ENV"));
 }
+
+#[test]
+fn export_writes_the_containers_own_files_as_a_tar() {
+    if !root_or_skip("export_writes_the_containers_own_files_as_a_tar") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.detach(
+        &["--name", "box", "--network", "none"],
+        &[
+            "sh",
+            "-c",
+            "echo mine > /root/note && ln -s / /root/up && exec sleep 600",
+        ],
+    );
+    berth_tests::lab::eventually("the container wrote its note", || {
+        lab.berth()
+            .args(["exec", "box", "test", "-L", "/root/up"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("box.tar");
+    lab.ok(&["export", "-o", tar.to_str().unwrap(), "box"]);
+    let listing = Command::new("tar").arg("-tvf").arg(&tar).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("root/note"), "{listing}");
+    assert!(
+        listing.contains("root/up -> /"),
+        "symlinks stay symlinks: {listing}"
+    );
+    assert!(listing.contains("bin/busybox"), "{listing}");
+    // Not what is mounted on it: no /proc or /sys contents, no host files.
+    for mounted in ["proc/self", "sys/kernel", "proc/1"] {
+        assert!(!listing.contains(mounted), "{mounted} in:\n{listing}");
+    }
+    let note = Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar)
+        .arg("root/note")
+        .output()
+        .unwrap();
+    assert_eq!(note.stdout, b"mine\n");
+    // To stdout too; a stopped container is refused, leaving no file.
+    let out = lab.berth().args(["export", "box"]).output().unwrap();
+    assert!(out.stdout.len() > 10_000);
+    lab.ok(&["stop", "-t", "1", "box"]);
+    let refused = dir.path().join("refused.tar");
+    lab.berth()
+        .args(["export", "-o", refused.to_str().unwrap(), "box"])
+        .assert()
+        .code(125);
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().count() == 1,
+        "only box.tar"
+    );
+}
