@@ -20,7 +20,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{Mode, fchmod, fstatat, mkdirat};
 use nix::unistd::{fchown, symlinkat};
 use stage01_chroot::Error;
@@ -88,28 +88,24 @@ fn container_root(engine: &Engine, key: &str) -> Result<OwnedFd, Error> {
     .map_err(|e| Error::io("open", &root, e.into()))
 }
 
-/// Open `path` inside the container as if chrooted there (see above).
+/// Open `path` inside the container as if chrooted there (see above):
+/// stage 04's way of opening inside a layer, with `path` made relative.
 fn open_in_root(root: &OwnedFd, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     let relative: PathBuf = path
         .components()
         .filter(|c| !matches!(c, Component::RootDir))
         .collect();
-    let relative = match relative.as_os_str().is_empty() {
-        true => PathBuf::from("."),
-        false => relative,
-    };
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let mut result = openat2(root, &relative, how);
-    for _ in 0..16 {
-        // A rename raced the lookup: the kernel asks us to try again.
-        if !matches!(result, Err(Errno::EAGAIN)) {
-            break;
-        }
-        result = openat2(root, &relative, how);
-    }
-    result
+    stage04_images::unpack::open_in_root(root, &relative, flags)
+}
+
+/// Open the directory `name` in `dir`, not following a symlink.
+fn open_child_dir(dir: &OwnedFd, name: &OsStr) -> nix::Result<OwnedFd> {
+    openat(
+        dir,
+        name,
+        OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 /// The directory `path` names and the last name in it (`/a/b` → `/a`, `b`).
@@ -166,13 +162,7 @@ fn write_entry(
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(e) => return Err(fail("make the directory")(e)),
         }
-        let child = openat(
-            dir,
-            name,
-            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(fail("open the directory"))?;
+        let child = open_child_dir(dir, name).map_err(fail("open the directory"))?;
         for entry in std::fs::read_dir(from).map_err(|e| Error::io("read", from, e))? {
             let entry = entry.map_err(|e| Error::io("read", from, e))?;
             let meta = entry
@@ -261,13 +251,7 @@ fn read_entry(dir: &OwnedFd, name: &OsStr, to: &Path, archive: bool) -> Result<(
             return Ok(()); // a symlink's own mode and owner don't matter
         }
         libc::S_IFDIR => {
-            let child = openat(
-                dir,
-                name,
-                OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(fail("open the directory"))?;
+            let child = open_child_dir(dir, name).map_err(fail("open the directory"))?;
             match std::fs::create_dir(to) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
                     return Err(Error::io("mkdir", to, e));
@@ -366,13 +350,8 @@ fn export_dir(
                 header.set_size(0);
                 tar.append_data(&mut header, &path, io::empty())
                     .map_err(write)?;
-                let child = openat(
-                    dir,
-                    name.as_os_str(),
-                    OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(fail("open the directory"))?;
+                let child =
+                    open_child_dir(dir, name.as_os_str()).map_err(fail("open the directory"))?;
                 export_dir(tar, &child, &path, device)?;
             }
             libc::S_IFREG => {

@@ -607,12 +607,11 @@ fn cp_copies_both_ways_and_never_follows_the_containers_symlinks() {
              ln -s / /data/escape && ln -s /etc/shadow /data/shadow && exec sleep 600",
         ],
     );
-    berth_tests::lab::eventually("the container made its files", || {
-        lab.berth()
-            .args(["exec", "box", "test", "-L", "/data/shadow"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    until_inside(
+        &lab,
+        "the container made its files",
+        &["test", "-L", "/data/shadow"],
+    );
     let host = tempfile::tempdir().unwrap();
 
     // Out: the directory, its file with its mode, symlinks as symlinks.
@@ -709,12 +708,11 @@ fn commit_makes_an_image_of_what_the_container_changed_and_runs() {
             "echo made > /etc/made && rm /etc/group && exec sleep 600",
         ],
     );
-    berth_tests::lab::eventually("the container changed its files", || {
-        lab.berth()
-            .args(["exec", "box", "test", "-f", "/etc/made"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    until_inside(
+        &lab,
+        "the container changed its files",
+        &["test", "-f", "/etc/made"],
+    );
     // While it runs (frozen for the moment of reading), with a change.
     let digest = lab.ok(&["commit", "-c", "ENV MOOD=calm", "box", "snap:1"]);
     assert!(digest.starts_with("sha256:"), "{digest}");
@@ -775,12 +773,11 @@ fn export_writes_the_containers_own_files_as_a_tar() {
             "echo mine > /root/note && ln -s / /root/up && exec sleep 600",
         ],
     );
-    berth_tests::lab::eventually("the container wrote its note", || {
-        lab.berth()
-            .args(["exec", "box", "test", "-L", "/root/up"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
+    until_inside(
+        &lab,
+        "the container wrote its note",
+        &["test", "-L", "/root/up"],
+    );
     let dir = tempfile::tempdir().unwrap();
     let tar = dir.path().join("box.tar");
     lab.ok(&["export", "-o", tar.to_str().unwrap(), "box"]);
@@ -816,4 +813,15 @@ fn export_writes_the_containers_own_files_as_a_tar() {
         std::fs::read_dir(dir.path()).unwrap().count() == 1,
         "only box.tar"
     );
+}
+
+/// Wait until the command succeeds inside the container `box`.
+fn until_inside(lab: &Lab, what: &str, command: &[&str]) {
+    berth_tests::lab::eventually(what, || {
+        lab.berth()
+            .args(["exec", "box"])
+            .args(command)
+            .status()
+            .is_ok_and(|s| s.success())
+    });
 }

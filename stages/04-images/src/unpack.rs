@@ -608,7 +608,7 @@ fn split_child(path: &Path) -> (&Path, &OsStr) {
 /// the kernel resolves `..` and every symlink, absolute ones too, relative
 /// to `root` and never above it. So with `a -> /` in the layer, `a/etc`
 /// is the layer's own `etc`. No magic links either (`/proc/self/root`...).
-fn open_in_root(root: &OwnedFd, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+pub fn open_in_root(root: &OwnedFd, path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     let path = if path.as_os_str().is_empty() {
         Path::new(".")
     } else {
