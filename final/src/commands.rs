@@ -85,8 +85,10 @@ pub fn rename(engine: &Engine, record: &Record, new_name: &str) -> Result<(), Er
             owner.id
         )));
     }
+    let old_name = current.display_name().to_string();
     current.name = Some(new_name.clone());
     engine.containers.save(&current)?;
+    crate::events::emit(engine, &current, "rename", &[("oldName", old_name)]);
     if let Some(plugged) = current
         .state
         .plugged
@@ -136,7 +138,10 @@ fn pids_of(engine: &Engine, record: &Record) -> Result<Vec<i32>, Error> {
 /// processes, through the runtime (its cgroup's freezer).
 pub fn pause(engine: &Engine, record: &Record, frozen: bool) -> Result<(), Error> {
     control::running(engine, record)?;
-    runtime::pause(engine.root.dir(), &record.id, frozen)
+    runtime::pause(engine.root.dir(), &record.id, frozen)?;
+    let action = if frozen { "pause" } else { "unpause" };
+    crate::events::emit(engine, record, action, &[]);
+    Ok(())
 }
 
 /// `berth diff`: what the container changed, from its writable layer: `A`

@@ -133,7 +133,9 @@ pub fn remove(engine: &Engine, record: &Record, force: bool) -> Result<(), Error
             continue;
         }
         clean_up(engine, &mut current)?;
-        return engine.containers.remove(&current.id);
+        engine.containers.remove(&current.id)?;
+        crate::events::emit(engine, &current, "destroy", &[]);
+        return Ok(());
     }
 }
 

@@ -111,8 +111,17 @@ pub fn render(template: &str, row: &Map<String, Value>) -> Result<String, Error>
 
 /// One `{{...}}`: `.Field`, `json .`, `json .Field`, `.Label "key"`.
 fn action(action: &str, row: &Map<String, Value>, template: &str) -> Result<String, Error> {
+    // `.Actor.Attributes.name`: a path into nested objects.
     let field = |name: &str| -> Result<&Value, Error> {
-        row.get(name).ok_or_else(|| {
+        let mut parts = name.split('.');
+        let first = parts.next().unwrap_or_default();
+        // A key missing below the first level prints nothing, as a map's
+        // missing key does in Docker's templates; a missing field is a typo.
+        let mut value = row.get(first);
+        for part in parts {
+            value = value.map(|v| v.get(part).unwrap_or(&Value::Null));
+        }
+        value.ok_or_else(|| {
             let known: Vec<&str> = row.keys().map(String::as_str).collect();
             Error::Other(format!(
                 "--format {template:?}: no field {name}; there are {}",
@@ -245,6 +254,8 @@ mod tests {
         assert_eq!(render("{{.Label \"team\"}}", &row()).unwrap(), "a");
         assert_eq!(render("{{.Labels}}", &row()).unwrap(), "team=a,tier=1");
         assert_eq!(render("{{json .Names}}", &row()).unwrap(), "\"web\"");
+        assert_eq!(render("{{.Labels.team}}", &row()).unwrap(), "a");
+        assert_eq!(render("{{.Labels.nope}}", &row()).unwrap(), "");
         assert!(
             render("{{json .}}", &row())
                 .unwrap()

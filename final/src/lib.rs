@@ -25,6 +25,7 @@ pub mod commands;
 pub mod control;
 pub mod copy;
 pub mod dockerfile;
+pub mod events;
 pub mod exec;
 pub mod format;
 pub mod guard;

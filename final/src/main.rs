@@ -217,6 +217,24 @@ enum Command {
         #[arg(value_name = "CONTAINER")]
         containers: Vec<String>,
     },
+    /// Show what happens to containers (create, start, die, destroy, pause,
+    /// unpause, rename), as it happens; with --until, up to then.
+    #[command(after_help = "Examples:\n  berth events --since 10m --until 0s\n  \
+                            berth events --filter event=die --format '{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}'")]
+    Events {
+        /// From this time: Unix seconds, or how long ago (30s, 10m, 2h).
+        #[arg(long, value_name = "TIME", value_parser = berth::events::parse_time)]
+        since: Option<u64>,
+        /// Up to this time, then stop (0s: now).
+        #[arg(long, value_name = "TIME", value_parser = berth::events::parse_time)]
+        until: Option<u64>,
+        /// Only events that match: container=, event=, image=, type=.
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// Print each as TEMPLATE says, e.g. '{{.Action}} {{.Actor.ID}}', or json.
+        #[arg(long, value_name = "TEMPLATE")]
+        format: Option<String>,
+    },
     /// Print berth's version, and the kernel's.
     Version,
     /// Show what berth sees: containers, images, cgroups, kernel, root.
@@ -658,6 +676,16 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             }
             None => berth::copy::export(&engine, &container, std::io::stdout().lock()).map(|()| 0),
         },
+        Command::Events {
+            since,
+            until,
+            filter,
+            format,
+        } => {
+            let filters = Filters::new(&filter, berth::events::FILTERS)?;
+            let format = Format::new(false, format.as_deref());
+            berth::events::show(&engine, since, until, &filters, &format).map(|()| 0)
+        }
         Command::Wait { containers } => {
             for key in &containers {
                 let record = engine.containers.find(key)?;

@@ -29,7 +29,7 @@ use crate::Engine;
 use crate::bundle::{self, EngineContainer};
 use crate::harden;
 use crate::record::{Plugged, Proc, Record, Spec, Status, now};
-use crate::{control, runtime, terminal, tiny};
+use crate::{control, events, runtime, terminal, tiny};
 
 /// What `berth run` prints its warnings as.
 const PROGRAM: &str = "berth";
@@ -59,6 +59,7 @@ pub fn create(engine: &Engine, name: Option<String>, spec: Spec) -> Result<Recor
     let id = hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?;
     let record = Record::new(id, name, spec);
     engine.containers.add(&record)?; // its directory and record, at once
+    events::emit(engine, &record, "create", &[]);
     Ok(record)
 }
 // ANCHOR_END: create
@@ -458,6 +459,7 @@ fn mark_running(
     running.state.runs += 1;
     engine.containers.save(&running)?;
     *record = running;
+    events::emit(engine, record, "start", &[]);
     Ok(())
 }
 
@@ -465,11 +467,17 @@ fn mark_running(
 /// as it went), then keep the record or remove the container. If something
 /// can't be removed, the record stays and lists it, for `berth rm`.
 fn finish(engine: &Engine, record: &mut Record, keep: bool) -> Result<(), Error> {
+    let code = record.state.exit_code.unwrap_or(0).to_string();
+    events::emit(engine, record, "die", &[("exitCode", code)]);
     let _lock = engine.containers.lock()?;
     control::clean_up(engine, record)?;
     match keep {
         true => engine.containers.save(record),
-        false => engine.containers.remove(&record.id),
+        false => {
+            engine.containers.remove(&record.id)?;
+            events::emit(engine, record, "destroy", &[]);
+            Ok(())
+        }
     }
 }
 // ANCHOR_END: execute

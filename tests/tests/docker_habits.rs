@@ -825,3 +825,74 @@ fn until_inside(lab: &Lab, what: &str, command: &[&str]) {
             .is_ok_and(|s| s.success())
     });
 }
+
+#[test]
+fn events_say_what_happened_to_containers() {
+    if !root_or_skip("events_say_what_happened_to_containers") {
+        return;
+    }
+    let lab = Lab::new();
+    // Someone watching from the start, for `start` events only.
+    let mut watcher = berth_tests::Running::new(
+        lab.berth()
+            .args([
+                "events",
+                "--filter",
+                "event=start",
+                "--format",
+                "{{.Actor.Attributes.name}}",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    lab.detach(&["--name", "ev", "--network", "none"], &["sleep", "600"]);
+    lab.ok(&["pause", "ev"]);
+    lab.ok(&["unpause", "ev"]);
+    lab.ok(&["rename", "ev", "ev2"]);
+    lab.ok(&["stop", "-t", "1", "ev2"]);
+    lab.ok(&["rm", "ev2"]);
+    let history = lab.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+    ]);
+    let lines: Vec<&str> = history.lines().map(str::trim_end).collect();
+    assert_eq!(
+        lines,
+        [
+            "create ev",
+            "start ev",
+            "pause ev",
+            "unpause ev",
+            "rename ev2",
+            "die ev2 143",
+            "destroy ev2"
+        ],
+        "{history}"
+    );
+    let default = lab.ok(&[
+        "events",
+        "--since",
+        "1h",
+        "--until",
+        "0s",
+        "--filter",
+        "event=die",
+    ]);
+    assert!(
+        default.contains(" container die ") && default.contains("exitCode=143"),
+        "{default}"
+    );
+    // The watcher saw the start as it happened.
+    use std::io::BufRead;
+    let mut seen = String::new();
+    std::io::BufReader::new(watcher.stdout.take().unwrap())
+        .read_line(&mut seen)
+        .unwrap();
+    assert_eq!(seen, "ev\n");
+}
