@@ -27,6 +27,9 @@
 #   tmux             the terminal the engine's -it test types into
 #   podman conmon containerd  real engines that drive berth-runtime in tests
 #   chromium         renders the book's pictures in the pictures test
+#   qemu-system-x86  the virtual machine of scripts/v2-vm, a cgroup v2 host in
+#                    which the tests replay the book's v2 sessions on v1 or
+#                    hybrid hosts (its kernel: berth_install_vm_kernel)
 
 # shellcheck disable=SC2034 # the lists are for the scripts that source this
 # The demo: build, a busybox rootfs, the stages, and the engine on an image.
@@ -36,7 +39,10 @@ BERTH_LAB_PACKAGES=(busybox-static libc6-dev gcc docker-registry skopeo umoci cu
     iproute2 nftables procps util-linux)
 # Everything scripts/test runs.
 BERTH_TEST_PACKAGES=(busybox-static libc6-dev gcc iproute2 iputils-ping procps util-linux
-    nftables docker-registry skopeo umoci curl tmux podman conmon containerd chromium)
+    nftables docker-registry skopeo umoci curl tmux podman conmon containerd chromium
+    qemu-system-x86)
+# scripts/v2-vm, a cgroup v2 host in a VM (and a kernel: berth_install_vm_kernel).
+BERTH_V2VM_PACKAGES=(qemu-system-x86 busybox-static)
 
 # The book's builder, pinned to the series the book is written for.
 BERTH_MDBOOK_VERSION=0.5.4
@@ -119,6 +125,7 @@ berth_has_equivalent() {
         nftables) command -v nft ;;
         conmon) command -v conmon || [ -x /usr/libexec/podman/conmon ] ;;
         chromium) command -v chromium || command -v chromium-browser ;;
+        qemu-system-x86) command -v qemu-system-x86_64 ;;
         *) command -v "$1" ;;
     esac >/dev/null 2>&1
 }
@@ -137,6 +144,7 @@ berth_package_provides() {
         docker-registry) echo "the CNCF distribution registry (registry or docker-registry)" ;;
         containerd) echo "containerd and ctr" ;;
         chromium) echo "a Chromium browser (chromium or chromium-browser)" ;;
+        qemu-system-x86) echo "qemu-system-x86_64" ;;
         *) echo "$1" ;;
     esac
 }
@@ -181,6 +189,45 @@ berth_install_packages() {
         apt-get -q -o DPkg::Lock::Timeout=600 update >&2
     berth_as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get -q -y -o DPkg::Lock::Timeout=600 install "${missing[@]}" >&2
+}
+
+# --- A kernel for scripts/v2-vm ------------------------------------------------
+# The kernel the VM boots: $BERTH_V2VM_KERNEL, else the host's own
+# (/boot/vmlinuz-$(uname -r)), else the newest in /boot. Prints its path;
+# fails when there is none. A host booted from outside (a VM whose kernel is
+# not in /boot, like the CI machine) uses a distribution kernel, which
+# berth_install_vm_kernel installs.
+berth_vm_kernel() {
+    local kernel=${BERTH_V2VM_KERNEL:-}
+    if [ -z "$kernel" ] && [ -f "/boot/vmlinuz-$(uname -r)" ]; then
+        kernel=/boot/vmlinuz-$(uname -r)
+    elif [ -z "$kernel" ]; then
+        kernel=$(find /boot -maxdepth 1 -name 'vmlinuz-*' 2>/dev/null | sort -V | tail -1)
+    fi
+    [ -n "$kernel" ] && [ -f "$kernel" ] && echo "$kernel"
+}
+
+berth_install_vm_kernel() {
+    berth_vm_kernel >/dev/null && return 0
+    if [ -n "${BERTH_V2VM_KERNEL:-}" ]; then
+        echo "berth: BERTH_V2VM_KERNEL=$BERTH_V2VM_KERNEL is not a file: point it at a vmlinuz, or unset it" >&2
+        exit 1
+    fi
+    local package=linux-image-amd64
+    if ! berth_is_debian_like; then
+        echo "berth: scripts/v2-vm needs a Linux kernel to boot, and /boot has none: install your distribution's kernel package, or set BERTH_V2VM_KERNEL=PATH to a vmlinuz" >&2
+        exit 1
+    fi
+    [[ $(. /etc/os-release 2>/dev/null && echo "${ID:-}") == ubuntu ]] && package=linux-image-generic
+    if [ "${BERTH_SETUP_DRY_RUN:-}" = 1 ]; then
+        berth_setup_say "would install a kernel for scripts/v2-vm (apt-get $package)"
+        return 0
+    fi
+    berth_setup_say "installing a kernel for scripts/v2-vm's VM ($package; the host keeps its own)"
+    berth_as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get -q -o DPkg::Lock::Timeout=600 update >&2
+    berth_as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get -q -y -o DPkg::Lock::Timeout=600 install --no-install-recommends "$package" >&2
 }
 
 # --- mdbook ------------------------------------------------------------------

@@ -34,6 +34,16 @@
 //! the tree lacks can't run there, and is listed as not replayed. On the CI
 //! host (hybrid, v2 offers only `hugetlb`) that is every v2 block needing
 //! `memory`, `cpu` or `pids`; on a v2 host every v2 block runs.
+//!
+//! So on a v1/hybrid host `cgroup_v2_transcripts_on_a_v2_only_kernel`
+//! replays them for real: `scripts/v2-vm` boots a kernel with
+//! `cgroup_no_v1=all` in a qemu VM that shares this machine's files, and
+//! there this same test binary runs `transcripts_match_real_runs` on the
+//! chapters that have v2 blocks (`BERTH_BOOK_CHAPTERS`), with
+//! `BERTH_BOOK_IN_V2_VM=1`: stage 03's `layout::detect` must say `Unified`,
+//! and every command of every v2 block must run and match. Emulated (no
+//! KVM, as on the CI machine) that takes about a minute; `BERTH_SKIP_V2_VM=1`
+//! skips it on purpose. On a v2 host there is nothing more to do.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,6 +54,14 @@ use stage01_chroot::rootfs::{DEFAULT_BUSYBOX, make_busybox_rootfs};
 use stage03_cgroups::layout::{self, Layout};
 
 const BOOK_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src");
+
+/// `BERTH_BOOK_CHAPTERS=ch03-cgroups.md,...`: replay only these chapters.
+const CHAPTERS_VAR: &str = "BERTH_BOOK_CHAPTERS";
+/// Set by `cgroup_v2_transcripts_on_a_v2_only_kernel` for the run it starts
+/// in the VM: there the host must be v2 and every v2 block must run.
+const IN_V2_VM_VAR: &str = "BERTH_BOOK_IN_V2_VM";
+/// `BERTH_SKIP_V2_VM=1` skips the VM on purpose (CI never sets it).
+const SKIP_V2_VM_VAR: &str = "BERTH_SKIP_V2_VM";
 
 struct Step {
     line: usize,
@@ -74,12 +92,23 @@ fn transcripts_match_real_runs() {
     if !root_or_skip("transcripts_match_real_runs") {
         return;
     }
-    let host_is_v2 = layout::detect().expect("the host's cgroup layout") == Layout::Unified;
+    let host_layout = layout::detect().expect("the host's cgroup layout");
+    let in_v2_vm = std::env::var_os(IN_V2_VM_VAR).is_some();
+    // The check the VM is there for: stage 03's own detection calls it v2.
+    assert!(
+        !in_v2_vm || host_layout == Layout::Unified,
+        "{IN_V2_VM_VAR} is set, but layout::detect() says {host_layout:?}, not Unified: the VM's \
+         /sys/fs/cgroup is not a cgroup2 tree"
+    );
+    let host_is_v2 = host_layout == Layout::Unified;
     let mut failures = Vec::new();
     let mut replayed = 0;
     let mut replayed_on_cgroup2 = 0;
+    // Commands of v2 blocks: how many the chapters have, how many ran.
+    let mut v2_commands = 0;
+    let mut v2_replayed = 0;
     let mut not_here = Vec::new();
-    for chapter in chapters() {
+    for chapter in chapters_to_replay() {
         let text = std::fs::read_to_string(&chapter).unwrap();
         let steps =
             transcript_steps(&text).unwrap_or_else(|e| panic!("{}: {e}", chapter.display()));
@@ -107,8 +136,12 @@ fn transcripts_match_real_runs() {
         if let Some(registry) = &registry {
             env.push(("REGISTRY".into(), registry.host()));
         }
+        v2_commands += steps.iter().filter(|s| is_v2(s)).count();
         let mut replay = |step: &Step, view: View| {
             replayed += 1;
+            if is_v2(step) {
+                v2_replayed += 1;
+            }
             let actual = run(&step.command, dir.path(), &env, view);
             if !matches(&step.expected, &actual) {
                 let on = match view {
@@ -131,10 +164,7 @@ fn transcripts_match_real_runs() {
         }
         remove_demo_cgroup(dir.path(), View::Host);
         // A v1/hybrid host: the v2 blocks on a cgroup2 tree of their own.
-        let v2_blocks: Vec<&Step> = steps
-            .iter()
-            .filter(|s| !host_is_v2 && s.variant.as_ref().is_some_and(|v| v.v2))
-            .collect();
+        let v2_blocks: Vec<&Step> = steps.iter().filter(|s| !host_is_v2 && is_v2(s)).collect();
         if !v2_blocks.is_empty() {
             let free = controllers_free_for_v2(dir.path());
             for step in v2_blocks {
@@ -166,6 +196,7 @@ fn transcripts_match_real_runs() {
         "{replayed} transcript commands replayed, {replayed_on_cgroup2} of them on a cgroup2 \
          tree mounted for them"
     );
+    eprintln!("{v2_replayed} of the {v2_commands} commands of cgroup v2 blocks were replayed");
     if !not_here.is_empty() {
         eprintln!(
             "not replayed: {} cgroup v2 commands, as the controllers they need are bound to \
@@ -174,6 +205,90 @@ fn transcripts_match_real_runs() {
             not_here.join(", ")
         );
     }
+    if in_v2_vm {
+        let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers");
+        eprintln!(
+            "in the v2 VM: layout::detect() says {host_layout:?}; /sys/fs/cgroup offers: {}",
+            controllers.unwrap_or_default().trim()
+        );
+        assert!(
+            v2_commands > 0 && v2_replayed == v2_commands && not_here.is_empty(),
+            "in the v2 VM every command of a cgroup v2 block must run: {v2_replayed} of \
+             {v2_commands} did"
+        );
+    }
+}
+
+/// The v2 blocks on a real cgroup v2 host, when this one is v1 or hybrid:
+/// `scripts/v2-vm` boots a kernel with `cgroup_no_v1=all` in a VM that
+/// shares this machine's files, and this same test binary replays there,
+/// with `transcripts_match_real_runs`, each chapter that has v2 blocks.
+/// There every controller is in the cgroup2 tree, so every v2 block must
+/// run, and match.
+#[test]
+fn cgroup_v2_transcripts_on_a_v2_only_kernel() {
+    let test = "cgroup_v2_transcripts_on_a_v2_only_kernel";
+    if !root_or_skip(test) {
+        return;
+    }
+    if std::env::var(SKIP_V2_VM_VAR).is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED {test}: {SKIP_V2_VM_VAR}=1");
+        return;
+    }
+    if layout::detect().expect("the host's cgroup layout") == Layout::Unified {
+        eprintln!(
+            "{test}: this host is cgroup v2, so transcripts_match_real_runs has replayed the \
+             v2 blocks here; no VM needed"
+        );
+        return;
+    }
+    let with_v2_blocks: Vec<String> = chapters()
+        .iter()
+        .filter(|c| {
+            std::fs::read_to_string(c)
+                .unwrap()
+                .contains("<!-- transcript: cgroup v2")
+        })
+        .map(|c| c.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !with_v2_blocks.is_empty(),
+        "no chapter has a cgroup v2 block"
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/v2-vm");
+    let started = std::time::Instant::now();
+    // The VM's own time limit: a kernel that hangs must not hang the tests.
+    let output = Command::new("timeout")
+        .args(["--kill-after=10", "600"])
+        .arg(&script)
+        .arg("env")
+        .arg(format!("{CHAPTERS_VAR}={}", with_v2_blocks.join(",")))
+        .arg(format!("{IN_V2_VM_VAR}=1"))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "transcripts_match_real_runs", "--nocapture"])
+        // Fail, rather than install, when qemu or a kernel is missing: what
+        // the tests need, scripts/test installs.
+        .env("BERTH_V2VM_NO_INSTALL", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && printed.contains("test result: ok. 1 passed"),
+        "replaying {} in a cgroup v2 VM failed ({}); set {SKIP_V2_VM_VAR}=1 to skip this \
+         test on purpose. The VM printed:\n{printed}",
+        with_v2_blocks.join(", "),
+        output.status
+    );
+    eprintln!(
+        "{test}: {} replayed in a cgroup v2 VM in {:.0?}:\n{printed}",
+        with_v2_blocks.join(", "),
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -269,6 +384,34 @@ fn has_marker(code: &str, kind: &str, anchor: &str) -> bool {
         line.split_once(&marker)
             .is_some_and(|(_, after)| !after.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
     })
+}
+
+/// Is this step from a block written for a cgroup v2 host?
+fn is_v2(step: &Step) -> bool {
+    step.variant.as_ref().is_some_and(|v| v.v2)
+}
+
+/// The chapters `transcripts_match_real_runs` replays: all of them, or
+/// those `BERTH_BOOK_CHAPTERS` names (file names, comma separated).
+fn chapters_to_replay() -> Vec<PathBuf> {
+    let Ok(wanted) = std::env::var(CHAPTERS_VAR) else {
+        return chapters();
+    };
+    let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
+    let chosen: Vec<PathBuf> = chapters()
+        .into_iter()
+        .filter(|c| {
+            wanted
+                .iter()
+                .any(|w| c.file_name().is_some_and(|n| n == *w))
+        })
+        .collect();
+    assert_eq!(
+        chosen.len(),
+        wanted.len(),
+        "{CHAPTERS_VAR}={wanted:?} names a chapter that is not in {BOOK_SRC}"
+    );
+    chosen
 }
 
 fn chapters() -> Vec<PathBuf> {
