@@ -318,6 +318,7 @@ fn run_step(
         rootfs: &dirs.merged,
         root_mount: &overlay_mount(&layers, &dirs)?,
         binds: &[],
+        mounts: &[],
         keep: harden::capabilities(&[], &[])?,
         limits: Default::default(),
         privileged: false,

@@ -11,6 +11,7 @@ use berth::build::{BuildOptions, build};
 use berth::exec::{ExecOptions, exec};
 use berth::record::Spec;
 use berth::run::{self, Ready};
+use berth::volume::{self, MountArgs, VolumeCommand};
 use berth::{Engine, control, show};
 use clap::{Parser, Subcommand};
 use nix::sys::signal::Signal;
@@ -94,6 +95,9 @@ enum Command {
         /// Kill running ones first.
         #[arg(short, long)]
         force: bool,
+        /// Remove their anonymous volumes too (named ones stay).
+        #[arg(short, long)]
+        volumes: bool,
         #[arg(value_name = "CONTAINER", required = true)]
         containers: Vec<String>,
     },
@@ -109,6 +113,9 @@ enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Manage volumes: data that outlives a container.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// (internal) Wait for a detached container; started by `run -d`.
     #[command(hide = true)]
     Monitor {
@@ -159,6 +166,8 @@ struct EngineRunArgs {
     /// but what --cap-add names.
     #[arg(long = "cap-drop", value_name = "CAP", value_parser = berth::harden::parse_capability)]
     cap_drop: Vec<String>,
+    #[command(flatten)]
+    mounts: MountArgs,
     #[command(flatten)]
     userns: UserNsArgs,
     #[command(flatten)]
@@ -276,8 +285,12 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         Command::Kill { signal, containers } => for_each(&engine, &containers, |record| {
             control::signal(&engine, record, signal)
         }),
-        Command::Rm { force, containers } => for_each(&engine, &containers, |record| {
-            control::remove(&engine, record, force)
+        Command::Rm {
+            force,
+            volumes,
+            containers,
+        } => for_each(&engine, &containers, |record| {
+            control::remove(&engine, record, force, volumes)
         }),
         Command::Build(args) => {
             let options = BuildOptions {
@@ -295,6 +308,7 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
         }
         Command::Image(command) => image_command(&engine.root, command, "berth"),
         Command::Network(command) => network_command(&engine.networks, command),
+        Command::Volume(command) => volume::command(&engine, command),
     }
 }
 
@@ -334,6 +348,7 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
         userns: args.userns.userns,
+        mounts: args.mounts.into_mounts(),
     };
     let record = run::create(engine, args.name, spec)?;
     if args.detach {

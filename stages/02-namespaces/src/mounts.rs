@@ -452,7 +452,7 @@ impl MountPoint {
         if existing.is_some_and(|st| is(st, libc::S_IFLNK)) {
             if !bind {
                 return Err(refuse(format!(
-                    "goes through a symlink in the image ({})",
+                    "is a symlink in the image ({}): only a bind mount replaces one",
                     last.to_string_lossy()
                 )));
             }
