@@ -38,7 +38,7 @@ use stage05_networks::network::DEFAULT_NETWORK;
                   (default 32g); a bigger layer is refused as a possible decompression bomb"
 )]
 struct Cli {
-    /// Directory for all state: images, layers, containers, networks.
+    /// Directory for all state: images, layers, containers, networks, volumes.
     #[arg(long, global = true, env = "BERTH_ROOT", default_value = DEFAULT_ROOT, value_name = "DIR")]
     root: PathBuf,
 
