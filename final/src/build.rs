@@ -295,7 +295,8 @@ impl State {
     }
 }
 
-/// ENV, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, LABEL: the config changes.
+/// ENV, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, LABEL, VOLUME: the config
+/// changes.
 fn configure(state: &mut State, instruction: &Instruction, vars: &mut BTreeMap<String, String>) {
     let cmd_set_here = state.cmd_set_here;
     let config = state.container_config();
@@ -340,6 +341,13 @@ fn configure(state: &mut State, instruction: &Instruction, vars: &mut BTreeMap<S
             let labels = config.labels.get_or_insert_with(BTreeMap::new);
             for (key, value) in pairs {
                 labels.insert(substitute(key, vars), substitute(value, vars));
+            }
+        }
+        Instruction::Volume(dirs) => {
+            // Checked when a container is made from the image (`volume`).
+            let volumes = config.volumes.get_or_insert_with(BTreeMap::new);
+            for dir in dirs {
+                volumes.insert(substitute(dir, vars), serde_json::json!({}));
             }
         }
         Instruction::From(_)
@@ -399,6 +407,7 @@ fn run_step(
         rootfs: &dirs.merged,
         root_mount: &overlay_mount(&layers, &dirs)?,
         binds: &[],
+        mounts: &[],
         keep: harden::capabilities(&[], &[])?,
         limits: Default::default(),
         privileged: false,

@@ -40,6 +40,9 @@ pub struct EngineContainer<'a> {
     pub root_mount: &'a RootMount,
     /// Host files bound over files inside (`/etc/hosts`...).
     pub binds: &'a [(PathBuf, PathBuf)],
+    /// The user's mounts, by destination, as the spec lists them
+    /// (`volume::oci_mounts`): volumes, bind mounts, tmpfs.
+    pub mounts: &'a [(PathBuf, Value)],
     /// The capabilities it keeps (see `harden::capabilities`).
     pub keep: CapsHashSet,
     /// `--memory`, `--cpus`, `--pids-limit`.
@@ -78,12 +81,29 @@ pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
         .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
         .collect();
     let mut mounts = kernel_mounts();
-    for (source, destination) in container.binds {
-        mounts.push(json!({
-            "destination": destination, "type": "bind", "source": source,
-            "options": ["rbind", "nosuid", "nodev"],
-        }));
-    }
+    // Berth's files and the user's mounts, a parent before what goes in it
+    // (a volume at /etc before /etc/hosts, bound into it), as Docker sorts
+    // them; where the user mounts something, berth's own file stays out.
+    let mut above_the_image: Vec<(&Path, Value)> = container
+        .binds
+        .iter()
+        .filter(|(_, destination)| !container.mounts.iter().any(|(d, _)| d == destination))
+        .map(|(source, destination)| {
+            let bind = json!({
+                "destination": destination, "type": "bind", "source": source,
+                "options": ["rbind", "nosuid", "nodev"],
+            });
+            (destination.as_path(), bind)
+        })
+        .chain(
+            container
+                .mounts
+                .iter()
+                .map(|(d, m)| (d.as_path(), m.clone())),
+        )
+        .collect();
+    above_the_image.sort_by_key(|(destination, _)| destination.components().count());
+    mounts.extend(above_the_image.into_iter().map(|(_, mount)| mount));
     let mut namespaces: Vec<Value> = ["pid", "network", "ipc", "uts", "mount", "cgroup"]
         .iter()
         .map(|kind| json!({"type": kind}))

@@ -398,7 +398,7 @@ pub fn prune(engine: &Engine, force: bool, all_images: bool) -> Result<(), Error
     }
     for record in engine.containers.list()? {
         if !record.monitor_alive() {
-            control::remove(engine, &record, false)?;
+            control::remove(engine, &record, false, false)?;
             println!("Deleted container: {}", record.id);
         }
     }

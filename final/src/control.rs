@@ -113,9 +113,10 @@ pub fn signal(engine: &Engine, record: &Record, signal: Signal) -> Result<(), Er
 }
 
 /// Remove a container: its record, log and writable layer, and whatever its
-/// last run left on the host. A running one (or one still starting) only
-/// with `force`, which kills it first.
-pub fn remove(engine: &Engine, record: &Record, force: bool) -> Result<(), Error> {
+/// last run left on the host; with `volumes`, its anonymous volumes too
+/// (`rm -v`). A running one (or one still starting) only with `force`,
+/// which kills it first.
+pub fn remove(engine: &Engine, record: &Record, force: bool, volumes: bool) -> Result<(), Error> {
     let mut seen = record.clone();
     loop {
         if seen.monitor_alive() {
@@ -124,7 +125,7 @@ pub fn remove(engine: &Engine, record: &Record, force: bool) -> Result<(), Error
             }
             kill_now(engine, &seen)?;
         }
-        let _lock = engine.containers.lock()?;
+        let lock = engine.containers.lock()?;
         let Some(mut current) = engine.containers.get(&record.id)? else {
             return Ok(()); // its monitor removed it meanwhile (--rm)
         };
@@ -135,7 +136,10 @@ pub fn remove(engine: &Engine, record: &Record, force: bool) -> Result<(), Error
         clean_up(engine, &mut current)?;
         engine.containers.remove(&current.id)?;
         crate::events::emit(engine, &current, "destroy", &[]);
-        return Ok(());
+        return match volumes {
+            true => crate::volume::remove_anonymous(engine, &current, &lock),
+            false => Ok(()),
+        };
     }
 }
 

@@ -39,6 +39,8 @@ pub enum Instruction {
     Entrypoint(Vec<String>),
     Expose(Vec<String>),
     Label(Vec<(String, String)>),
+    /// Directories that get a volume of their own in every container.
+    Volume(Vec<String>),
 }
 
 /// The instructions of a Dockerfile, in order; the first must be FROM.
@@ -197,10 +199,17 @@ fn instruction(keyword: &str, rest: &str) -> Result<Instruction, String> {
             needs("a port")?;
             Instruction::Expose(rest.split_whitespace().map(String::from).collect())
         }
+        "VOLUME" => {
+            needs("a directory")?;
+            Instruction::Volume(match json_array(rest) {
+                Some(dirs) => dirs,
+                None => rest.split_whitespace().map(String::from).collect(),
+            })
+        }
         other => {
             return Err(format!(
                 "{other} is not an instruction berth builds (it knows FROM, RUN, COPY, ADD, ENV, \
-                 ARG, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, LABEL)"
+                 ARG, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, LABEL, VOLUME)"
             ));
         }
     })
@@ -329,7 +338,8 @@ mod tests {
         let steps = parse(
             "# a comment\nARG BASE=busybox\nFROM $BASE\n\nRUN echo one && \\\n    echo two\n\
              CMD [\"httpd\", \"-f\"]\nENTRYPOINT /bin/sh\nCOPY a b /dest/\n\
-             ENV A=1 B=\"two words\"\nENV OLD style value\nlabel version=1\nEXPOSE 80 53/udp\n",
+             ENV A=1 B=\"two words\"\nENV OLD style value\nlabel version=1\nEXPOSE 80 53/udp\n\
+             VOLUME /data /logs\nVOLUME [\"/srv\"]\n",
         )
         .unwrap();
         let instructions: Vec<_> = steps.iter().map(|s| s.instruction.clone()).collect();
@@ -359,6 +369,8 @@ mod tests {
                 Instruction::Env(vec![("OLD".into(), "style value".into())]),
                 Instruction::Label(vec![("version".into(), "1".into())]),
                 Instruction::Expose(vec!["80".into(), "53/udp".into()]),
+                Instruction::Volume(vec!["/data".into(), "/logs".into()]),
+                Instruction::Volume(vec!["/srv".into()]),
             ]
         );
         assert_eq!(steps[2].line, 5);

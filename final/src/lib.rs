@@ -15,6 +15,8 @@
 //! - [`exec`]: one more process inside a running container;
 //! - [`show`]: `ps`, `logs`, `inspect`;
 //! - [`control`]: `stop`, `kill`, `rm`;
+//! - [`volume`]: bind mounts, volumes and tmpfs, data that outlives a
+//!   container;
 //! - [`build`]: images from a [`dockerfile`], each step a [`layer`];
 //! - [`runtime`]: the OCI runtime commands of `berth-runtime`, for
 //!   bundles, which `run` and `build` drive too.
@@ -41,6 +43,7 @@ pub mod show;
 pub mod status;
 pub mod terminal;
 pub mod tiny;
+pub mod volume;
 
 use std::path::Path;
 
@@ -49,12 +52,14 @@ use stage04_images::root::Root;
 use stage05_networks::network::Networks;
 
 use crate::record::Containers;
+use crate::volume::Volumes;
 
 /// The engine's state, all under one root directory.
 pub struct Engine {
     pub root: Root,
     pub containers: Containers,
     pub networks: Networks,
+    pub volumes: Volumes,
 }
 
 impl Engine {
@@ -62,10 +67,12 @@ impl Engine {
         let root = Root::open(dir)?;
         let networks = Networks::open(root.dir())?;
         let containers = Containers::open(&root);
+        let volumes = Volumes::open(root.dir());
         Ok(Engine {
             root,
             containers,
             networks,
+            volumes,
         })
     }
 }

@@ -12,6 +12,7 @@ use berth::exec::{ExecOptions, exec};
 use berth::format::{Filters, Format};
 use berth::record::Spec;
 use berth::run::{self, Ready};
+use berth::volume::{self, MountArgs, VolumeCommand};
 use berth::{Engine, commands, control, show};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use nix::sys::signal::Signal;
@@ -37,7 +38,7 @@ use stage05_networks::network::DEFAULT_NETWORK;
                   (default 32g); a bigger layer is refused as a possible decompression bomb"
 )]
 struct Cli {
-    /// Directory for all state: images, layers, containers, networks.
+    /// Directory for all state: images, layers, containers, networks, volumes.
     #[arg(long, global = true, env = "BERTH_ROOT", default_value = DEFAULT_ROOT, value_name = "DIR")]
     root: PathBuf,
 
@@ -108,6 +109,9 @@ enum Command {
         /// Kill running ones first.
         #[arg(short, long)]
         force: bool,
+        /// Remove their anonymous volumes too (named ones stay).
+        #[arg(short, long)]
+        volumes: bool,
         #[arg(value_name = "CONTAINER", required = true)]
         containers: Vec<String>,
     },
@@ -255,6 +259,9 @@ enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommands),
+    /// Manage volumes: data that outlives a container.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// (internal) Wait for a detached container; started by `run -d`.
     #[command(hide = true)]
     Monitor {
@@ -342,6 +349,8 @@ struct EngineRunArgs {
     /// but what --cap-add names.
     #[arg(long = "cap-drop", value_name = "CAP", value_parser = berth::harden::parse_capability)]
     cap_drop: Vec<String>,
+    #[command(flatten)]
+    mounts: MountArgs,
     #[command(flatten)]
     userns: UserNsArgs,
     #[command(flatten)]
@@ -589,8 +598,12 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
         Command::Kill { signal, containers } => for_each(&engine, &containers, |record| {
             control::signal(&engine, record, signal)
         }),
-        Command::Rm { force, containers } => for_each(&engine, &containers, |record| {
-            control::remove(&engine, record, force)
+        Command::Rm {
+            force,
+            volumes,
+            containers,
+        } => for_each(&engine, &containers, |record| {
+            control::remove(&engine, record, force, volumes)
         }),
         Command::Build(args) => {
             let options = BuildOptions {
@@ -723,6 +736,7 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
         Command::System(SystemCommand::Prune { all, force }) => {
             commands::prune(&engine, force, all).map(|()| 0)
         }
+        Command::Volume(command) => volume::command(&engine, command),
     }
 }
 
@@ -764,6 +778,7 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         cap_add: args.cap_add,
         cap_drop: args.cap_drop,
         userns: args.userns.userns,
+        mounts: args.mounts.into_mounts(),
         extras,
     };
     let record = run::create(engine, args.name, spec)?;

@@ -79,6 +79,10 @@ pub struct Spec {
     /// `--userns`: root inside is an unprivileged user of the host's.
     #[serde(default)]
     pub userns: bool,
+    /// `-v`, `--mount`, `--tmpfs` and the image's VOLUMEs, each anonymous
+    /// volume by the name it was given (see `volume`).
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::Mount>,
     /// The rest of Docker's `run` options (all optional).
     #[serde(default, flatten)]
     pub extras: Extras,

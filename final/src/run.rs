@@ -29,7 +29,7 @@ use crate::Engine;
 use crate::bundle::{self, EngineContainer};
 use crate::harden;
 use crate::record::{Plugged, Proc, Record, Spec, Status, now};
-use crate::{control, events, runtime, terminal, tiny};
+use crate::{control, events, runtime, terminal, tiny, volume};
 
 /// What `berth run` prints its warnings as.
 const PROGRAM: &str = "berth";
@@ -37,13 +37,26 @@ const PROGRAM: &str = "berth";
 // ANCHOR: create
 /// Check everything that can be checked, then make the container: its
 /// directory and its record, under the containers' lock (names are unique).
-pub fn create(engine: &Engine, name: Option<String>, spec: Spec) -> Result<Record, Error> {
+pub fn create(engine: &Engine, name: Option<String>, mut spec: Spec) -> Result<Record, Error> {
     check_stdio(&spec)?;
     let network = network_of(engine, &spec)?;
     publish_of(&spec, network.as_ref())?;
-    Image::open(&engine.root.store()?, &spec.image)?;
+    let store = engine.root.store()?;
+    let image = Image::open(&store, &spec.image)?;
+    // Its mounts, checked, and new volumes made aside (see `volume`).
+    let image_volumes: Vec<String> = image
+        .config
+        .config
+        .as_ref()
+        .and_then(|c| c.volumes.as_ref())
+        .map(|v| v.keys().cloned().collect())
+        .unwrap_or_default();
+    let layers = || image.unpacked_layers(&store, &engine.root.layers());
+    let mounts = std::mem::take(&mut spec.mounts);
+    let planned = volume::plan(engine, mounts, &image_volumes, layers, spec.userns)?;
+    spec.mounts = planned.mounts.clone();
 
-    let _lock = engine.containers.lock()?;
+    let lock = engine.containers.lock()?;
     if let Some(name) = &name
         && let Some(owner) = engine
             .containers
@@ -58,7 +71,10 @@ pub fn create(engine: &Engine, name: Option<String>, spec: Spec) -> Result<Recor
     }
     let id = hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?;
     let record = Record::new(id, name, spec);
-    engine.containers.add(&record)?; // its directory and record, at once
+    let made = planned.make(engine, &lock)?; // its volumes, in place
+    if let Err(err) = engine.containers.add(&record) {
+        return Err(made.undo(engine, err)); // its directory and record, at once
+    }
     events::emit(engine, &record, "create", &[]);
     Ok(record)
 }
@@ -140,8 +156,9 @@ pub fn execute(engine: &Engine, mut record: Record, mut ready: Ready) -> Result<
         Err(err) => {
             ready.tell(&err.to_string());
             if first_run {
-                // Unless another monitor runs it (then this fails).
-                let _ = control::remove(engine, &record, false);
+                // Unless another monitor runs it (then this fails). Its
+                // anonymous volumes go with it: nobody can name them.
+                let _ = control::remove(engine, &record, false, true);
             }
             return Err(err);
         }
@@ -279,6 +296,7 @@ fn run_container(
     files.write(&hostname)?;
     files.add(&spec.extras.add_hosts, &spec.extras.dns)?;
     let limits = spec.limits();
+    let mounts = volume::oci_mounts(engine, &spec.mounts, user_map)?;
     let config = bundle::spec_of(&EngineContainer {
         id: &id,
         process: &process,
@@ -287,6 +305,7 @@ fn run_container(
         rootfs: &dirs.merged,
         root_mount: &overlay_mount(&layers, &dirs)?,
         binds: &files.binds(),
+        mounts: &mounts,
         keep: harden::capabilities(&spec.cap_add, &spec.cap_drop)?,
         limits,
         privileged: spec.privileged,
@@ -469,14 +488,15 @@ fn mark_running(
 fn finish(engine: &Engine, record: &mut Record, keep: bool) -> Result<(), Error> {
     let code = record.state.exit_code.unwrap_or(0).to_string();
     events::emit(engine, record, "die", &[("exitCode", code)]);
-    let _lock = engine.containers.lock()?;
+    let lock = engine.containers.lock()?;
     control::clean_up(engine, record)?;
     match keep {
         true => engine.containers.save(record),
+        // `--rm` takes its anonymous volumes along, as Docker's does.
         false => {
             engine.containers.remove(&record.id)?;
             events::emit(engine, record, "destroy", &[]);
-            Ok(())
+            volume::remove_anonymous(engine, record, &lock)
         }
     }
 }
@@ -492,7 +512,7 @@ pub fn detach(engine: &Engine, record: &Record) -> Result<(), Error> {
         // The monitor removes a new container that never ran; if the
         // monitor never ran, or was killed, that is up to us (it has exited
         // by now).
-        if let Err(err) = control::remove(engine, record, false) {
+        if let Err(err) = control::remove(engine, record, false, true) {
             eprintln!("{PROGRAM}: warning: {err}");
         }
     }

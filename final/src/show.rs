@@ -268,11 +268,13 @@ fn copy_new(log: &mut File, out: &mut impl Write) -> std::io::Result<()> {
 
 /// The record as JSON, like `docker inspect` (in berth's own shape), with
 /// what the runtime knows of its processes while it has them: `state.init`
-/// (PID 1 inside, as the host sees it) and `state.cgroups`.
+/// (PID 1 inside, as the host sees it) and `state.cgroups`; and its mounts
+/// in Docker's shape (`Mounts`).
 pub fn inspect(engine: &Engine, record: &Record) -> Result<(), Error> {
     let encode =
         |e: serde_json::Error| Error::Other(format!("encode the record of {}: {e}", record.id));
     let mut value = serde_json::to_value(record).map_err(encode)?;
+    value["Mounts"] = crate::volume::inspect_mounts(engine, &record.spec.mounts);
     if let Some(processes) = crate::runtime::processes_of(engine.root.dir(), &record.id)? {
         value["state"]["init"] = serde_json::to_value(processes.init).map_err(encode)?;
         value["state"]["cgroups"] = serde_json::to_value(processes.cgroups).map_err(encode)?;

@@ -10,8 +10,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::unistd::{chdir, pivot_root};
+use nix::sys::stat::{Mode, fstatat, mkdirat};
+use nix::unistd::{UnlinkatFlags, chdir, pivot_root, unlinkat};
 use stage01_chroot::Error;
 
 use crate::namespaces::RootMount;
@@ -276,8 +278,9 @@ fn mount_option(option: &str) -> Option<MountOption> {
 /// Make each listed mount, in order; then, if /dev is among them, the
 /// devices every container gets.
 fn mount_listed(rootfs: &Path, listed: &[ListedMount]) -> Result<(), Error> {
+    let root = open_path(None, rootfs.as_os_str(), OFlag::O_DIRECTORY)
+        .map_err(|e| Error::io("open the root", rootfs, e.into()))?;
     for m in listed {
-        let target = inside_root(rootfs, &m.destination, m.fstype.is_none())?;
         let fail = |err: Errno| {
             Error::Other(format!(
                 "mount {} on {}: {err}",
@@ -285,10 +288,30 @@ fn mount_listed(rootfs: &Path, listed: &[ListedMount]) -> Result<(), Error> {
                 m.destination.display()
             ))
         };
-        match &m.fstype {
-            None => bind_listed(m, &target).map_err(fail)?,
-            Some(fstype) => {
-                make_dir(&target)?;
+        // A bind mount's source is the host's, named by whoever wrote the
+        // spec (a symlink there is followed, as the host sees it): opened
+        // once, and mounted from that descriptor.
+        let source = match &m.fstype {
+            None => Some(
+                openat(
+                    nix::fcntl::AT_FDCWD,
+                    &m.source,
+                    OFlag::O_PATH | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(fail)?,
+            ),
+            Some(_) => None,
+        };
+        let kind = match &source {
+            Some(source) if !is(nix::sys::stat::fstat(source).map_err(fail)?, libc::S_IFDIR) => {
+                Point::File
+            }
+            _ => Point::Dir,
+        };
+        let point = MountPoint::make(&root, &m.destination, kind, source.is_some())?;
+        let mounted = match (&m.fstype, &source) {
+            (Some(fstype), _) => {
                 // The spec's "cgroup" is the unified hierarchy here, seen
                 // through the container's cgroup namespace.
                 let fstype = if fstype == "cgroup" {
@@ -297,10 +320,15 @@ fn mount_listed(rootfs: &Path, listed: &[ListedMount]) -> Result<(), Error> {
                     fstype.as_str()
                 };
                 let data = (!m.data.is_empty()).then_some(m.data.as_str());
+                let target = fd_path(&point.fd);
                 mount(Some(&m.source), &target, Some(fstype), m.flags, data).map_err(fail)?;
+                point.mounted(None).map_err(fail)?
             }
-        }
+            (None, Some(source)) => bind_listed(m, &point, source).map_err(fail)?,
+            (None, None) => unreachable!("a bind mount has its source open"),
+        };
         if !m.propagation.is_empty() {
+            let target = fd_path(&mounted);
             mount(
                 None::<&str>,
                 &target,
@@ -317,68 +345,193 @@ fn mount_listed(rootfs: &Path, listed: &[ListedMount]) -> Result<(), Error> {
     Ok(())
 }
 
-/// A bind mount: the target made as a directory or a file like its source,
+/// A bind mount, from the source's descriptor onto the mount point's;
 /// then, since the kernel ignores them on the first call, its flags (`ro`,
-/// `nosuid`...) by a remount.
-fn bind_listed(m: &ListedMount, target: &Path) -> Result<(), Errno> {
-    let source_is_dir = std::fs::metadata(&m.source)
-        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT)))?
-        .is_dir();
-    match source_is_dir {
-        true => std::fs::create_dir_all(target),
-        false => {
-            let parent = target.parent().unwrap_or(target);
-            std::fs::create_dir_all(parent).and_then(|()| match target.exists() {
-                true => Ok(()),
-                false => std::fs::write(target, b""),
-            })
-        }
-    }
-    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+/// `nosuid`...) by a remount of what was just mounted there.
+fn bind_listed(m: &ListedMount, point: &MountPoint, source: &OwnedFd) -> Result<OwnedFd, Errno> {
     let recursive = m.flags & MsFlags::MS_REC;
     mount(
-        Some(&m.source),
-        target,
+        Some(&fd_path(source)),
+        &fd_path(&point.fd),
         None::<&str>,
         MsFlags::MS_BIND | recursive,
         None::<&str>,
     )?;
+    let mounted = point.mounted(Some(source))?;
     let rest = m.flags - MsFlags::MS_BIND - MsFlags::MS_REC;
     if !rest.is_empty() {
         let remount = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | rest;
-        mount(None::<&str>, target, None::<&str>, remount, None::<&str>)?;
+        mount(
+            None::<&str>,
+            &fd_path(&mounted),
+            None::<&str>,
+            remount,
+            None::<&str>,
+        )?;
     }
-    Ok(())
+    Ok(mounted)
 }
 
-/// `destination` below `rootfs`, refusing a path whose existing parts
-/// include a symlink: we haven't pivoted yet, so a symlink in the image
-/// would resolve against the host's root.
-/// A bind mount may land on a symlink itself (an image's /etc/resolv.conf
-/// often is one): the link is replaced, never followed.
-fn inside_root(rootfs: &Path, destination: &Path, bind: bool) -> Result<PathBuf, Error> {
-    let mut path = rootfs.to_path_buf();
-    let parts: Vec<_> = destination.components().skip(1).collect();
-    for (i, part) in parts.iter().enumerate() {
-        if part.as_os_str() == ".." {
-            return Err(Error::Other(format!(
-                "mount destination {} climbs out with ..",
+/// What a mount point must be: a directory, or a file (to bind a file on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Point {
+    Dir,
+    File,
+}
+
+/// A mount point below the new root, held by descriptors: the directory
+/// it is in, and itself.
+///
+/// We haven't pivoted yet, so a symlink in the image would resolve against
+/// the host's root; and a directory that another container shares (a
+/// volume) can change under us while we look. So the destination is never
+/// looked up as a path: we walk it from the root one name at a time with
+/// `O_NOFOLLOW`, making what is missing, and mount onto the descriptor we
+/// end with (through `/proc/self/fd`), as runc does since CVE-2021-30465.
+/// A symlink on the way is refused; a bind mount may land on a symlink
+/// itself (an image's /etc/resolv.conf often is one): the link is
+/// replaced, never followed.
+struct MountPoint {
+    parent: OwnedFd,
+    name: std::ffi::OsString,
+    fd: OwnedFd,
+}
+
+impl MountPoint {
+    fn make(
+        root: &OwnedFd,
+        destination: &Path,
+        kind: Point,
+        bind: bool,
+    ) -> Result<MountPoint, Error> {
+        let refuse = |why: String| {
+            Error::Other(format!(
+                "mount destination {} {why}; refusing it",
                 destination.display()
+            ))
+        };
+        let io = |what: &str, name: &std::ffi::OsStr, err: Errno| {
+            Error::Other(format!(
+                "mount destination {}: {what} {}: {err}",
+                destination.display(),
+                name.to_string_lossy()
+            ))
+        };
+        let mut names = Vec::new();
+        for part in destination.components().skip(1) {
+            match part {
+                std::path::Component::Normal(name) => names.push(name.to_os_string()),
+                std::path::Component::ParentDir => {
+                    return Err(refuse("climbs out with ..".into()));
+                }
+                _ => {}
+            }
+        }
+        let Some(last) = names.pop() else {
+            return Err(refuse("is the root itself".into()));
+        };
+        let mut dir = dup_fd(root).map_err(|e| io("open", "/".as_ref(), e))?;
+        for name in &names {
+            let is_link = fstatat(&dir, name.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| is(st, libc::S_IFLNK));
+            if is_link {
+                return Err(refuse(format!(
+                    "goes through a symlink in the image ({})",
+                    name.to_string_lossy()
+                )));
+            }
+            match mkdirat(&dir, name.as_os_str(), Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(io("create directory", name, e)),
+            }
+            // A symlink swapped in since we looked fails here (ENOTDIR).
+            dir = open_path(Some(&dir), name, OFlag::O_DIRECTORY)
+                .map_err(|e| io("open directory", name, e))?;
+        }
+        let existing = fstatat(&dir, last.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW).ok();
+        if existing.is_some_and(|st| is(st, libc::S_IFLNK)) {
+            if !bind {
+                return Err(refuse(format!(
+                    "is a symlink in the image ({}): only a bind mount replaces one",
+                    last.to_string_lossy()
+                )));
+            }
+            unlinkat(&dir, last.as_os_str(), UnlinkatFlags::NoRemoveDir)
+                .map_err(|e| io("replace the symlink", &last, e))?;
+        }
+        let made = match kind {
+            Point::Dir => mkdirat(&dir, last.as_os_str(), Mode::from_bits_truncate(0o755)),
+            Point::File => openat(
+                &dir,
+                last.as_os_str(),
+                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW,
+                Mode::from_bits_truncate(0o644),
+            )
+            .map(drop),
+        };
+        match made {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(io("create", &last, e)),
+        }
+        let fd = open_path(Some(&dir), &last, OFlag::empty()).map_err(|e| io("open", &last, e))?;
+        if is(
+            nix::sys::stat::fstat(&fd).map_err(|e| io("stat", &last, e))?,
+            libc::S_IFLNK,
+        ) {
+            return Err(refuse(format!(
+                "became a symlink while it was being made ({})",
+                last.to_string_lossy()
             )));
         }
-        path.push(part);
-        let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
-        if is_link && bind && i + 1 == parts.len() {
-            std::fs::remove_file(&path).map_err(|e| Error::io("replace the symlink", &path, e))?;
-        } else if is_link {
-            return Err(Error::Other(format!(
-                "mount destination {} goes through a symlink in the image ({}); refusing it",
-                destination.display(),
-                path.display()
-            )));
+        Ok(MountPoint {
+            parent: dir,
+            name: last,
+            fd,
+        })
+    }
+
+    /// What is now mounted on the point, looked up again by name from the
+    /// directory it is in (the point's own descriptor still leads to what
+    /// is underneath); checked to be the mount just made: the root of the
+    /// bind mount of `source`, or a file system other than the one below.
+    fn mounted(&self, source: Option<&OwnedFd>) -> Result<OwnedFd, Errno> {
+        let fd = open_path(Some(&self.parent), &self.name, OFlag::empty())?;
+        let now = nix::sys::stat::fstat(&fd)?;
+        let same = |a: &libc::stat, b: &libc::stat| (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino);
+        let ours = match source {
+            Some(source) => same(&now, &nix::sys::stat::fstat(source)?),
+            None => now.st_dev != nix::sys::stat::fstat(&self.fd)?.st_dev,
+        };
+        match ours {
+            true => Ok(fd),
+            false => Err(Errno::EXDEV), // swapped under us: refuse to go on
         }
     }
-    Ok(path)
+}
+
+/// `O_PATH` (a handle on the name, nothing read or written), not
+/// following a symlink; at `dir`, or from the current directory.
+fn open_path(dir: Option<&OwnedFd>, name: &std::ffi::OsStr, flags: OFlag) -> nix::Result<OwnedFd> {
+    let flags = flags | OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match dir {
+        Some(dir) => openat(dir, name, flags, Mode::empty()),
+        None => openat(nix::fcntl::AT_FDCWD, name, flags, Mode::empty()),
+    }
+}
+
+fn dup_fd(fd: &OwnedFd) -> nix::Result<OwnedFd> {
+    fd.try_clone()
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF)))
+}
+
+/// Whether `stat` is of a file of `kind` (`S_IFDIR`, `S_IFLNK`...).
+fn is(stat: libc::stat, kind: libc::mode_t) -> bool {
+    stat.st_mode & libc::S_IFMT == kind
+}
+
+/// Where a descriptor can be found by path, by us: mount(2) takes paths.
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 // ANCHOR_END: listed_mounts
 

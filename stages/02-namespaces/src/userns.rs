@@ -292,6 +292,41 @@ fn idmapped_overlay(
     })
 }
 
+/// An image's layers (paths, topmost first) as one read-only file system,
+/// attached nowhere: only the descriptor returned leads to it, and it goes
+/// when that closes. (overlayfs wants two layers at least without an upper
+/// directory; one layer is a read-only copy of its own mount.) The engine
+/// reads what an image has at a volume's path from it.
+pub fn read_only_layers(lower: &[PathBuf]) -> Result<OwnedFd, Error> {
+    let made = match lower {
+        [] => return Err(Error::Other("an image without layers".into())),
+        [one] => detached_copy(
+            one,
+            MountAttr {
+                attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                propagation: libc::MS_PRIVATE,
+                ..MountAttr::default()
+            },
+        )
+        .map_err(|errno| {
+            format!(
+                "a read-only copy of the mount of {}: {errno}",
+                one.display()
+            )
+        }),
+        _ => {
+            let overlay = Overlay {
+                source: "overlay".into(),
+                lower: lower.to_vec(),
+                upper: None,
+                options: Vec::new(),
+            };
+            detached_overlay(&overlay, lower).map_err(|e| e.to_string())
+        }
+    };
+    made.map_err(|e| Error::Other(format!("can't make {e}")))
+}
+
 /// Where a mount we hold by descriptor can be found by path, by us.
 fn fd_path(mount: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", mount.as_raw_fd()))

@@ -175,6 +175,10 @@ pub struct ContainerConfig {
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+    /// `"/data": {}`: directories that get a volume of their own in every
+    /// container (a Dockerfile's VOLUME); the values are empty objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 /// `type` is always `layers`; `diff_ids` are the sha256 of each layer tar
