@@ -36,6 +36,7 @@ pub use spec::{Mount, MountType};
 pub use store::{Volume, Volumes};
 
 use crate::Engine;
+use crate::format::{Filters, Format, label_matches};
 use crate::record::Record;
 
 /// The only volume driver berth has: directories on this host.
@@ -557,6 +558,14 @@ pub enum VolumeCommand {
         /// Only the names.
         #[arg(short, long)]
         quiet: bool,
+        /// Print each as TEMPLATE says, e.g. '{{.Name}} {{.Mountpoint}}', or json.
+        /// Fields: Name, Driver, Mountpoint, Labels, Anonymous.
+        #[arg(long, value_name = "TEMPLATE")]
+        format: Option<String>,
+        /// Only volumes that match: name=, label=KEY[=VALUE], dangling=true|false
+        /// (no container mounts it).
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
     },
     /// Show what berth knows about volumes, as JSON.
     Inspect {
@@ -607,23 +616,56 @@ pub fn command(engine: &Engine, command: VolumeCommand) -> Result<u8, Error> {
             println!("{name}");
             Ok(0)
         }
-        VolumeCommand::Ls { quiet } => {
-            let volumes = engine.volumes.list()?;
-            if !quiet {
-                println!("{:<9} VOLUME NAME", "DRIVER");
-            }
-            for volume in volumes {
-                match quiet {
-                    true => println!("{}", volume.name),
-                    false => println!("{:<9} {}", volume.driver, volume.name),
-                }
-            }
-            Ok(0)
-        }
+        VolumeCommand::Ls {
+            quiet,
+            format,
+            filter,
+        } => list(engine, quiet, format.as_deref(), &filter).map(|()| 0),
         VolumeCommand::Inspect { names } => inspect(engine, &names),
         VolumeCommand::Rm { force, names } => remove(engine, &names, force),
         VolumeCommand::Prune { force, all } => prune(engine, force, all),
     }
+}
+
+/// `berth volume ls`, with Docker's `-q`, `--format` and `--filter`.
+fn list(
+    engine: &Engine,
+    quiet: bool,
+    format: Option<&str>,
+    filter: &[String],
+) -> Result<(), Error> {
+    let filters = Filters::new(filter, &["name", "label", "dangling"])?;
+    let records = engine.containers.list()?;
+    let volumes: Vec<_> = engine
+        .volumes
+        .list()?
+        .into_iter()
+        .filter(|volume| {
+            filters.pass(|key, value| match key {
+                "name" => volume.name.contains(value),
+                "label" => label_matches(&json!(volume.labels), value),
+                "dangling" => users(&records, &volume.name).is_empty() == (value == "true"),
+                _ => false,
+            })
+        })
+        .collect();
+    let rows: Vec<_> = volumes
+        .iter()
+        .map(|volume| {
+            let row = json!({
+                "Name": volume.name, "Driver": volume.driver,
+                "Mountpoint": engine.volumes.data(&volume.name).display().to_string(),
+                "Labels": volume.labels, "Anonymous": volume.anonymous,
+            });
+            row.as_object().cloned().unwrap_or_default()
+        })
+        .collect();
+    Format::new(quiet, format).print(&rows, "Name", || {
+        println!("{:<9} VOLUME NAME", "DRIVER");
+        for volume in &volumes {
+            println!("{:<9} {}", volume.driver, volume.name);
+        }
+    })
 }
 
 /// `docker volume inspect`'s JSON: those found, then an error for the rest.

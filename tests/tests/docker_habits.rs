@@ -896,3 +896,35 @@ fn events_say_what_happened_to_containers() {
         .unwrap();
     assert_eq!(seen, "ev\n");
 }
+
+#[test]
+fn volume_ls_takes_format_and_filters() {
+    if !root_or_skip("volume_ls_takes_format_and_filters") {
+        return;
+    }
+    let lab = Lab::new();
+    lab.ok(&["volume", "create", "--label", "team=db", "dbdata"]);
+    lab.ok(&["volume", "create", "spare"]);
+    lab.detach(
+        &["--name", "box", "--network", "none", "-v", "dbdata:/data"],
+        &["sleep", "600"],
+    );
+    assert_eq!(
+        lab.ok(&["volume", "ls", "-q", "--filter", "label=team=db"]),
+        "dbdata\n"
+    );
+    assert_eq!(
+        lab.ok(&["volume", "ls", "-q", "--filter", "dangling=true"]),
+        "spare\n"
+    );
+    let mountpoint = lab.ok(&[
+        "volume",
+        "ls",
+        "-f",
+        "name=db",
+        "--format",
+        "{{.Mountpoint}}",
+    ]);
+    assert!(Path::new(mountpoint.trim()).is_dir(), "{mountpoint}");
+    lab.ok(&["rm", "-f", "box"]);
+}
