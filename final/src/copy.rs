@@ -13,10 +13,10 @@
 //! `berth export` walks the whole root the same way, into a tar.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -253,10 +253,16 @@ fn read_entry(dir: &OwnedFd, name: &OsStr, to: &Path, archive: bool) -> Result<(
         libc::S_IFDIR => {
             let child = open_child_dir(dir, name).map_err(fail("open the directory"))?;
             match std::fs::create_dir(to) {
-                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                    return Err(Error::io("mkdir", to, e));
+                Ok(()) => {}
+                // Only a real directory: a symlink there may be one an
+                // earlier copy brought out of this container, to make this
+                // copy write wherever it points (CVE-2018-15664's trick).
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if !std::fs::symlink_metadata(to).is_ok_and(|m| m.is_dir()) {
+                        return Err(not_followed(to));
+                    }
                 }
-                _ => {}
+                Err(e) => return Err(Error::io("mkdir", to, e)),
             }
             for entry in list(&child)? {
                 read_entry(&child, &entry, &to.join(&entry), archive)?;
@@ -270,7 +276,16 @@ fn read_entry(dir: &OwnedFd, name: &OsStr, to: &Path, archive: bool) -> Result<(
                 Mode::empty(),
             )
             .map_err(fail("open"))?;
-            let mut out = File::create(to).map_err(|e| Error::io("create", to, e))?;
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(to)
+                .map_err(|e| match e.raw_os_error() {
+                    Some(libc::ELOOP) => not_followed(to),
+                    _ => Error::io("create", to, e),
+                })?;
             io::copy(&mut File::from(file), &mut out).map_err(|e| Error::io("copy to", to, e))?;
         }
         _ => {
@@ -287,6 +302,14 @@ fn read_entry(dir: &OwnedFd, name: &OsStr, to: &Path, archive: bool) -> Result<(
             .map_err(|e| Error::io("chown", to, e))?;
     }
     Ok(())
+}
+
+fn not_followed(path: &Path) -> Error {
+    Error::Other(format!(
+        "cp: {} is a symlink on the host: berth cp writes no file through one (remove it, or \
+         copy somewhere else)",
+        path.display()
+    ))
 }
 
 /// The names in the directory `dir` (not `.` and `..`), read through the

@@ -928,3 +928,53 @@ fn volume_ls_takes_format_and_filters() {
     assert!(Path::new(mountpoint.trim()).is_dir(), "{mountpoint}");
     lab.ok(&["rm", "-f", "box"]);
 }
+
+#[test]
+fn cp_writes_nothing_through_a_symlink_an_earlier_copy_brought_out() {
+    if !root_or_skip("cp_writes_nothing_through_a_symlink_an_earlier_copy_brought_out") {
+        return;
+    }
+    let lab = Lab::new();
+    // A host directory the container wants to write into.
+    let target = tempfile::Builder::new()
+        .prefix("berth-cp-target-")
+        .tempdir()
+        .unwrap();
+    lab.detach(
+        &["--name", "box", "--network", "none"],
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "mkdir /data && ln -s {} /data/x && exec sleep 600",
+                target.path().display()
+            ),
+        ],
+    );
+    until_inside(
+        &lab,
+        "the container made its symlink",
+        &["test", "-L", "/data/x"],
+    );
+    let host = tempfile::tempdir().unwrap();
+    let out = host.path().to_str().unwrap();
+    lab.ok(&["cp", "box:/data", out]); // brings out data/x -> the target, as a symlink
+    // Now the container makes x a directory with a file in it, and the
+    // user copies again into the same place.
+    lab.ok(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "rm /data/x && mkdir /data/x && echo owned > /data/x/planted",
+    ]);
+    lab.berth()
+        .args(["cp", "box:/data", out])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("is a symlink on the host"));
+    assert!(
+        !target.path().join("planted").exists(),
+        "the copy wrote through the symlink into the host's directory"
+    );
+}
