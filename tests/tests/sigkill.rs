@@ -345,7 +345,13 @@ enum Victim {
 /// Start a container named `name` in the way `victim` says and SIGKILL the
 /// victim after `delay`; check what is left then; `berth rm -f` it; check
 /// that nothing of it is left at all. Says where the kill landed.
-fn trial(scope: &mut Scope, victim: Victim, name: &str, delay: Duration) -> Landed {
+fn trial(
+    scope: &mut Scope,
+    victim: Victim,
+    name: &str,
+    delay: Duration,
+    until_running: bool,
+) -> Landed {
     let lab = scope.lab;
     let what = format!("killing {victim:?} {name} at {delay:?}");
     let mut run = lab.berth();
@@ -363,7 +369,11 @@ fn trial(scope: &mut Scope, victim: Victim, name: &str, delay: Duration) -> Land
     let since = Instant::now();
     let mut child = run.spawn().unwrap();
     let mut monitor = None;
-    while since.elapsed() < delay || (matches!(victim, Victim::Monitor) && monitor.is_none()) {
+    let running = || record_named(lab, name).is_some_and(|r| r["state"]["status"] == "running");
+    while since.elapsed() < delay
+        || (matches!(victim, Victim::Monitor) && monitor.is_none())
+        || (until_running && !running() && since.elapsed() < Duration::from_secs(10))
+    {
         scope.look();
         if monitor.is_none() && matches!(victim, Victim::Monitor) {
             monitor = child_of(child.id());
@@ -482,7 +492,10 @@ fn sigkill_at_any_moment_of_a_start_leaves_nothing_that_rm_does_not_remove() {
         let mut landed = Vec::new();
         for n in 0..KILLS {
             let name = format!("{victim:?}{n}").to_lowercase();
-            landed.push(trial(&mut scope, victim, &name, delay(n, start)));
+            // The last kill waits for "running", whatever the load does
+            // to how long a start takes: one kill surely lands there.
+            let last = n == KILLS - 1;
+            landed.push(trial(&mut scope, victim, &name, delay(n, start), last));
         }
         // Some kills hit a start halfway, before the container ran (with
         // things made, in the foreground, for rm -f to remove), and some
