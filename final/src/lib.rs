@@ -14,6 +14,7 @@
 //!   [`terminal`] of its own;
 //! - [`exec`]: one more process inside a running container;
 //! - [`show`]: `ps`, `logs`, `inspect`;
+//! - [`restart`]: `--restart`, the monitor running a container again;
 //! - [`control`]: `stop`, `kill`, `rm`;
 //! - [`volume`]: bind mounts, volumes and tmpfs, data that outlives a
 //!   container;
@@ -36,6 +37,7 @@ pub mod images;
 pub mod launch;
 pub mod layer;
 pub mod record;
+pub mod restart;
 pub mod run;
 pub mod run_flags;
 pub mod runtime;

@@ -51,6 +51,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new container from an image.
+    #[command(after_help = RUN_EXAMPLES)]
     Run(EngineRunArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
@@ -67,7 +68,7 @@ enum Command {
         /// 'table {{.Names}}\t{{.Status}}', '{{json .}}', or json.
         #[arg(long, value_name = "TEMPLATE")]
         format: Option<String>,
-        /// Only containers that match: id=, name=, status=created|running|exited|paused,
+        /// Only containers that match: id=, name=, status=created|running|restarting|exited|paused,
         /// label=KEY[=VALUE], ancestor=IMAGE, network=NAME (repeat to combine).
         #[arg(short, long = "filter", value_name = "KEY=VALUE")]
         filter: Vec<String>,
@@ -326,6 +327,14 @@ struct EngineRunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// Run it again when it ends (needs -d; its monitor does it):
+    /// no, on-failure[:MAX-RETRIES] (a code other than 0), always, or
+    /// unless-stopped (for berth, as always). Waits 100 ms before the first
+    /// restart, twice as long before each next one (at most a minute; 100 ms
+    /// again after a run of 10 s). `berth stop` or `kill` ends it until
+    /// `berth start`.
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    restart: berth::restart::RestartPolicy,
     /// Name the container: commands and other containers on its network
     /// find it by this name. It is also the hostname inside (unless -h says
     /// otherwise) where it can be one, i.e. has no '_'.
@@ -417,6 +426,11 @@ struct ExecArgs {
 /// 125 is berth's own failure, so a script can tell it from the exit code
 /// of the container's command (clap's default would be 2).
 const EXIT_USAGE: u8 = 125;
+
+const RUN_EXAMPLES: &str = "Examples:\n  berth run --rm 127.0.0.1:5000/busybox echo hello\n  \
+berth run -d --name web -p 8080:80 127.0.0.1:5000/busybox httpd -f -p 80\n  \
+berth run -d --name worker --restart on-failure:3 127.0.0.1:5000/busybox sh -c 'work || exit 1'\n  \
+berth run -d --name web --restart unless-stopped 127.0.0.1:5000/busybox httpd -f -p 80";
 
 const PS_EXAMPLES: &str = "Fields for --format: ID, Image, Command, CreatedAt, RunningFor, Ports, \
 State, Status, Names, Labels, Networks.\n\nExamples:\n  berth ps -a -q\n  \
@@ -558,7 +572,7 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
         Command::Run(args) => run_command(&engine, args),
         Command::Monitor { ready_fd, id } => {
             let ready = Ready::from_fd(ready_fd)?;
-            run::execute(&engine, engine.containers.load(&id)?, ready)
+            run::monitor(&engine, &id, ready)
         }
         Command::MonitorFinish { id, code } => run::conclude(&engine, &id, code),
         Command::Exec(args) => {
@@ -596,7 +610,7 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             control::stop(&engine, record, time.map(Duration::from_secs))
         }),
         Command::Kill { signal, containers } => for_each(&engine, &containers, |record| {
-            control::signal(&engine, record, signal)
+            control::kill_by_user(&engine, record, signal)
         }),
         Command::Rm {
             force,
@@ -770,6 +784,7 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         network: args.network,
         publish: args.publish,
         auto_remove: args.rm,
+        restart: args.restart,
         detached: args.detach,
         stats: run.stats,
         privileged: args.privileged,
@@ -781,6 +796,7 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         mounts: args.mounts.into_mounts(),
         extras,
     };
+    check_restart(&spec)?;
     let record = run::create(engine, args.name, spec)?;
     if args.detach {
         run::detach(engine, &record)?;
@@ -789,6 +805,26 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
     } else {
         run::execute(engine, record, Ready::Nobody)
     }
+}
+
+/// `--restart` needs a monitor to do it, and contradicts `--rm`.
+fn check_restart(spec: &Spec) -> Result<(), Error> {
+    if spec.restart == berth::restart::RestartPolicy::No {
+        return Ok(());
+    }
+    if spec.auto_remove {
+        return Err(Error::Other(
+            "Conflicting options: cannot specify both --restart and --rm".into(),
+        ));
+    }
+    if !spec.detached {
+        return Err(Error::Other(
+            "--restart needs -d: the monitor of a detached container runs it again \
+             (berth has no daemon to restart one in the foreground)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Do `action` to each named container; print each name done, like Docker.

@@ -226,14 +226,16 @@ fn claim(engine: &Engine, record: &mut Record, plan: Plan) -> Result<Plan, Error
             record.display_name()
         ))
     })?;
-    if current.monitor_alive() {
+    let me = std::process::id() as i32;
+    // (A monitor running its container again, `--restart`, is that monitor.)
+    let ours = current.state.monitor.is_some_and(|m| m.pid == me);
+    if current.monitor_alive() && !ours {
         return Err(Error::Other(format!(
             "container {} is already running or starting",
             record.display_name()
         )));
     }
     control::clean_up(engine, &mut current)?;
-    let me = std::process::id() as i32;
     let monitor = Proc::of(me)
         .ok_or_else(|| Error::Other(format!("read the start time of our own process {me}")))?;
     current.state.monitor = Some(monitor);
@@ -425,7 +427,8 @@ fn become_waiter(engine: &Engine, id: &str, init: nix::unistd::Pid, tiny: &Owned
 /// `berth monitor-finish ID CODE`: what the monitor of a detached container
 /// does once the tiny program saw it end: what the kernel counted, the exit
 /// code in the record, then the cleanup (`control::clean_up` removes what
-/// the record lists) and `--rm`.
+/// the record lists) and `--rm`; then, if its `--restart` policy says so,
+/// it runs the container again (`restart::keep_restarting`).
 pub fn conclude(engine: &Engine, id: &str, code: u8) -> Result<u8, Error> {
     let mut record = engine.containers.load(id)?;
     match usage_of(engine.root.dir(), id) {
@@ -451,7 +454,14 @@ pub fn conclude(engine: &Engine, id: &str, code: u8) -> Result<u8, Error> {
     record.state.exit_code = Some(code);
     let keep = !record.spec.auto_remove;
     finish(engine, &mut record, keep)?;
-    Ok(code)
+    crate::restart::keep_restarting(engine, id, code)
+}
+
+/// `berth monitor ID`: run the container (`run -d`, `start`); if the run
+/// ends here rather than in the tiny waiter, the restart policy too.
+pub fn monitor(engine: &Engine, id: &str, ready: Ready) -> Result<u8, Error> {
+    let code = execute(engine, engine.containers.load(id)?, ready)?;
+    crate::restart::keep_restarting(engine, id, code)
 }
 // ANCHOR_END: become_waiter
 
@@ -613,6 +623,9 @@ pub fn restart(engine: &Engine, record: &Record) -> Result<(), Error> {
             return Ok(()); // running already, or starting
         }
         control::clean_up(engine, &mut again)?;
+        // The user starts it: its restart policy applies again, counted
+        // from zero (as Docker).
+        engine.containers.clear_stopped_by_user(&again.id)?;
         again.spec.detached = true;
         again.spec.interactive = false;
         again.spec.tty = false;

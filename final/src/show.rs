@@ -275,6 +275,8 @@ pub fn inspect(engine: &Engine, record: &Record) -> Result<(), Error> {
         |e: serde_json::Error| Error::Other(format!("encode the record of {}: {e}", record.id));
     let mut value = serde_json::to_value(record).map_err(encode)?;
     value["Mounts"] = crate::volume::inspect_mounts(engine, &record.spec.mounts);
+    // Docker's name for it, where scripts look for it.
+    value["RestartCount"] = record.state.restart_count.into();
     if let Some(processes) = crate::runtime::processes_of(engine.root.dir(), &record.id)? {
         value["state"]["init"] = serde_json::to_value(processes.init).map_err(encode)?;
         value["state"]["cgroups"] = serde_json::to_value(processes.cgroups).map_err(encode)?;
