@@ -13,6 +13,7 @@
 //!   process (`-d`), with [`harden`]'s secure defaults and, with `-t`, a
 //!   [`terminal`] of its own;
 //! - [`exec`]: one more process inside a running container;
+//! - [`logfile`]: the container's log, in Docker's json-file shape;
 //! - [`show`]: `ps`, `logs`, `inspect`;
 //! - [`restart`]: `--restart`, the monitor running a container again;
 //! - [`control`]: `stop`, `kill`, `rm`;
@@ -36,6 +37,7 @@ pub mod harden;
 pub mod images;
 pub mod launch;
 pub mod layer;
+pub mod logfile;
 pub mod record;
 pub mod restart;
 pub mod run;

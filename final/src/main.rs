@@ -73,11 +73,27 @@ enum Command {
         #[arg(short, long = "filter", value_name = "KEY=VALUE")]
         filter: Vec<String>,
     },
-    /// Print what a detached container wrote to stdout and stderr.
+    /// Print what a container wrote to stdout (to our stdout) and stderr
+    /// (to our stderr), from its log: Docker's json-file shape, one JSON
+    /// object a line in <root>/containers/<id>/container.log.
+    #[command(after_help = LOGS_EXAMPLES)]
     Logs {
         /// Keep printing new output until the container ends.
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines (all: every line).
+        #[arg(short = 'n', long, value_name = "N|all", value_parser = parse_tail)]
+        tail: Option<TailCount>,
+        /// Only lines written at or after TIME: RFC 3339 (2024-05-01T12:00:00Z),
+        /// a date, Unix seconds, or a duration before now (10m, 1h30m).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only lines written before TIME (as --since).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Show each line's time (RFC 3339, nanoseconds) in front.
+        #[arg(short, long)]
+        timestamps: bool,
         #[arg(value_name = "CONTAINER")]
         container: String,
     },
@@ -432,6 +448,25 @@ berth run -d --name web -p 8080:80 127.0.0.1:5000/busybox httpd -f -p 80\n  \
 berth run -d --name worker --restart on-failure:3 127.0.0.1:5000/busybox sh -c 'work || exit 1'\n  \
 berth run -d --name web --restart unless-stopped 127.0.0.1:5000/busybox httpd -f -p 80";
 
+const LOGS_EXAMPLES: &str = "Examples:\n  berth logs web\n  berth logs -f --tail 10 web\n  \
+berth logs --since 10m --until 2m -t web\n  berth logs --since 2024-05-01T12:00:00Z web 2>/dev/null   (stdout only)\n\n\
+Each line is kept as {\"log\":\"text\\n\",\"stream\":\"stdout\",\"time\":\"...\"}; a line longer than \
+16 KiB is split. The log is not rotated.";
+
+/// `--tail N` or `--tail all` (`None`: all).
+#[derive(Clone, Copy)]
+struct TailCount(Option<usize>);
+
+fn parse_tail(text: &str) -> Result<TailCount, String> {
+    match text {
+        "all" => Ok(TailCount(None)),
+        n => n
+            .parse()
+            .map(|n| TailCount(Some(n)))
+            .map_err(|_| format!("{text:?} is not a number of lines, or all")),
+    }
+}
+
 const PS_EXAMPLES: &str = "Fields for --format: ID, Image, Command, CreatedAt, RunningFor, Ports, \
 State, Status, Names, Labels, Networks.\n\nExamples:\n  berth ps -a -q\n  \
 berth ps --filter status=exited --filter label=team=web\n  \
@@ -597,8 +632,28 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             let format = Format::new(quiet, format.as_deref());
             show::ps(&engine, all, &format, &filters).map(|()| 0)
         }
-        Command::Logs { follow, container } => {
-            show::logs(&engine, &engine.containers.find(&container)?, follow).map(|()| 0)
+        Command::Logs {
+            follow,
+            tail,
+            since,
+            until,
+            timestamps,
+            container,
+        } => {
+            let now = berth::logfile::now_nanos();
+            let time = |flag: &str, text: Option<String>| {
+                text.map(|t| berth::logfile::parse_time(&t, now))
+                    .transpose()
+                    .map_err(|e| Error::Other(format!("{flag}: {e}")))
+            };
+            let options = berth::logfile::Show {
+                tail: tail.and_then(|TailCount(n)| n),
+                since: time("--since", since)?,
+                until: time("--until", until)?,
+                timestamps,
+            };
+            let record = engine.containers.find(&container)?;
+            show::logs(&engine, &record, follow, &options).map(|()| 0)
         }
         Command::Inspect { container } => {
             show::inspect(&engine, &engine.containers.find(&container)?).map(|()| 0)

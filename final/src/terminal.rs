@@ -19,6 +19,8 @@ use nix::sys::termios::{self, SetArg, Termios};
 use stage01_chroot::Error;
 use stage02_namespaces::ProcessStdio;
 
+use crate::logfile::StreamWriter;
+
 /// A pseudo-terminal: the outer side we keep, the inner side for the command.
 pub struct Terminal {
     outer: OwnedFd,
@@ -46,8 +48,9 @@ impl Terminal {
     /// Once the command has its copy of the inner side: give up ours (so
     /// the outer side reports the end when the command's copies close),
     /// and relay between it and our stdin and stdout. `input`: also relay
-    /// what we type (`-i`).
-    pub fn relay(self, input: bool) -> Result<Relay, Error> {
+    /// what we type (`-i`). What the command writes also goes to `log`
+    /// (as stdout: a terminal has one output, as in Docker).
+    pub fn relay(self, input: bool, log: Option<StreamWriter>) -> Result<Relay, Error> {
         drop(self.inner);
         let raw = RawMode::enter()?;
         let outer = File::from(self.outer);
@@ -62,10 +65,14 @@ impl Terminal {
             });
         }
         let output = std::thread::spawn(move || {
+            let mut log = log;
             let mut stdout = std::io::stdout();
             let mut buffer = [0u8; 4096];
             // EIO, not EOF, is how the outer side says all inner copies closed.
             while let Ok(n @ 1..) = reader.read(&mut buffer) {
+                if let Some(log) = log.as_mut() {
+                    log.write(&buffer[..n]);
+                }
                 if stdout
                     .write_all(&buffer[..n])
                     .and_then(|()| stdout.flush())

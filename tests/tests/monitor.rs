@@ -238,3 +238,235 @@ fn restart_refuses_rm_and_the_foreground() {
     assert_eq!(out.status.code(), Some(125));
     assert!(lab.container_dirs().is_empty());
 }
+
+/// The log's entries, parsed.
+fn entries(lab: &Lab, id: &str) -> Vec<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(lab.containers_dir().join(id).join("container.log")).unwrap();
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn logs_are_json_lines_with_stream_and_time_for_detached_and_foreground_runs() {
+    if !root_or_skip("logs_are_json_lines_with_stream_and_time_for_detached_and_foreground_runs") {
+        return;
+    }
+    let lab = Lab::new();
+    // A detached container: what it writes passes through its monitor's
+    // relay, quotes, escapes, a fake entry and bytes that are not UTF-8 too.
+    let id = lab.detach(
+        &["--name", "talker", "--network", "none"],
+        &[
+            "sh",
+            "-c",
+            r#"echo 'say "hi"'; echo oops >&2; printf '{"log":"fake\\n","stream":"stdout"}\n'; printf 'bad \377 \033[1m\n'; printf 'é'; printf 'no newline'"#,
+        ],
+    );
+    eventually("it ended", || lab.ok(&["ps", "-a"]).contains("Exited (0)"));
+    let entries = entries(&lab, &id);
+    let logs: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e["stream"].as_str().unwrap(), e["log"].as_str().unwrap()))
+        .collect();
+    assert_eq!(logs[0], ("stdout", "say \"hi\"\n"));
+    assert!(logs.contains(&("stderr", "oops\n")), "{logs:?}");
+    assert!(
+        logs.contains(&("stdout", "{\"log\":\"fake\\n\",\"stream\":\"stdout\"}\n")),
+        "{logs:?}"
+    );
+    assert!(
+        logs.contains(&("stdout", "bad \u{fffd} \u{1b}[1m\n")),
+        "{logs:?}"
+    );
+    // The unfinished last line of stdout: an entry without "\n" at the end.
+    // (The order of stdout's and stderr's lines is the relay's reading order.)
+    let unfinished: Vec<&str> = logs
+        .iter()
+        .filter(|(stream, log)| *stream == "stdout" && !log.ends_with('\n'))
+        .map(|(_, log)| *log)
+        .collect();
+    assert_eq!(unfinished.concat(), "éno newline", "{logs:?}");
+    for entry in &entries {
+        let time = entry["time"].as_str().unwrap();
+        assert!(
+            time.len() == 30 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+            "not RFC 3339 with nanoseconds: {time}"
+        );
+    }
+    // `berth logs` prints the text back, stderr to stderr.
+    let out = lab.berth().args(["logs", "talker"]).output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.starts_with("say \"hi\"\n{\"log\":\"fake"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("oops"), "{stdout}");
+    assert!(stdout.ends_with("éno newline"), "{stdout}");
+    assert_eq!(out.stderr, b"oops\n");
+
+    // In the foreground: on the terminal as before, and in the log.
+    let out = lab.run(
+        &["--name", "fg", "--network", "none"],
+        &["sh", "-c", "echo to-out; echo to-err >&2"],
+    );
+    assert_eq!(out.stdout, b"to-out\n");
+    assert_eq!(out.stderr, b"to-err\n");
+    let fg = lab.berth().args(["logs", "fg"]).output().unwrap();
+    // Our stdout and stderr one file (2>&1): one pipe, the order kept.
+    let file = tempfile::tempfile().unwrap();
+    let status = lab
+        .berth()
+        .args([
+            "run",
+            "--name",
+            "merged",
+            "--network",
+            "none",
+            &lab.pulled.image,
+        ])
+        .args(["sh", "-c", "echo a; echo b >&2; echo c; echo d >&2"])
+        .stdout(file.try_clone().unwrap())
+        .stderr(file.try_clone().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut seen = String::new();
+    let mut file = file;
+    std::io::Seek::rewind(&mut file).unwrap();
+    std::io::Read::read_to_string(&mut file, &mut seen).unwrap();
+    assert_eq!(seen, "a\nb\nc\nd\n");
+    assert_eq!(lab.ok(&["logs", "merged"]), "a\nb\nc\nd\n");
+    // With -t: what the terminal showed, as stdout (a terminal has one output).
+    let tty = lab.run(
+        &["-t", "--name", "tty", "--network", "none"],
+        &["echo", "on-tty"],
+    );
+    assert!(tty.status.success());
+    assert_eq!(lab.ok(&["logs", "tty"]), "on-tty\r\n");
+    assert_eq!(
+        (fg.stdout, fg.stderr),
+        (b"to-out\n".to_vec(), b"to-err\n".to_vec())
+    );
+}
+
+#[test]
+fn a_long_line_is_cut_into_entries_of_16_kib_and_the_monitor_stays_small() {
+    if !root_or_skip("a_long_line_is_cut_into_entries_of_16_kib_and_the_monitor_stays_small") {
+        return;
+    }
+    let lab = Lab::new();
+    let id = lab.detach(
+        &["--name", "long", "--network", "none"],
+        &[
+            "sh",
+            "-c",
+            "head -c 40000 /dev/zero | tr '\\0' x; echo; exec sleep 600",
+        ],
+    );
+    eventually("the line is in", || entries(&lab, &id).len() == 3);
+    let sizes: Vec<usize> = entries(&lab, &id)
+        .iter()
+        .map(|e| e["log"].as_str().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [16384, 16384, 40000 - 2 * 16384 + 1]);
+    // The relay is the tiny program: a few pages, whatever the line.
+    let monitor = inspect(&lab, "long")["state"]["monitor"]["pid"]
+        .as_i64()
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{monitor}/status")).unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(status.contains("Name:\tberth-monitor"), "{status}");
+    assert!(rss_kib <= 64, "the monitor's RSS is {rss_kib} KiB");
+    lab.ok(&["rm", "-f", "long"]);
+}
+
+#[test]
+fn logs_tail_since_until_and_timestamps() {
+    if !root_or_skip("logs_tail_since_until_and_timestamps") {
+        return;
+    }
+    let lab = Lab::new();
+    let id = lab.detach(
+        &["--name", "clock", "--network", "none"],
+        &[
+            "sh",
+            "-c",
+            "echo one; echo two; sleep 1.5; echo three; echo four",
+        ],
+    );
+    eventually("it ended", || lab.ok(&["ps", "-a"]).contains("Exited (0)"));
+    assert_eq!(lab.ok(&["logs", "--tail", "2", "clock"]), "three\nfour\n");
+    assert_eq!(lab.ok(&["logs", "-n", "1", "clock"]), "four\n");
+    assert_eq!(
+        lab.ok(&["logs", "--tail", "all", "clock"]),
+        "one\ntwo\nthree\nfour\n"
+    );
+    assert_eq!(lab.ok(&["logs", "--tail", "0", "clock"]), "");
+
+    // The time between "two" and "three", in each of the forms.
+    let times: Vec<String> = entries(&lab, &id)
+        .iter()
+        .map(|e| e["time"].as_str().unwrap().to_string())
+        .collect();
+    let stamped = lab.ok(&["logs", "-t", "clock"]);
+    assert_eq!(stamped.lines().next().unwrap(), format!("{} one", times[0]));
+    // --since takes what is at or after the time, --until what is before.
+    let three = &times[2];
+    assert_eq!(
+        lab.ok(&["logs", "--since", three, "clock"]),
+        "three\nfour\n"
+    );
+    assert_eq!(lab.ok(&["logs", "--until", three, "clock"]), "one\ntwo\n");
+    // Unix seconds and durations.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(
+        lab.ok(&["logs", "--since", &(now + 60).to_string(), "clock"]),
+        ""
+    );
+    assert_eq!(
+        lab.ok(&["logs", "--since", "10m", "clock"]),
+        "one\ntwo\nthree\nfour\n"
+    );
+    assert_eq!(lab.ok(&["logs", "--until", "10m", "clock"]), "");
+    lab.berth()
+        .args(["logs", "--since", "yesterday", "clock"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("--since"));
+
+    // -f with --tail: the last line, then what comes.
+    lab.detach(
+        &["--name", "slow", "--network", "none"],
+        &["sh", "-c", "echo a; echo b; sleep 1; echo c"],
+    );
+    eventually("b is out", || lab.ok(&["logs", "slow"]) == "a\nb\n");
+    assert_eq!(lab.ok(&["logs", "-f", "--tail", "1", "slow"]), "b\nc\n");
+}
+
+#[test]
+fn an_old_raw_log_is_printed_as_it_is() {
+    if !root_or_skip("an_old_raw_log_is_printed_as_it_is") {
+        return;
+    }
+    let lab = Lab::new();
+    let id = lab.detach(&["--name", "old", "--network", "none"], &["true"]);
+    eventually("it ended", || lab.ok(&["ps", "-a"]).contains("Exited (0)"));
+    // As berth wrote logs before: the output itself.
+    std::fs::write(
+        lab.containers_dir().join(&id).join("container.log"),
+        "raw one\nraw two\n",
+    )
+    .unwrap();
+    assert_eq!(lab.ok(&["logs", "old"]), "raw one\nraw two\n");
+    assert_eq!(lab.ok(&["logs", "--tail", "1", "old"]), "raw two\n");
+}
