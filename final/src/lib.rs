@@ -11,7 +11,8 @@
 //! - [`images`]: images named by reference or by ID;
 //! - [`run`]: make one and run it, in the foreground or under a monitor
 //!   process (`-d`), with [`harden`]'s secure defaults and, with `-t`, a
-//!   [`terminal`] of its own;
+//!   [`terminal`] of its own, which a detached one serves to `berth
+//!   attach` ([`attach`]);
 //! - [`exec`]: one more process inside a running container;
 //! - [`logfile`]: the container's log, in Docker's json-file shape;
 //! - [`show`]: `ps`, `logs`, `inspect`;
@@ -23,6 +24,7 @@
 //! - [`runtime`]: the OCI runtime commands of `berth-runtime`, for
 //!   bundles, which `run` and `build` drive too.
 
+pub mod attach;
 pub mod build;
 pub mod bundle;
 pub mod commands;

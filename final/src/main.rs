@@ -55,6 +55,19 @@ enum Command {
     Run(EngineRunArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// Attach your terminal to a running container's (one run with -dt or
+    /// -dit); leave it running with Ctrl-P Ctrl-Q (see --detach-keys).
+    Attach {
+        /// The keys that detach, e.g. ctrl-a,d (default: ctrl-p,ctrl-q,
+        /// or the container's run --detach-keys).
+        #[arg(long, value_name = "KEYS", value_parser = check_detach_keys)]
+        detach_keys: Option<String>,
+        /// Don't send what you type; only watch.
+        #[arg(long)]
+        no_stdin: bool,
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
     /// List containers (running ones; all with -a).
     #[command(after_help = PS_EXAMPLES)]
     Ps {
@@ -343,6 +356,10 @@ struct EngineRunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// The keys that detach `berth attach` from this container (default
+    /// ctrl-p,ctrl-q), e.g. ctrl-a,d.
+    #[arg(long, value_name = "KEYS", value_parser = check_detach_keys)]
+    detach_keys: Option<String>,
     /// Run it again when it ends (needs -d; its monitor does it):
     /// no, on-failure[:MAX-RETRIES] (a code other than 0), always, or
     /// unless-stopped (for berth, as always). Waits 100 ms before the first
@@ -446,12 +463,17 @@ const EXIT_USAGE: u8 = 125;
 const RUN_EXAMPLES: &str = "Examples:\n  berth run --rm 127.0.0.1:5000/busybox echo hello\n  \
 berth run -d --name web -p 8080:80 127.0.0.1:5000/busybox httpd -f -p 80\n  \
 berth run -d --name worker --restart on-failure:3 127.0.0.1:5000/busybox sh -c 'work || exit 1'\n  \
-berth run -d --name web --restart unless-stopped 127.0.0.1:5000/busybox httpd -f -p 80";
+berth run -d --name web --restart unless-stopped 127.0.0.1:5000/busybox httpd -f -p 80\n  \
+berth run -dit --name shell 127.0.0.1:5000/busybox sh   (then: berth attach shell; leave with Ctrl-P Ctrl-Q)";
 
 const LOGS_EXAMPLES: &str = "Examples:\n  berth logs web\n  berth logs -f --tail 10 web\n  \
 berth logs --since 10m --until 2m -t web\n  berth logs --since 2024-05-01T12:00:00Z web 2>/dev/null   (stdout only)\n\n\
 Each line is kept as {\"log\":\"text\\n\",\"stream\":\"stdout\",\"time\":\"...\"}; a line longer than \
 16 KiB is split. The log is not rotated.";
+
+fn check_detach_keys(text: &str) -> Result<String, String> {
+    berth::attach::parse_detach_keys(text).map(|_| text.to_string())
+}
 
 /// `--tail N` or `--tail all` (`None`: all).
 #[derive(Clone, Copy)]
@@ -610,6 +632,14 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             run::monitor(&engine, &id, ready)
         }
         Command::MonitorFinish { id, code } => run::conclude(&engine, &id, code),
+        Command::Attach {
+            detach_keys,
+            no_stdin,
+            container,
+        } => {
+            let record = engine.containers.find(&container)?;
+            berth::attach::attach(&engine, &record, detach_keys.as_deref(), no_stdin)
+        }
         Command::Exec(args) => {
             let record = engine.containers.find(&args.container)?;
             let options = ExecOptions {
@@ -840,6 +870,7 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         publish: args.publish,
         auto_remove: args.rm,
         restart: args.restart,
+        detach_keys: args.detach_keys,
         detached: args.detach,
         stats: run.stats,
         privileged: args.privileged,

@@ -85,6 +85,10 @@ pub struct Spec {
     /// volume by the name it was given (see `volume`).
     #[serde(default)]
     pub mounts: Vec<crate::volume::Mount>,
+    /// `--detach-keys`: what `berth attach` takes as "leave" (default
+    /// Ctrl-P Ctrl-Q).
+    #[serde(default)]
+    pub detach_keys: Option<String>,
     /// `--restart`: whether its monitor runs it again when it ends.
     #[serde(default)]
     pub restart: crate::restart::RestartPolicy,

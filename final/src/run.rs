@@ -81,12 +81,16 @@ pub fn create(engine: &Engine, name: Option<String>, mut spec: Spec) -> Result<R
 }
 // ANCHOR_END: create
 
-/// `-i` and `-t` need a caller to talk to: berth has no `attach`.
+/// `-i` needs a caller to talk to: in the foreground, or through `berth
+/// attach`, which attaches to a terminal (`-dit`).
 fn check_stdio(spec: &Spec) -> Result<(), Error> {
-    if spec.detached && (spec.interactive || spec.tty) {
-        return Err(Error::Other(
-            "-i and -t need the container in the foreground (berth has no attach): drop -d".into(),
-        ));
+    if spec.detached {
+        if spec.interactive && !spec.tty {
+            return Err(Error::Other(
+                "-di: berth attaches only to a container's terminal: use -dit (or drop -i)".into(),
+            ));
+        }
+        return Ok(()); // no terminal of ours needed: its monitor makes one
     }
     terminal::check(spec.interactive, spec.tty)
 }
@@ -292,7 +296,9 @@ fn run_container(
     };
     // A detached container's init becomes the tiny program once the
     // command runs, and so does its monitor (see `become_waiter`).
-    let tiny = match spec.detached {
+    // (One with a terminal keeps its monitor as berth, which serves the
+    // terminal to `berth attach`: see `attach`.)
+    let tiny = match spec.detached && !spec.tty {
         true => Some(std::sync::Arc::new(tiny::program()?)),
         false => None,
     };
@@ -380,9 +386,18 @@ fn run_container(
         // `run -d` was killed before it heard: take the container down.
         let _ = kill(init, Signal::SIGKILL);
     }
-    let relay = terminal
-        .map(|t| t.relay(spec.interactive, Some(log.writer(Stream::Stdout))))
-        .transpose()?;
+    let (relay, served) = match (terminal, spec.detached) {
+        (Some(t), false) => {
+            let writer = log.writer(Stream::Stdout);
+            (Some(t.relay(spec.interactive, Some(writer))?), None)
+        }
+        (Some(t), true) => {
+            let socket = dirs.dir.join(crate::attach::SOCKET);
+            let writer = log.writer(Stream::Stdout);
+            (None, Some(t.serve(spec.interactive, writer, &socket)?))
+        }
+        (None, _) => (None, None),
+    };
     if let Some(tiny) = tiny.filter(|_| !abandoned) {
         let err = become_waiter(engine, &id, init, &tiny, &log_file, readers.as_ref());
         eprintln!("{PROGRAM}: warning: {err}; waiting as berth instead");
@@ -401,6 +416,9 @@ fn run_container(
     let code = stage01_chroot::exit::exit_code(status);
     if let Some(relay) = relay {
         relay.finish();
+    }
+    if let Some(served) = served {
+        served.finish();
     }
     if let Some(output) = output {
         output.finish();
@@ -690,9 +708,8 @@ pub fn restart(engine: &Engine, record: &Record) -> Result<(), Error> {
         // The user starts it: its restart policy applies again, counted
         // from zero (as Docker).
         engine.containers.clear_stopped_by_user(&again.id)?;
+        // In the background; with its terminal, if it had one, for `attach`.
         again.spec.detached = true;
-        again.spec.interactive = false;
-        again.spec.tty = false;
         let runs = again.state.runs;
         again.state = Record::new(String::new(), None, Spec::default()).state;
         again.state.runs = runs;

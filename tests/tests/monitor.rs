@@ -470,3 +470,183 @@ fn an_old_raw_log_is_printed_as_it_is() {
     assert_eq!(lab.ok(&["logs", "old"]), "raw one\nraw two\n");
     assert_eq!(lab.ok(&["logs", "--tail", "1", "old"]), "raw two\n");
 }
+
+/// A tmux server of our own, on a socket in a temp dir, killed on drop:
+/// the real terminal that `attach` needs.
+struct Tmux(std::path::PathBuf);
+
+impl Tmux {
+    fn start(socket: std::path::PathBuf, command: &str) -> Tmux {
+        let tmux = Tmux(socket);
+        let out = tmux
+            .command()
+            .args(["new-session", "-d", "-x", "100", "-y", "30", command])
+            .output()
+            .expect("tmux runs (apt-get install tmux)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new("tmux");
+        command.arg("-S").arg(&self.0);
+        command
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        self.command().arg("send-keys").args(keys).status().unwrap();
+    }
+
+    fn type_line(&self, line: &str) {
+        self.keys(&["-l", line]);
+        self.keys(&["Enter"]);
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .command()
+            .args(["capture-pane", "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").output();
+    }
+}
+
+#[test]
+fn dit_then_attach_type_resize_detach_and_attach_again() {
+    if !root_or_skip("dit_then_attach_type_resize_detach_and_attach_again") {
+        return;
+    }
+    let lab = Lab::new();
+    let id = lab.detach(&["-it", "--name", "shell", "--network", "none"], &["sh"]);
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status");
+    let berth = format!(
+        "{} --root {}",
+        berth_tests::bin("berth").display(),
+        lab.pulled.root.path().display()
+    );
+    let attach = |socket: &str, options: &str| {
+        Tmux::start(
+            dir.path().join(socket),
+            &format!(
+                "{berth} attach {options} shell; echo attached-exit=$? > {}; sleep 60",
+                status.display()
+            ),
+        )
+    };
+
+    // Attach: what we type reaches its shell, at our window's size.
+    let tmux = attach("tmux-1", "");
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.type_line("echo typed-$((6*7)); stty size");
+    eventually("the shell answered", || {
+        tmux.screen().contains("typed-42\n30 100")
+    });
+    // A resized window resizes its terminal.
+    tmux.command()
+        .args(["resize-window", "-x", "90", "-y", "25"])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    tmux.type_line("stty size");
+    eventually("the new size", || tmux.screen().contains("25 90"));
+
+    // Ctrl-P Ctrl-Q: we leave, it runs on.
+    tmux.keys(&["C-p", "C-q"]);
+    eventually("attach ended with 0", || {
+        std::fs::read_to_string(&status).is_ok_and(|s| s == "attached-exit=0\n")
+    });
+    assert!(
+        tmux.screen().contains("read escape sequence"),
+        "{}",
+        tmux.screen()
+    );
+    assert!(lab.ok(&["ps"]).contains(&id), "detaching stopped it");
+    // Its terminal's output is in its log.
+    assert!(lab.ok(&["logs", "shell"]).contains("typed-42"));
+    drop(tmux);
+    std::fs::remove_file(&status).unwrap();
+
+    // Again, with other detach keys; the shell's exit ends attach with
+    // its code.
+    let tmux = attach("tmux-2", "--detach-keys ctrl-a,d");
+    std::thread::sleep(Duration::from_millis(300));
+    tmux.type_line("echo again-$((1+1))");
+    eventually("attached again", || tmux.screen().contains("again-2"));
+    tmux.type_line("exit 3");
+    eventually("attach ended with the shell's code", || {
+        std::fs::read_to_string(&status).is_ok_and(|s| s == "attached-exit=3\n")
+    });
+    assert!(lab.ok(&["ps", "-a"]).contains("Exited (3)"));
+    assert!(!lab.containers_dir().join(&id).join("attach.sock").exists());
+
+    // Only containers with a terminal can be attached to.
+    lab.detach(&["--name", "plain", "--network", "none"], &["sleep", "60"]);
+    lab.berth()
+        .args(["attach", "plain"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("no terminal to attach to"));
+    lab.berth()
+        .args(["run", "-di", &lab.pulled.image, "sh"])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("use -dit"));
+}
+
+#[test]
+fn a_resized_window_resizes_the_terminal_of_run_it_and_exec_it() {
+    if !root_or_skip("a_resized_window_resizes_the_terminal_of_run_it_and_exec_it") {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let berth = format!(
+        "{} --root {}",
+        berth_tests::bin("berth").display(),
+        lab.pulled.root.path().display()
+    );
+    let run = Tmux::start(
+        dir.path().join("tmux-run"),
+        &format!(
+            "{berth} run -it --name sized --network none {} sh; sleep 60",
+            lab.pulled.image
+        ),
+    );
+    eventually("the prompt", || run.screen().contains("/ #"));
+    run.type_line("stty size");
+    eventually("its size", || run.screen().contains("30 100"));
+    run.command()
+        .args(["resize-window", "-x", "70", "-y", "20"])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    run.type_line("stty size");
+    eventually("run -it: the new size", || run.screen().contains("20 70"));
+
+    let exec = Tmux::start(
+        dir.path().join("tmux-exec"),
+        &format!("{berth} exec -it sized sh"),
+    );
+    eventually("exec's prompt", || exec.screen().contains("/ #"));
+    exec.command()
+        .args(["resize-window", "-x", "60", "-y", "15"])
+        .status()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    exec.type_line("stty size");
+    eventually("exec -it: the new size", || exec.screen().contains("15 60"));
+    exec.type_line("exit");
+    run.type_line("exit");
+}
