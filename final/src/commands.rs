@@ -316,6 +316,9 @@ pub fn info(engine: &Engine) -> Result<(), Error> {
 /// Docker's word for a container's state, paused included (the runtime
 /// knows that one).
 pub fn state_of(engine: &Engine, record: &Record) -> &'static str {
+    if record.is_restarting() {
+        return "restarting"; // its monitor waits to run it again (--restart)
+    }
     match record.state.status {
         Status::Creating | Status::Created => "created",
         Status::Running | Status::Paused if record.is_running() => {

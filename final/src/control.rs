@@ -14,7 +14,7 @@
 //! before it runs the container again.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -34,11 +34,14 @@ const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 // ANCHOR: stop
 /// SIGTERM (or the container's --stop-signal), then SIGKILL after
 /// `timeout` (or its --stop-timeout, or 10 s), like `docker stop`. Stopping
-/// a container that is not running is not an error.
+/// a container that is not running is not an error. The user stopped it:
+/// its monitor will not run it again (`--restart`), even if it is in its
+/// back-off or starting again right now (then it is signalled once it runs).
 pub fn stop(engine: &Engine, record: &Record, timeout: Option<Duration>) -> Result<(), Error> {
-    if !record.is_running() {
+    if !record.monitor_alive() {
         return Ok(());
     }
+    engine.containers.mark_stopped_by_user(&record.id)?;
     let extras = &record.spec.extras;
     let first = match &extras.stop_signal {
         Some(name) => parse_signal(name).map_err(Error::Other)?,
@@ -47,19 +50,41 @@ pub fn stop(engine: &Engine, record: &Record, timeout: Option<Duration>) -> Resu
     let timeout = timeout
         .or(extras.stop_timeout.map(Duration::from_secs))
         .unwrap_or(DEFAULT_STOP_TIMEOUT);
-    signal(engine, record, first)?;
-    if wait_for_monitor(record, timeout) {
-        return Ok(());
+    // Until its monitor is gone: the first signal once it runs, SIGKILL
+    // `timeout` later, then a grace period for the monitor's cleanup.
+    let mut sent: Option<(Signal, Instant)> = None;
+    loop {
+        let Some(current) = engine.containers.get(&record.id)? else {
+            return Ok(()); // removed meanwhile (--rm)
+        };
+        if !current.monitor_alive() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let next = match sent {
+            None => Some(first),
+            Some((signal, at)) if signal != Signal::SIGKILL && now >= at + timeout => {
+                Some(Signal::SIGKILL)
+            }
+            Some((Signal::SIGKILL, at)) if now >= at + CLEANUP_GRACE => {
+                return Err(Error::Other(format!(
+                    "container {} was killed, but its monitor (PID {}) has not finished cleaning up",
+                    record.display_name(),
+                    current.state.monitor.map_or(0, |m| m.pid)
+                )));
+            }
+            _ => None,
+        };
+        // Only a running one can be signalled: one in its back-off ends by
+        // itself (it sees the mark), one starting is signalled once it runs.
+        if let Some(signal) = next
+            && current.is_running()
+            && self::signal(engine, &current, signal).is_ok()
+        {
+            sent = Some((signal, now));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    signal(engine, record, Signal::SIGKILL)?;
-    if wait_for_monitor(record, CLEANUP_GRACE) {
-        return Ok(());
-    }
-    Err(Error::Other(format!(
-        "container {} was killed, but its monitor (PID {}) has not finished cleaning up",
-        record.display_name(),
-        record.state.monitor.map_or(0, |m| m.pid)
-    )))
 }
 // ANCHOR_END: stop
 
@@ -94,6 +119,20 @@ pub fn running(engine: &Engine, record: &Record) -> Result<(Proc, Vec<PathBuf>),
             record.display_name()
         ))),
     }
+}
+
+/// `berth kill`: the user's signal. As Docker, it counts as the user
+/// stopping the container: its monitor will not run it again
+/// (`--restart`). One in its back-off is only told so.
+pub fn kill_by_user(engine: &Engine, record: &Record, signal: Signal) -> Result<(), Error> {
+    if record.is_restarting() {
+        engine.containers.mark_stopped_by_user(&record.id)?;
+        wait_for_monitor(record, CLEANUP_GRACE);
+        return Ok(());
+    }
+    running(engine, record)?; // not running: an error, and no mark
+    engine.containers.mark_stopped_by_user(&record.id)?;
+    self::signal(engine, record, signal)
 }
 
 /// Send `signal` to the container's init, which passes it on. A paused
@@ -145,6 +184,11 @@ pub fn remove(engine: &Engine, record: &Record, force: bool, volumes: bool) -> R
 
 fn refuse_removal(record: &Record) -> Error {
     let name = record.display_name();
+    if record.is_restarting() {
+        return Error::Other(format!(
+            "container {name} is restarting: stop it first (berth stop {name}), or use berth rm -f"
+        ));
+    }
     match record.state.status {
         Status::Running => Error::Other(format!(
             "container {name} is running: stop it first (berth stop {name}), or use berth rm -f"

@@ -94,7 +94,9 @@ pub fn exec(engine: &Engine, record: &Record, options: ExecOptions) -> Result<u8
 
     // The terminal's relay threads start now: once we are in the container's
     // PID namespace, the kernel refuses us new threads.
-    let relay = terminal.map(|t| t.relay(options.interactive)).transpose()?;
+    let relay = terminal
+        .map(|t| t.relay(options.interactive, None))
+        .transpose()?;
     let step = hardening
         .map(|hardening| -> Step { std::sync::Arc::new(move |user| hardening.apply(user)) });
     let child = entry.spawn(&process, &hostname, step, record.display_name())?;

@@ -11,9 +11,12 @@
 //! - [`images`]: images named by reference or by ID;
 //! - [`run`]: make one and run it, in the foreground or under a monitor
 //!   process (`-d`), with [`harden`]'s secure defaults and, with `-t`, a
-//!   [`terminal`] of its own;
+//!   [`terminal`] of its own, which a detached one serves to `berth
+//!   attach` ([`attach`]);
 //! - [`exec`]: one more process inside a running container;
+//! - [`logfile`]: the container's log, in Docker's json-file shape;
 //! - [`show`]: `ps`, `logs`, `inspect`;
+//! - [`restart`]: `--restart`, the monitor running a container again;
 //! - [`control`]: `stop`, `kill`, `rm`;
 //! - [`volume`]: bind mounts, volumes and tmpfs, data that outlives a
 //!   container;
@@ -21,6 +24,7 @@
 //! - [`runtime`]: the OCI runtime commands of `berth-runtime`, for
 //!   bundles, which `run` and `build` drive too.
 
+pub mod attach;
 pub mod build;
 pub mod bundle;
 pub mod commands;
@@ -35,7 +39,9 @@ pub mod harden;
 pub mod images;
 pub mod launch;
 pub mod layer;
+pub mod logfile;
 pub mod record;
+pub mod restart;
 pub mod run;
 pub mod run_flags;
 pub mod runtime;

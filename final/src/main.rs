@@ -51,9 +51,23 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new container from an image.
+    #[command(after_help = RUN_EXAMPLES)]
     Run(EngineRunArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// Attach your terminal to a running container's (one run with -dt or
+    /// -dit); leave it running with Ctrl-P Ctrl-Q (see --detach-keys).
+    Attach {
+        /// The keys that detach, e.g. ctrl-a,d (default: ctrl-p,ctrl-q,
+        /// or the container's run --detach-keys).
+        #[arg(long, value_name = "KEYS", value_parser = check_detach_keys)]
+        detach_keys: Option<String>,
+        /// Don't send what you type; only watch.
+        #[arg(long)]
+        no_stdin: bool,
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
     /// List containers (running ones; all with -a).
     #[command(after_help = PS_EXAMPLES)]
     Ps {
@@ -67,16 +81,32 @@ enum Command {
         /// 'table {{.Names}}\t{{.Status}}', '{{json .}}', or json.
         #[arg(long, value_name = "TEMPLATE")]
         format: Option<String>,
-        /// Only containers that match: id=, name=, status=created|running|exited|paused,
+        /// Only containers that match: id=, name=, status=created|running|restarting|exited|paused,
         /// label=KEY[=VALUE], ancestor=IMAGE, network=NAME (repeat to combine).
         #[arg(short, long = "filter", value_name = "KEY=VALUE")]
         filter: Vec<String>,
     },
-    /// Print what a detached container wrote to stdout and stderr.
+    /// Print what a container wrote to stdout (to our stdout) and stderr
+    /// (to our stderr), from its log: Docker's json-file shape, one JSON
+    /// object a line in <root>/containers/<id>/container.log.
+    #[command(after_help = LOGS_EXAMPLES)]
     Logs {
         /// Keep printing new output until the container ends.
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines (all: every line).
+        #[arg(short = 'n', long, value_name = "N|all", value_parser = parse_tail)]
+        tail: Option<TailCount>,
+        /// Only lines written at or after TIME: RFC 3339 (2024-05-01T12:00:00Z),
+        /// a date, Unix seconds, or a duration before now (10m, 1h30m).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only lines written before TIME (as --since).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Show each line's time (RFC 3339, nanoseconds) in front.
+        #[arg(short, long)]
+        timestamps: bool,
         #[arg(value_name = "CONTAINER")]
         container: String,
     },
@@ -326,6 +356,18 @@ struct EngineRunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// The keys that detach `berth attach` from this container (default
+    /// ctrl-p,ctrl-q), e.g. ctrl-a,d.
+    #[arg(long, value_name = "KEYS", value_parser = check_detach_keys)]
+    detach_keys: Option<String>,
+    /// Run it again when it ends (needs -d; its monitor does it):
+    /// no, on-failure[:MAX-RETRIES] (a code other than 0), always, or
+    /// unless-stopped (for berth, as always). Waits 100 ms before the first
+    /// restart, twice as long before each next one (at most a minute; 100 ms
+    /// again after a run of 10 s). `berth stop` or `kill` ends it until
+    /// `berth start`.
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    restart: berth::restart::RestartPolicy,
     /// Name the container: commands and other containers on its network
     /// find it by this name. It is also the hostname inside (unless -h says
     /// otherwise) where it can be one, i.e. has no '_'.
@@ -417,6 +459,35 @@ struct ExecArgs {
 /// 125 is berth's own failure, so a script can tell it from the exit code
 /// of the container's command (clap's default would be 2).
 const EXIT_USAGE: u8 = 125;
+
+const RUN_EXAMPLES: &str = "Examples:\n  berth run --rm 127.0.0.1:5000/busybox echo hello\n  \
+berth run -d --name web -p 8080:80 127.0.0.1:5000/busybox httpd -f -p 80\n  \
+berth run -d --name worker --restart on-failure:3 127.0.0.1:5000/busybox sh -c 'work || exit 1'\n  \
+berth run -d --name web --restart unless-stopped 127.0.0.1:5000/busybox httpd -f -p 80\n  \
+berth run -dit --name shell 127.0.0.1:5000/busybox sh   (then: berth attach shell; leave with Ctrl-P Ctrl-Q)";
+
+const LOGS_EXAMPLES: &str = "Examples:\n  berth logs web\n  berth logs -f --tail 10 web\n  \
+berth logs --since 10m --until 2m -t web\n  berth logs --since 2024-05-01T12:00:00Z web 2>/dev/null   (stdout only)\n\n\
+Each line is kept as {\"log\":\"text\\n\",\"stream\":\"stdout\",\"time\":\"...\"}; a line longer than \
+16 KiB is split. The log is not rotated.";
+
+fn check_detach_keys(text: &str) -> Result<String, String> {
+    berth::attach::parse_detach_keys(text).map(|_| text.to_string())
+}
+
+/// `--tail N` or `--tail all` (`None`: all).
+#[derive(Clone, Copy)]
+struct TailCount(Option<usize>);
+
+fn parse_tail(text: &str) -> Result<TailCount, String> {
+    match text {
+        "all" => Ok(TailCount(None)),
+        n => n
+            .parse()
+            .map(|n| TailCount(Some(n)))
+            .map_err(|_| format!("{text:?} is not a number of lines, or all")),
+    }
+}
 
 const PS_EXAMPLES: &str = "Fields for --format: ID, Image, Command, CreatedAt, RunningFor, Ports, \
 State, Status, Names, Labels, Networks.\n\nExamples:\n  berth ps -a -q\n  \
@@ -558,9 +629,17 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
         Command::Run(args) => run_command(&engine, args),
         Command::Monitor { ready_fd, id } => {
             let ready = Ready::from_fd(ready_fd)?;
-            run::execute(&engine, engine.containers.load(&id)?, ready)
+            run::monitor(&engine, &id, ready)
         }
         Command::MonitorFinish { id, code } => run::conclude(&engine, &id, code),
+        Command::Attach {
+            detach_keys,
+            no_stdin,
+            container,
+        } => {
+            let record = engine.containers.find(&container)?;
+            berth::attach::attach(&engine, &record, detach_keys.as_deref(), no_stdin)
+        }
         Command::Exec(args) => {
             let record = engine.containers.find(&args.container)?;
             let options = ExecOptions {
@@ -583,8 +662,28 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             let format = Format::new(quiet, format.as_deref());
             show::ps(&engine, all, &format, &filters).map(|()| 0)
         }
-        Command::Logs { follow, container } => {
-            show::logs(&engine, &engine.containers.find(&container)?, follow).map(|()| 0)
+        Command::Logs {
+            follow,
+            tail,
+            since,
+            until,
+            timestamps,
+            container,
+        } => {
+            let now = berth::logfile::now_nanos();
+            let time = |flag: &str, text: Option<String>| {
+                text.map(|t| berth::logfile::parse_time(&t, now))
+                    .transpose()
+                    .map_err(|e| Error::Other(format!("{flag}: {e}")))
+            };
+            let options = berth::logfile::Show {
+                tail: tail.and_then(|TailCount(n)| n),
+                since: time("--since", since)?,
+                until: time("--until", until)?,
+                timestamps,
+            };
+            let record = engine.containers.find(&container)?;
+            show::logs(&engine, &record, follow, &options).map(|()| 0)
         }
         Command::Inspect { container } => {
             show::inspect(&engine, &engine.containers.find(&container)?).map(|()| 0)
@@ -596,7 +695,7 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             control::stop(&engine, record, time.map(Duration::from_secs))
         }),
         Command::Kill { signal, containers } => for_each(&engine, &containers, |record| {
-            control::signal(&engine, record, signal)
+            control::kill_by_user(&engine, record, signal)
         }),
         Command::Rm {
             force,
@@ -770,6 +869,8 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         network: args.network,
         publish: args.publish,
         auto_remove: args.rm,
+        restart: args.restart,
+        detach_keys: args.detach_keys,
         detached: args.detach,
         stats: run.stats,
         privileged: args.privileged,
@@ -781,6 +882,7 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         mounts: args.mounts.into_mounts(),
         extras,
     };
+    check_restart(&spec)?;
     let record = run::create(engine, args.name, spec)?;
     if args.detach {
         run::detach(engine, &record)?;
@@ -789,6 +891,26 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
     } else {
         run::execute(engine, record, Ready::Nobody)
     }
+}
+
+/// `--restart` needs a monitor to do it, and contradicts `--rm`.
+fn check_restart(spec: &Spec) -> Result<(), Error> {
+    if spec.restart == berth::restart::RestartPolicy::No {
+        return Ok(());
+    }
+    if spec.auto_remove {
+        return Err(Error::Other(
+            "Conflicting options: cannot specify both --restart and --rm".into(),
+        ));
+    }
+    if !spec.detached {
+        return Err(Error::Other(
+            "--restart needs -d: the monitor of a detached container runs it again \
+             (berth has no daemon to restart one in the foreground)"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Do `action` to each named container; print each name done, like Docker.

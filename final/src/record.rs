@@ -24,6 +24,8 @@ use stage05_networks::ipam::{process_alive, process_start_time};
 
 const RECORD: &str = "record.json";
 pub const LOG: &str = "container.log";
+const MONITOR_LOG: &str = "monitor.log";
+const STOPPED_BY_USER: &str = "stopped-by-user";
 /// A new container's directory is made in `.new-<pid>-<start time>/` (its
 /// creator's), then renamed into place.
 const STAGING: &str = ".new-";
@@ -83,6 +85,13 @@ pub struct Spec {
     /// volume by the name it was given (see `volume`).
     #[serde(default)]
     pub mounts: Vec<crate::volume::Mount>,
+    /// `--detach-keys`: what `berth attach` takes as "leave" (default
+    /// Ctrl-P Ctrl-Q).
+    #[serde(default)]
+    pub detach_keys: Option<String>,
+    /// `--restart`: whether its monitor runs it again when it ends.
+    #[serde(default)]
+    pub restart: crate::restart::RestartPolicy,
     /// The rest of Docker's `run` options (all optional).
     #[serde(default, flatten)]
     pub extras: Extras,
@@ -210,6 +219,17 @@ pub struct State {
     /// How many times it has run (`berth start` runs it again).
     #[serde(default)]
     pub runs: u32,
+    /// How many times its monitor ran it again by its `--restart` policy
+    /// since it was last started by hand (Docker's RestartCount).
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Its monitor is waiting to run it again (`--restart`'s back-off).
+    #[serde(default)]
+    pub restarting: bool,
+    /// The back-off before the last restart, in milliseconds: the next one
+    /// doubles it (see `restart::next_delay`).
+    #[serde(default)]
+    pub restart_delay_ms: u64,
 }
 
 /// What a container has on its network's side of the host, by name.
@@ -248,6 +268,9 @@ impl Record {
                 oom_killed: false,
                 plugged: None,
                 runs: 0,
+                restart_count: 0,
+                restarting: false,
+                restart_delay_ms: 0,
             },
         }
     }
@@ -265,6 +288,11 @@ impl Record {
         self.state.monitor.is_some_and(|m| m.alive())
     }
 
+    /// Its monitor waits to run it again (`--restart`'s back-off).
+    pub fn is_restarting(&self) -> bool {
+        self.state.restarting && self.monitor_alive()
+    }
+
     /// The name if it has one, else the ID: what messages call it.
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(&self.id)
@@ -272,6 +300,13 @@ impl Record {
 
     /// `Up 5 seconds`, `Exited (0) 2 minutes ago`, `Created`, as `docker ps`.
     pub fn status_text(&self) -> String {
+        if self.is_restarting() {
+            return format!(
+                "Restarting ({}) {} ago",
+                self.state.exit_code.unwrap_or(0),
+                human_age(self.state.finished.unwrap_or(self.created))
+            );
+        }
         match self.state.status {
             Status::Creating | Status::Created => "Created".into(),
             Status::Paused => "Paused".into(),
@@ -326,6 +361,37 @@ impl Containers {
 
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.dir.join(id).join(LOG)
+    }
+
+    /// Where a detached container's monitor writes its own warnings (not
+    /// the container's log, which holds only what the container wrote).
+    pub fn monitor_log_path(&self, id: &str) -> PathBuf {
+        self.dir.join(id).join(MONITOR_LOG)
+    }
+
+    /// Note that the user stopped the container (`stop`, `kill`): its
+    /// monitor must not run it again, whatever its `--restart` says, until
+    /// `berth start`. A file of its own rather than a field of the record,
+    /// because the monitor saves its copy of the record as it goes and
+    /// would write a field back over the user's word.
+    pub fn mark_stopped_by_user(&self, id: &str) -> Result<(), Error> {
+        let path = self.dir.join(id).join(STOPPED_BY_USER);
+        std::fs::write(&path, b"").map_err(|e| Error::io("write", &path, e))
+    }
+
+    pub fn stopped_by_user(&self, id: &str) -> bool {
+        self.dir.join(id).join(STOPPED_BY_USER).exists()
+    }
+
+    /// `berth start`: the user wants it running again.
+    pub fn clear_stopped_by_user(&self, id: &str) -> Result<(), Error> {
+        let path = self.dir.join(id).join(STOPPED_BY_USER);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove", &path, e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Make a new container's directories with its record in them. They

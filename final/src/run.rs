@@ -3,7 +3,7 @@
 //!
 //! In the foreground, the `berth run` process itself waits for the
 //! container. With `-d` it starts a *monitor* (`berth monitor ID`, a new
-//! session, its output going to the container's log) that does the waiting,
+//! session, its own messages going to `monitor.log`) that does the waiting,
 //! and returns as soon as the monitor says the container runs.
 
 use std::fs::{File, OpenOptions};
@@ -28,6 +28,7 @@ use stage05_networks::network::Network;
 use crate::Engine;
 use crate::bundle::{self, EngineContainer};
 use crate::harden;
+use crate::logfile::{self, Log, Stream};
 use crate::record::{Plugged, Proc, Record, Spec, Status, now};
 use crate::{control, events, runtime, terminal, tiny, volume};
 
@@ -80,12 +81,16 @@ pub fn create(engine: &Engine, name: Option<String>, mut spec: Spec) -> Result<R
 }
 // ANCHOR_END: create
 
-/// `-i` and `-t` need a caller to talk to: berth has no `attach`.
+/// `-i` needs a caller to talk to: in the foreground, or through `berth
+/// attach`, which attaches to a terminal (`-dit`).
 fn check_stdio(spec: &Spec) -> Result<(), Error> {
-    if spec.detached && (spec.interactive || spec.tty) {
-        return Err(Error::Other(
-            "-i and -t need the container in the foreground (berth has no attach): drop -d".into(),
-        ));
+    if spec.detached {
+        if spec.interactive && !spec.tty {
+            return Err(Error::Other(
+                "-di: berth attaches only to a container's terminal: use -dit (or drop -i)".into(),
+            ));
+        }
+        return Ok(()); // no terminal of ours needed: its monitor makes one
     }
     terminal::check(spec.interactive, spec.tty)
 }
@@ -226,14 +231,16 @@ fn claim(engine: &Engine, record: &mut Record, plan: Plan) -> Result<Plan, Error
             record.display_name()
         ))
     })?;
-    if current.monitor_alive() {
+    let me = std::process::id() as i32;
+    // (A monitor running its container again, `--restart`, is that monitor.)
+    let ours = current.state.monitor.is_some_and(|m| m.pid == me);
+    if current.monitor_alive() && !ours {
         return Err(Error::Other(format!(
             "container {} is already running or starting",
             record.display_name()
         )));
     }
     control::clean_up(engine, &mut current)?;
-    let me = std::process::id() as i32;
     let monitor = Proc::of(me)
         .ok_or_else(|| Error::Other(format!("read the start time of our own process {me}")))?;
     current.state.monitor = Some(monitor);
@@ -271,9 +278,27 @@ fn run_container(
     let layers = image.unpacked_layers(&store, &engine.root.layers())?;
     let process = image::process(&image.config, &spec.overrides())?;
     let (terminal, stdio) = terminal::streams(spec.interactive, spec.tty)?;
+    // Its log, and (without a terminal) pipes for its output to pass
+    // through a relay that writes the log's entries.
+    let log_file = logfile::open(&engine.containers.log_path(&id))?;
+    let log = Log::new(
+        log_file
+            .try_clone()
+            .map_err(|e| Error::Other(format!("duplicate the log: {e}")))?,
+    );
+    let pipes = match terminal {
+        Some(_) => None,
+        // (A detached one's monitor has stdout and stderr in one file, its
+        // own log, but nobody watches their order there.)
+        None => Some(logfile::Pipes::new(
+            !spec.detached && logfile::stdout_is_stderr(),
+        )?),
+    };
     // A detached container's init becomes the tiny program once the
     // command runs, and so does its monitor (see `become_waiter`).
-    let tiny = match spec.detached {
+    // (One with a terminal keeps its monitor as berth, which serves the
+    // terminal to `berth attach`: see `attach`.)
+    let tiny = match spec.detached && !spec.tty {
         true => Some(std::sync::Arc::new(tiny::program()?)),
         false => None,
     };
@@ -327,7 +352,10 @@ fn run_container(
         stdio,
         init_program: tiny.clone(),
     };
-    let init = runtime::create_for_engine(runtime_root, &options, parts).map_err(|err| {
+    let lent = pipes.as_ref().map(logfile::Pipes::lend).transpose()?;
+    let created = runtime::create_for_engine(runtime_root, &options, parts);
+    drop(lent); // our stdout and stderr are ours again
+    let init = created.map_err(|err| {
         match err {
             // `run -d` reports it with the code, as Docker does.
             Error::FromContainer { code, message } => Error::FromContainer {
@@ -337,6 +365,7 @@ fn run_container(
             other => other,
         }
     })?;
+    let readers = pipes.map(logfile::Pipes::readers);
     let plug = Plug {
         program: PROGRAM,
         networks: &engine.networks,
@@ -357,17 +386,42 @@ fn run_container(
         // `run -d` was killed before it heard: take the container down.
         let _ = kill(init, Signal::SIGKILL);
     }
-    let relay = terminal.map(|t| t.relay(spec.interactive)).transpose()?;
+    let (relay, served) = match (terminal, spec.detached) {
+        (Some(t), false) => {
+            let writer = log.writer(Stream::Stdout);
+            (Some(t.relay(spec.interactive, Some(writer))?), None)
+        }
+        (Some(t), true) => {
+            let socket = dirs.dir.join(crate::attach::SOCKET);
+            let writer = log.writer(Stream::Stdout);
+            (None, Some(t.serve(spec.interactive, writer, &socket)?))
+        }
+        (None, _) => (None, None),
+    };
     if let Some(tiny) = tiny.filter(|_| !abandoned) {
-        let err = become_waiter(engine, &id, init, &tiny);
+        let err = become_waiter(engine, &id, init, &tiny, &log_file, readers.as_ref());
         eprintln!("{PROGRAM}: warning: {err}; waiting as berth instead");
     }
+    // In the foreground (or if the monitor could not become the tiny
+    // program), berth relays: to the log, and in the foreground also to
+    // our own stdout and stderr.
+    let output = readers.map(|(out, err)| {
+        let mut pipes = vec![(Stream::Stdout, out.into())];
+        pipes.extend(err.map(|err| (Stream::Stderr, err.into())));
+        logfile::Relay::start(pipes, &log, !spec.detached)
+    });
 
     let status = supervise::supervise(init)
         .map_err(|e| Error::Other(format!("wait for the container: {e}")))?;
     let code = stage01_chroot::exit::exit_code(status);
     if let Some(relay) = relay {
         relay.finish();
+    }
+    if let Some(served) = served {
+        served.finish();
+    }
+    if let Some(output) = output {
+        output.finish();
     }
     // Unplug (veth, lease, ports, names), read what the kernel counted, and
     // have the runtime remove the rest; the record forgets each once gone.
@@ -395,11 +449,19 @@ fn run_container(
 /// A detached container runs: all that is left for its monitor is to wait
 /// for it (conmon's job), and a copy of berth costs megabytes for that. So
 /// the monitor becomes the tiny program: same process (init stays our
-/// child), a few pages of memory. When init ends, the tiny program execs
-/// berth again as `berth monitor-finish ID CODE`, which records the exit
-/// code and cleans up from the record ([`conclude`]). Returns only why
-/// that could not happen.
-fn become_waiter(engine: &Engine, id: &str, init: nix::unistd::Pid, tiny: &OwnedFd) -> Error {
+/// child), a few pages of memory. It relays the container's output pipes
+/// (`readers`) into its log until they close, then waits for init. When
+/// init ends, the tiny program execs berth again as `berth monitor-finish
+/// ID CODE`, which records the exit code and cleans up from the record
+/// ([`conclude`]). Returns only why that could not happen.
+fn become_waiter(
+    engine: &Engine,
+    id: &str,
+    init: nix::unistd::Pid,
+    tiny: &OwnedFd,
+    log: &File,
+    readers: Option<&(OwnedFd, Option<OwnedFd>)>,
+) -> Error {
     // Ourselves, to come back to: the read-only view we run from.
     let berth = match nix::fcntl::open(
         crate::guard::OUR_BINARY,
@@ -409,23 +471,44 @@ fn become_waiter(engine: &Engine, id: &str, init: nix::unistd::Pid, tiny: &Owned
         Ok(fd) => fd,
         Err(e) => return Error::io("open", crate::guard::OUR_BINARY, e.into()),
     };
+    // The files the tiny program relays: kept open across exec.
+    let mut relay: Vec<std::ffi::OsString> = Vec::new();
+    if let Some((out, Some(err))) = readers {
+        for fd in [log.as_raw_fd(), out.as_raw_fd(), err.as_raw_fd()] {
+            // SAFETY: our own open descriptors, only their close-on-exec flag changes.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            let inherit = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty());
+            if let Err(e) = nix::fcntl::fcntl(fd, inherit) {
+                return Error::Other(format!("keep the log open for the tiny program: {e}"));
+            }
+            relay.push(fd.as_raw_fd().to_string().into());
+        }
+    }
+    let mode = match relay.is_empty() {
+        true => "wait",
+        false => "log",
+    };
     let args = [
-        "wait".into(),
-        init.to_string().into(),
-        berth.as_raw_fd().to_string().into(),
-        std::env::args_os().next().unwrap_or("berth".into()),
-        "--root".into(),
-        engine.root.dir().as_os_str().to_owned(),
-        "monitor-finish".into(),
-        id.into(),
-    ];
-    tiny::become_program(tiny, "berth-monitor", args.to_vec())
+        vec![mode.into(), init.to_string().into()],
+        relay,
+        vec![
+            berth.as_raw_fd().to_string().into(),
+            std::env::args_os().next().unwrap_or("berth".into()),
+            "--root".into(),
+            engine.root.dir().as_os_str().to_owned(),
+            "monitor-finish".into(),
+            id.into(),
+        ],
+    ]
+    .concat();
+    tiny::become_program(tiny, "berth-monitor", args)
 }
 
 /// `berth monitor-finish ID CODE`: what the monitor of a detached container
 /// does once the tiny program saw it end: what the kernel counted, the exit
 /// code in the record, then the cleanup (`control::clean_up` removes what
-/// the record lists) and `--rm`.
+/// the record lists) and `--rm`; then, if its `--restart` policy says so,
+/// it runs the container again (`restart::keep_restarting`).
 pub fn conclude(engine: &Engine, id: &str, code: u8) -> Result<u8, Error> {
     let mut record = engine.containers.load(id)?;
     match usage_of(engine.root.dir(), id) {
@@ -451,7 +534,14 @@ pub fn conclude(engine: &Engine, id: &str, code: u8) -> Result<u8, Error> {
     record.state.exit_code = Some(code);
     let keep = !record.spec.auto_remove;
     finish(engine, &mut record, keep)?;
-    Ok(code)
+    crate::restart::keep_restarting(engine, id, code)
+}
+
+/// `berth monitor ID`: run the container (`run -d`, `start`); if the run
+/// ends here rather than in the tiny waiter, the restart policy too.
+pub fn monitor(engine: &Engine, id: &str, ready: Ready) -> Result<u8, Error> {
+    let code = execute(engine, engine.containers.load(id)?, ready)?;
+    crate::restart::keep_restarting(engine, id, code)
 }
 // ANCHOR_END: become_waiter
 
@@ -520,7 +610,9 @@ pub fn detach(engine: &Engine, record: &Record) -> Result<(), Error> {
 }
 
 fn start_monitor(engine: &Engine, record: &Record) -> Result<(), Error> {
-    let log_path = engine.containers.log_path(&record.id);
+    // The monitor's own messages go to a file of their own: the container's
+    // log holds only what the container wrote (the relay writes it).
+    let log_path = engine.containers.monitor_log_path(&record.id);
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -613,9 +705,11 @@ pub fn restart(engine: &Engine, record: &Record) -> Result<(), Error> {
             return Ok(()); // running already, or starting
         }
         control::clean_up(engine, &mut again)?;
+        // The user starts it: its restart policy applies again, counted
+        // from zero (as Docker).
+        engine.containers.clear_stopped_by_user(&again.id)?;
+        // In the background; with its terminal, if it had one, for `attach`.
         again.spec.detached = true;
-        again.spec.interactive = false;
-        again.spec.tty = false;
         let runs = again.state.runs;
         again.state = Record::new(String::new(), None, Spec::default()).state;
         again.state.runs = runs;

@@ -2,8 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::time::Duration;
+use std::io::Read;
 
 use serde_json::{Map, Value, json};
 use stage01_chroot::Error;
@@ -13,6 +12,7 @@ use stage04_images::spec::ImageConfig;
 
 use crate::Engine;
 use crate::format::{Filters, Format, label_matches};
+use crate::logfile::{self, Show};
 use crate::record::{Record, human_age};
 
 /// The filters `ps` knows, as Docker's.
@@ -231,40 +231,45 @@ fn shorten(text: &str, width: usize) -> String {
 }
 
 // ANCHOR: logs
-/// Print what a detached container wrote; with `follow`, keep printing
-/// until it ends.
-pub fn logs(engine: &Engine, record: &Record, follow: bool) -> Result<(), Error> {
+/// Print what a container wrote (its log: see `logfile`), as `show`
+/// says; with `follow`, keep printing until it ends (a container waiting
+/// to restart has not ended).
+pub fn logs(engine: &Engine, record: &Record, follow: bool, show: &Show) -> Result<(), Error> {
     let path = engine.containers.log_path(&record.id);
     let mut log = match File::open(&path) {
         Ok(log) => log,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !record.spec.detached => {
             return Err(Error::Other(format!(
-                "container {} ran in the foreground: its output went to the terminal, not to a log \
-                 (run it with -d to keep a log)",
+                "container {} ran in the foreground before berth kept logs for those: \
+                 its output went to the terminal only",
                 record.display_name()
             )));
         }
         Err(e) => return Err(Error::io("open log", &path, e)),
     };
-    let mut out = std::io::stdout().lock();
+    let mut unread = Vec::new();
+    let mut show = show.clone();
     loop {
-        let running = record.is_running();
-        copy_new(&mut log, &mut out).map_err(|e| Error::io("read log", &path, e))?;
-        if !follow || !running {
+        let alive = record.monitor_alive();
+        log.read_to_end(&mut unread) // and the file position moves past it
+            .map_err(|e| Error::io("read log", &path, e))?;
+        let mut lines = logfile::whole_lines(&mut unread);
+        if !alive && !unread.is_empty() {
+            // Its relay is gone, so the last line will stay unfinished.
+            lines.push(std::mem::take(&mut unread));
+        }
+        logfile::print(&lines, &show)?;
+        show.tail = None; // --tail is of what was there at first
+        let past_until = show
+            .until
+            .is_some_and(|until| logfile::now_nanos() >= until);
+        if !follow || !alive || past_until {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(logfile::FOLLOW_EVERY);
     }
 }
 // ANCHOR_END: logs
-
-/// Copy what was appended since the last call.
-fn copy_new(log: &mut File, out: &mut impl Write) -> std::io::Result<()> {
-    let mut fresh = Vec::new();
-    log.read_to_end(&mut fresh)?; // and the file position moves past it
-    out.write_all(&fresh)?;
-    out.flush()
-}
 
 /// The record as JSON, like `docker inspect` (in berth's own shape), with
 /// what the runtime knows of its processes while it has them: `state.init`
@@ -275,6 +280,8 @@ pub fn inspect(engine: &Engine, record: &Record) -> Result<(), Error> {
         |e: serde_json::Error| Error::Other(format!("encode the record of {}: {e}", record.id));
     let mut value = serde_json::to_value(record).map_err(encode)?;
     value["Mounts"] = crate::volume::inspect_mounts(engine, &record.spec.mounts);
+    // Docker's name for it, where scripts look for it.
+    value["RestartCount"] = record.state.restart_count.into();
     if let Some(processes) = crate::runtime::processes_of(engine.root.dir(), &record.id)? {
         value["state"]["init"] = serde_json::to_value(processes.init).map_err(encode)?;
         value["state"]["cgroups"] = serde_json::to_value(processes.cgroups).map_err(encode)?;

@@ -19,6 +19,10 @@
 //!                                    environment) be PID 1 for the command PID
 //!   berth-tiny wait PID FD ARGS...   wait for PID, then run the program
 //!                                    open as FD with ARGS and the exit code
+//!   berth-tiny log PID LOG OUT ERR FD ARGS...
+//!                                    as wait, but first relay the pipes OUT
+//!                                    and ERR into the file LOG as Docker's
+//!                                    json-file entries, until both close
 //!
 //! Init takes the command's PID from its environment, not its arguments,
 //! so that `ps` in the container shows just `berth-init`.
@@ -32,6 +36,10 @@ use core::arch::{asm, global_asm};
 
 #[cfg(target_arch = "x86_64")]
 mod nr {
+    pub const READ: usize = 0;
+    pub const CLOSE: usize = 3;
+    pub const PPOLL: usize = 271;
+    pub const CLOCK_GETTIME: usize = 228;
     pub const WRITE: usize = 1;
     pub const RT_SIGPROCMASK: usize = 14;
     pub const KILL: usize = 62;
@@ -44,6 +52,10 @@ mod nr {
 
 #[cfg(target_arch = "aarch64")]
 mod nr {
+    pub const READ: usize = 63;
+    pub const CLOSE: usize = 57;
+    pub const PPOLL: usize = 73;
+    pub const CLOCK_GETTIME: usize = 113;
     pub const WRITE: usize = 64;
     pub const RT_SIGPROCMASK: usize = 135;
     pub const KILL: usize = 129;
@@ -220,8 +232,21 @@ unsafe extern "C" fn tiny_main(stack: *const usize) -> ! {
                 exit(125)
             }
         },
+        b"log" => match (number(arg(3)), number(arg(4)), number(arg(5)), number(arg(6))) {
+            (Some(log), Some(out), Some(err), Some(fd)) if argc > 7 => {
+                // SAFETY: a NUL-terminated name of at most 16 bytes.
+                unsafe { syscall(nr::PRCTL, PR_SET_NAME, b"berth-monitor\0".as_ptr() as usize, 0, 0, 0) };
+                relay(log, out, err);
+                // SAFETY: as for wait.
+                unsafe { wait_then_exec(pid, fd, argv.add(7), argc - 7, envp) }
+            }
+            _ => {
+                say(b"berth-tiny log: give PID LOG OUT ERR FD PROGRAM ARGS...\n");
+                exit(125)
+            }
+        },
         _ => {
-            say(b"berth-tiny: wait, or run as berth-init\n");
+            say(b"berth-tiny: wait, log, or run as berth-init\n");
             exit(125)
         }
     }
@@ -279,6 +304,269 @@ fn reap(command: usize) -> Option<u8> {
     }
 }
 // ANCHOR_END: init
+
+// ANCHOR: relay
+// The container's log, as Docker's json-file: one JSON object a line,
+// {"log":"text\n","stream":"stdout","time":"2024-05-01T12:00:00.123456789Z"}.
+//
+// Why here, in the tiny program, and not in a thread of berth: a detached
+// container's monitor must stay small (it is this program for the whole
+// life of the container), and a relay needs only a read buffer, an output
+// buffer and a few system calls. No line is kept whole in memory: an
+// entry is opened when its stream writes, its bytes are escaped and
+// written as they come, and it is closed at the line's end. So the
+// buffers are a few KiB, whatever the container writes; the price is that
+// an entry is cut (closed without "\n", as Docker's partial entries) when
+// the other stream writes in the middle of a line, or after
+// MOST_PER_ENTRY bytes of one line.
+//
+// What the container writes can't escape its entry: every byte is
+// JSON-escaped (quotes, backslashes, control bytes), bytes that are not
+// UTF-8 become U+FFFD, and this process only writes to the one file it was
+// given. (Nothing rotates the log: it grows while the container writes.)
+
+const POLLIN: i16 = 1;
+const MOST_PER_ENTRY: usize = 16 * 1024;
+const CLOCK_REALTIME: usize = 0;
+
+/// What we write to the log, a page at a time.
+struct Out {
+    fd: usize,
+    buffer: [u8; 4096],
+    len: usize,
+}
+
+impl Out {
+    fn push(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if self.len == self.buffer.len() {
+                self.flush();
+            }
+            self.buffer[self.len] = byte;
+            self.len += 1;
+        }
+    }
+
+    /// Write all of it. A log that can't be written (a full disk) loses
+    /// the text, but the pipes are still drained, so the container goes on.
+    fn flush(&mut self) {
+        let mut done = 0;
+        while done < self.len {
+            // SAFETY: writes bytes of our own buffer.
+            let n = unsafe {
+                syscall(nr::WRITE, self.fd, self.buffer[done..].as_ptr() as usize, self.len - done, 0, 0)
+            };
+            match n {
+                EINTR => continue,
+                n if n > 0 => done += n as usize,
+                _ => break,
+            }
+        }
+        self.len = 0;
+    }
+
+    /// One byte of text (not UTF-8's multi-byte sequences), JSON-escaped.
+    fn escaped(&mut self, byte: u8) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        match byte {
+            b'"' => self.push(b"\\\""),
+            b'\\' => self.push(b"\\\\"),
+            b'\n' => self.push(b"\\n"),
+            b'\r' => self.push(b"\\r"),
+            b'\t' => self.push(b"\\t"),
+            0..0x20 | 0x7f => self.push(&[b'\\', b'u', b'0', b'0', HEX[(byte >> 4) as usize], HEX[(byte & 15) as usize]]),
+            _ => self.push(&[byte]),
+        }
+    }
+
+    /// The current time, as RFC 3339 in UTC with nine digits of fraction.
+    fn time(&mut self) {
+        let mut now = [0i64; 2]; // struct timespec: seconds, nanoseconds
+        // SAFETY: clock_gettime fills one timespec.
+        unsafe { syscall(nr::CLOCK_GETTIME, CLOCK_REALTIME, now.as_mut_ptr() as usize, 0, 0, 0) };
+        let (secs, nanos) = (now[0], now[1]);
+        let (days, in_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + (month <= 2) as i64;
+        self.digits(year, 4);
+        self.push(b"-");
+        self.digits(month, 2);
+        self.push(b"-");
+        self.digits(day, 2);
+        self.push(b"T");
+        self.digits(in_day / 3600, 2);
+        self.push(b":");
+        self.digits(in_day / 60 % 60, 2);
+        self.push(b":");
+        self.digits(in_day % 60, 2);
+        self.push(b".");
+        self.digits(nanos, 9);
+        self.push(b"Z");
+    }
+
+    fn digits(&mut self, value: i64, width: u32) {
+        for i in (0..width).rev() {
+            self.push(&[b'0' + (value / 10i64.pow(i) % 10) as u8]);
+        }
+    }
+}
+
+/// One of the container's output pipes, and its entry in progress.
+struct Stream {
+    fd: isize,
+    name: &'static [u8],
+    /// An entry is open: its `{"log":"` is written.
+    open: bool,
+    /// Bytes of the line in the open entry.
+    bytes: usize,
+    /// The start of a UTF-8 sequence that the next read completes.
+    carry: [u8; 4],
+    carry_len: usize,
+}
+
+impl Stream {
+    fn close_entry(&mut self, out: &mut Out) {
+        if self.open {
+            out.push(b"\",\"stream\":\"");
+            out.push(self.name);
+            out.push(b"\",\"time\":\"");
+            out.time();
+            out.push(b"\"}\n");
+            self.open = false;
+        }
+    }
+
+    /// Relay `data` (what this stream wrote, after any carried bytes).
+    fn take(&mut self, data: &[u8], out: &mut Out) {
+        let mut i = 0;
+        while i < data.len() {
+            let byte = data[i];
+            // How long the UTF-8 sequence that starts here says it is.
+            let length = match byte {
+                0xc2..=0xdf => 2,
+                0xe0..=0xef => 3,
+                0xf0..=0xf4 => 4,
+                _ => 1,
+            };
+            if length > 1 && i + length > data.len() {
+                // An unfinished character: keep it for the next read.
+                self.carry_len = data.len() - i;
+                self.carry[..self.carry_len].copy_from_slice(&data[i..]);
+                return;
+            }
+            if !self.open {
+                out.push(b"{\"log\":\"");
+                self.open = true;
+                self.bytes = 0;
+            }
+            let used = match byte {
+                0..0x80 => {
+                    out.escaped(byte);
+                    1
+                }
+                _ if length > 1 && core::str::from_utf8(&data[i..i + length]).is_ok() => {
+                    out.push(&data[i..i + length]);
+                    length
+                }
+                _ => {
+                    out.push(b"\\ufffd"); // not UTF-8: one U+FFFD a byte
+                    1
+                }
+            };
+            i += used;
+            self.bytes += used;
+            if byte == b'\n' || self.bytes >= MOST_PER_ENTRY {
+                self.close_entry(out);
+            }
+        }
+    }
+
+    /// The pipe is closed: finish the entry (a carried half character is
+    /// not text: U+FFFD), and close our end.
+    fn end(&mut self, out: &mut Out) {
+        if self.carry_len > 0 {
+            if !self.open {
+                out.push(b"{\"log\":\"");
+                self.open = true;
+            }
+            out.push(b"\\ufffd");
+            self.carry_len = 0;
+        }
+        self.close_entry(out);
+        // SAFETY: our own descriptor, not used again.
+        unsafe { syscall(nr::CLOSE, self.fd as usize, 0, 0, 0, 0) };
+        self.fd = -1;
+    }
+}
+
+/// Relay the pipes `out` and `err` into the log `log` until both are
+/// closed, i.e. until every process of the container is gone.
+fn relay(log: usize, out: usize, err: usize) {
+    let mut file = Out { fd: log, buffer: [0; 4096], len: 0 };
+    let stream = |fd: usize, name| Stream { fd: fd as isize, name, open: false, bytes: 0, carry: [0; 4], carry_len: 0 };
+    let mut streams = [stream(out, b"stdout"), stream(err, b"stderr")];
+    let mut buffer = [0u8; 4096];
+    // struct pollfd: int fd; short events; short revents.
+    #[repr(C)]
+    struct PollFd {
+        fd: i32,
+        events: i16,
+        revents: i16,
+    }
+    while streams.iter().any(|s| s.fd >= 0) {
+        let mut fds = [
+            PollFd { fd: streams[0].fd as i32, events: POLLIN, revents: 0 },
+            PollFd { fd: streams[1].fd as i32, events: POLLIN, revents: 0 },
+        ];
+        // SAFETY: two pollfds; no timeout, no signal mask.
+        let ready = unsafe { syscall(nr::PPOLL, fds.as_mut_ptr() as usize, 2, 0, 0, 8) };
+        if ready == EINTR {
+            continue;
+        }
+        if ready < 0 {
+            break;
+        }
+        for (index, fd) in fds.iter().enumerate() {
+            if fd.fd < 0 || fd.revents == 0 {
+                continue;
+            }
+            let this = &mut streams[index];
+            let carried = this.carry_len;
+            buffer[..carried].copy_from_slice(&this.carry[..carried]);
+            this.carry_len = 0;
+            // SAFETY: reads into our buffer, after the carried bytes.
+            let n = unsafe {
+                syscall(nr::READ, this.fd as usize, buffer[carried..].as_mut_ptr() as usize, buffer.len() - carried, 0, 0)
+            };
+            if n == EINTR || n == 0 || n < 0 {
+                this.carry_len = carried;
+                this.carry[..carried].copy_from_slice(&buffer[..carried]);
+            }
+            match n {
+                EINTR => {}
+                n if n > 0 => {
+                    // A line of the other stream is cut where this one writes.
+                    streams[1 - index].close_entry(&mut file);
+                    streams[index].take(&buffer[..carried + n as usize], &mut file);
+                }
+                _ => this.end(&mut file), // closed (or broken): the end
+            }
+        }
+        file.flush();
+    }
+    file.flush();
+    // SAFETY: the log's descriptor, not used again.
+    unsafe { syscall(nr::CLOSE, log, 0, 0, 0, 0) };
+}
+// ANCHOR_END: relay
 
 // ANCHOR: wait
 /// The monitor: wait for the container's init, then exec the program open
