@@ -239,11 +239,12 @@ fn restart_refuses_rm_and_the_foreground() {
     assert!(lab.container_dirs().is_empty());
 }
 
-/// The log's entries, parsed.
+/// The log's complete entries, parsed (the relay may be writing the next).
 fn entries(lab: &Lab, id: &str) -> Vec<serde_json::Value> {
     let text =
         std::fs::read_to_string(lab.containers_dir().join(id).join("container.log")).unwrap();
-    text.lines()
+    text.split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
         .collect()
 }
