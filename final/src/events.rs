@@ -19,6 +19,7 @@ use stage01_chroot::Error;
 
 use crate::Engine;
 use crate::format::{Filters, Format};
+use crate::logfile;
 use crate::record::Record;
 
 const FILE: &str = "events.jsonl";
@@ -77,12 +78,12 @@ fn append(
     file.write_all(format!("{event}\n").as_bytes())
 }
 
-/// `berth events`: the events from `since` (Unix seconds) on, then new
-/// ones as they come until `until` (or forever without it).
+/// `berth events`: the events from `since` on, then new ones as they come
+/// until `until` (or forever without it); times in nanoseconds.
 pub fn show(
     engine: &Engine,
-    since: Option<u64>,
-    until: Option<u64>,
+    since: Option<i128>,
+    until: Option<i128>,
     filters: &Filters,
     format: &Format,
 ) -> Result<(), Error> {
@@ -92,7 +93,7 @@ pub fn show(
         match File::open(&path) {
             Ok(file) => break file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if until.is_some_and(|u| u <= now()) {
+                if until.is_some_and(|u| u <= logfile::now_nanos()) {
                     return Ok(());
                 }
                 std::thread::sleep(Duration::from_millis(200));
@@ -109,7 +110,7 @@ pub fn show(
             .map_err(|e| Error::io("read", &path, e))?;
         if read == 0 || !line.ends_with('\n') {
             // At the end (or a line being written): done, or wait for more.
-            if until.is_some_and(|u| u <= now()) {
+            if until.is_some_and(|u| u <= logfile::now_nanos()) {
                 return Ok(());
             }
             if read > 0 {
@@ -124,7 +125,7 @@ pub fn show(
         let Ok(Value::Object(event)) = serde_json::from_str::<Value>(&line) else {
             continue; // not ours
         };
-        let time = event["time"].as_u64().unwrap_or(0);
+        let time = i128::from(event["timeNano"].as_u64().unwrap_or(0));
         if since.is_some_and(|s| time < s) {
             continue;
         }
@@ -164,7 +165,7 @@ fn print(event: &Map<String, Value>, format: &Format) -> Result<(), Error> {
             let nanos = event["timeNano"].as_u64().unwrap_or(0);
             println!(
                 "{} container {} {} ({})",
-                rfc3339(nanos),
+                logfile::rfc3339_nano(i128::from(nanos)),
                 event["Action"].as_str().unwrap_or(""),
                 event["id"].as_str().unwrap_or(""),
                 attributes.join(", ")
@@ -175,84 +176,8 @@ fn print(event: &Map<String, Value>, format: &Format) -> Result<(), Error> {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
-
-/// `--since`/`--until`: Unix seconds, or a duration back from now (`10m`,
-/// `90s`, `2h`).
-pub fn parse_time(text: &str) -> Result<u64, String> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(seconds);
-    }
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let scale = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => 0,
-    };
-    match number.parse::<u64>() {
-        Ok(n) if scale > 0 => Ok(now().saturating_sub(n * scale)),
-        _ => Err(format!(
-            "{text:?} is not a time: give Unix seconds, or how long ago (30s, 10m, 2h)"
-        )),
-    }
-}
-
-/// Nanoseconds since the epoch as Docker prints them,
-/// `2026-12-03T07:30:00.123456789Z` (UTC).
-fn rfc3339(nanos: u64) -> String {
-    let seconds = nanos / 1_000_000_000;
-    let (days, rest) = (seconds / 86400, seconds % 86400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        nanos % 1_000_000_000
-    )
-}
-
-/// The calendar date `days` after 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_print_as_docker_prints_them() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            rfc3339(1_796_283_000_123_456_789),
-            "2026-12-03T07:30:00.123456789Z"
-        );
-        assert_eq!(
-            rfc3339(951_782_400_000_000_000),
-            "2000-02-29T00:00:00.000000000Z"
-        );
-    }
-
-    #[test]
-    fn times_on_the_command_line() {
-        assert_eq!(parse_time("1700000000").unwrap(), 1_700_000_000);
-        assert!(parse_time("10m").unwrap() <= now() - 600);
-        assert!(parse_time("yesterday").is_err());
-    }
+/// `--since`/`--until`, as `berth logs` takes them: RFC 3339, a date,
+/// Unix seconds or a duration before now; in nanoseconds.
+pub fn parse_time(text: &str) -> Result<i128, String> {
+    logfile::parse_time(text, logfile::now_nanos())
 }

@@ -256,12 +256,13 @@ enum Command {
     #[command(after_help = "Examples:\n  berth events --since 10m --until 0s\n  \
                             berth events --filter event=die --format '{{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}'")]
     Events {
-        /// From this time: Unix seconds, or how long ago (30s, 10m, 2h).
+        /// From this time: RFC 3339, a date, Unix seconds, or how long ago
+        /// (30s, 10m, 2h).
         #[arg(long, value_name = "TIME", value_parser = berth::events::parse_time)]
-        since: Option<u64>,
+        since: Option<i128>,
         /// Up to this time, then stop (0s: now).
         #[arg(long, value_name = "TIME", value_parser = berth::events::parse_time)]
-        until: Option<u64>,
+        until: Option<i128>,
         /// Only events that match: container=, event=, image=, type=.
         #[arg(short, long = "filter", value_name = "KEY=VALUE")]
         filter: Vec<String>,
