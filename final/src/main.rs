@@ -525,9 +525,130 @@ fn parse_command_line() -> Result<(Cli, Listing), clap::Error> {
     Ok((Cli::from_arg_matches_mut(&mut matches)?, listing))
 }
 
+/// Examples for every command's `--help` (those whose attributes have none).
+const EXAMPLES: &[(&[&str], &str)] = &[
+    (
+        &["exec"],
+        "berth exec web ps\n  berth exec -it web sh\n  berth exec -e DEBUG=1 -w /srv -u nobody web env",
+    ),
+    (
+        &["attach"],
+        "berth run -dit --name shell IMAGE sh && berth attach shell   (leave with Ctrl-P Ctrl-Q)\n  berth attach --detach-keys ctrl-x shell",
+    ),
+    (&["start"], "berth start web\n  berth start web db"),
+    (&["stop"], "berth stop web\n  berth stop -t 1 web db"),
+    (&["kill"], "berth kill web\n  berth kill -s HUP web"),
+    (
+        &["rm"],
+        "berth rm web\n  berth rm -f web   (stop it first)\n  berth rm -v web   (and its anonymous volumes)",
+    ),
+    (
+        &["inspect"],
+        "berth inspect web\n  berth inspect web | grep -A 3 '\"monitor\"'",
+    ),
+    (&["restart"], "berth restart web\n  berth restart -t 1 web"),
+    (
+        &["wait"],
+        "berth wait web   (prints its exit code once it ends)",
+    ),
+    (&["port"], "berth port web\n  berth port web 80/tcp"),
+    (
+        &["cp"],
+        "berth cp ./site web:/www\n  berth cp web:/etc/hosts ./hosts-of-web\n  berth cp -a web:/data ./backup",
+    ),
+    (
+        &["export"],
+        "berth export -o web.tar web\n  berth export web | tar -t | head",
+    ),
+    (&["rename"], "berth rename web frontend"),
+    (&["top"], "berth top web\n  berth top web -o pid,args"),
+    (&["pause"], "berth pause web"),
+    (&["unpause"], "berth unpause web"),
+    (&["diff"], "berth diff web"),
+    (&["stats"], "berth stats\n  berth stats --no-stream web"),
+    (&["version"], "berth version"),
+    (&["info"], "berth info"),
+    (&["system"], "berth system df\n  berth system prune -f"),
+    (&["system", "df"], "berth system df"),
+    (
+        &["system", "prune"],
+        "berth system prune\n  berth system prune -a -f",
+    ),
+    (&["system", "info"], "berth system info"),
+    (
+        &["completion"],
+        "berth completion bash > /etc/bash_completion.d/berth\n  berth completion zsh > \"${fpath[1]}/_berth\"",
+    ),
+    (
+        &["build"],
+        "berth build -t web:1 ./site\n  berth build -t web:1 -f site/Dockerfile.prod --build-arg VERSION=2 ./site",
+    ),
+    (
+        &["pull"],
+        "berth pull 127.0.0.1:5000/busybox\n  berth pull 127.0.0.1:5000/busybox@sha256:DIGEST\n  berth pull --creds user:secret registry.example/team/app:1",
+    ),
+    (
+        &["images"],
+        "berth images\n  berth images -q\n  berth images --format '{{.Repository}}:{{.Tag}} {{.Size}}'",
+    ),
+    (
+        &["load"],
+        "berth load busybox.tar\n  berth load --tag mine:1 ./oci-layout",
+    ),
+    (&["rmi"], "berth rmi web:1"),
+    (
+        &["network"],
+        "berth network create shop --subnet 10.88.0.0/24\n  berth network ls\n  berth network rm shop",
+    ),
+    (
+        &["network", "create"],
+        "berth network create shop\n  berth network create shop --subnet 10.88.0.0/24",
+    ),
+    (
+        &["network", "ls"],
+        "berth network ls\n  berth network ls -q --filter name=shop",
+    ),
+    (&["network", "rm"], "berth network rm shop"),
+    (&["network", "inspect"], "berth network inspect shop"),
+    (&["network", "prune"], "berth network prune -f"),
+    (
+        &["volume"],
+        "berth volume create data\n  berth run -v data:/var/lib/data IMAGE\n  berth volume ls",
+    ),
+    (
+        &["volume", "create"],
+        "berth volume create data\n  berth volume create --label team=db data",
+    ),
+    (
+        &["volume", "ls"],
+        "berth volume ls\n  berth volume ls -q --filter dangling=true",
+    ),
+    (&["volume", "inspect"], "berth volume inspect data"),
+    (&["volume", "rm"], "berth volume rm data"),
+    (
+        &["volume", "prune"],
+        "berth volume prune -f\n  berth volume prune --all -f",
+    ),
+];
+
+/// `EXAMPLES` into the commands' help.
+fn with_examples(mut command: clap::Command) -> clap::Command {
+    for (path, text) in EXAMPLES {
+        let text = format!("Examples:\n  {text}");
+        command = match path {
+            [one] => command.mut_subcommand(*one, |c| c.after_help(text)),
+            [one, two] => {
+                command.mut_subcommand(*one, |c| c.mut_subcommand(*two, |c| c.after_help(text)))
+            }
+            _ => command,
+        };
+    }
+    command
+}
+
 /// berth's command line: clap's from the types above, with the additions.
 fn cli_command() -> clap::Command {
-    Cli::command()
+    with_examples(Cli::command())
         .mut_subcommand("images", with_listing_options)
         .mut_subcommand("network", |network| {
             network.mut_subcommand("ls", with_listing_options)

@@ -107,3 +107,38 @@ fn every_run_option_the_page_lists_is_as_it_says() {
         }
     }
 }
+
+/// The subcommands `berth PATH --help` lists.
+fn subcommands(path: &[&str]) -> Vec<String> {
+    let text = help(path).unwrap_or_default();
+    text.lines()
+        .skip_while(|line| *line != "Commands:")
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    let mut paths: Vec<Vec<String>> = subcommands(&[]).into_iter().map(|c| vec![c]).collect();
+    let mut i = 0;
+    while i < paths.len() {
+        let path: Vec<&str> = paths[i].iter().map(String::as_str).collect();
+        let text = help(&path).unwrap_or_else(|| panic!("berth {} --help fails", path.join(" ")));
+        assert!(
+            text.contains("Example"),
+            "berth {} --help shows no example:\n{text}",
+            path.join(" ")
+        );
+        for sub in subcommands(&path) {
+            let mut deeper = paths[i].clone();
+            deeper.push(sub);
+            paths.push(deeper);
+        }
+        i += 1;
+    }
+    assert!(paths.len() > 40, "only {} commands found", paths.len());
+}
