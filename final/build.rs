@@ -11,6 +11,7 @@ use std::process::Command;
 fn main() {
     let source = "tiny/berth-tiny.rs";
     println!("cargo::rerun-if-changed={source}");
+    println!("cargo::rerun-if-changed=src/calendar.rs"); // included by it
 
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());

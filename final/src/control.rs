@@ -104,21 +104,30 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 
 /// The running container's init and cgroups, as its runtime knows them.
 pub fn running(engine: &Engine, record: &Record) -> Result<(Proc, Vec<PathBuf>), Error> {
+    running_processes(engine, record).map(|(init, processes)| (init, processes.cgroups))
+}
+
+/// The same, with the runtime's whole view of it (its status: paused?),
+/// read once.
+fn running_processes(engine: &Engine, record: &Record) -> Result<(Proc, Processes), Error> {
     let processes = match record.is_running() {
         true => runtime::processes_of(engine.root.dir(), &record.id)?,
         false => None,
     };
     match processes {
-        Some(Processes {
-            init: Some(init),
-            cgroups,
-            ..
-        }) if init.alive() => Ok((init, cgroups)),
-        _ => Err(Error::Other(format!(
-            "container {} is not running (see: berth ps -a)",
-            record.display_name()
-        ))),
+        Some(processes) => match processes.init {
+            Some(init) if init.alive() => Ok((init, processes)),
+            _ => Err(not_running(record)),
+        },
+        None => Err(not_running(record)),
     }
+}
+
+fn not_running(record: &Record) -> Error {
+    Error::Other(format!(
+        "container {} is not running (see: berth ps -a)",
+        record.display_name()
+    ))
 }
 
 /// `berth kill`: the user's signal. As Docker, it counts as the user
@@ -138,8 +147,8 @@ pub fn kill_by_user(engine: &Engine, record: &Record, signal: Signal) -> Result<
 /// Send `signal` to the container's init, which passes it on. A paused
 /// container is thawed first: frozen processes can't act on a signal.
 pub fn signal(engine: &Engine, record: &Record, signal: Signal) -> Result<(), Error> {
-    let (init, _) = running(engine, record)?;
-    if crate::commands::state_of(engine, record) == "paused" {
+    let (init, processes) = running_processes(engine, record)?;
+    if processes.status == Status::Paused {
         runtime::pause(engine.root.dir(), &record.id, false)?;
     }
     match kill(Pid::from_raw(init.pid), signal) {
@@ -203,13 +212,15 @@ fn refuse_removal(record: &Record) -> Error {
 /// still starting has no init to signal yet: kill its monitor instead, and
 /// the kernel takes its init along (the parent-death signal).
 fn kill_now(engine: &Engine, record: &Record) -> Result<(), Error> {
-    let target = match running(engine, record) {
-        Ok((init, _)) => Some(init),
+    let target = match running_processes(engine, record) {
+        Ok((init, processes)) => {
+            if processes.status == Status::Paused {
+                let _ = runtime::pause(engine.root.dir(), &record.id, false); // v1 freezes kills too
+            }
+            Some(init)
+        }
         Err(_) => record.state.monitor,
     };
-    if crate::commands::state_of(engine, record) == "paused" {
-        let _ = runtime::pause(engine.root.dir(), &record.id, false); // v1 freezes kills too
-    }
     if let Some(target) = target.filter(|p| p.alive()) {
         let _ = kill(Pid::from_raw(target.pid), Signal::SIGKILL); // it may have just ended
     }

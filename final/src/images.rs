@@ -14,15 +14,16 @@ use crate::Engine;
 /// nor any image's ID comes back as it is, for `Image::open` to say it is
 /// not in the store.
 pub fn resolve(engine: &Engine, key: &str) -> Result<String, Error> {
+    // Most keys can't be IDs (`host:5000/busybox`): nothing to look up.
+    let Some(prefix) = id_prefix(key) else {
+        return Ok(key.to_string());
+    };
     let store = engine.root.store()?;
     if let Ok(reference) = key.parse::<Reference>()
         && store.resolve(&reference.to_string())?.is_some()
     {
         return Ok(key.to_string());
     }
-    let Some(prefix) = id_prefix(key) else {
-        return Ok(key.to_string());
-    };
     // (the ID it matched by, the image's name), for every tag.
     let mut found: Vec<(String, String)> = Vec::new();
     for (name, manifest) in store.list()? {

@@ -27,6 +27,7 @@
 pub mod attach;
 pub mod build;
 pub mod bundle;
+pub mod calendar;
 pub mod commands;
 pub mod control;
 pub mod copy;

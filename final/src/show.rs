@@ -31,26 +31,26 @@ pub fn ps(engine: &Engine, all: bool, format: &Format, filters: &Filters) -> Res
         }
         let command = commands.of(engine, &record);
         if filters.pass(|key, value| ps_filter(&record, state, key, value)) {
-            shown.push((record, command));
+            shown.push((record, command, state));
         }
     }
     let rows: Vec<Map<String, Value>> = shown
         .iter()
-        .map(|(record, command)| ps_row(engine, record, command))
+        .map(|(record, command, state)| ps_row(record, command, state))
         .collect();
     format.print(&rows, "ID", || {
         println!(
             "{:<12}  {:<24}  {:<20}  {:<16}  {:<28}  {:<20}  NAMES",
             "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
         );
-        for (record, command) in &shown {
+        for (record, command, state) in &shown {
             println!(
                 "{:<12}  {:<24}  {:<20}  {:<16}  {:<28}  {:<20}  {}",
                 record.id,
                 shorten(&record.spec.image, 24),
                 shorten(&format!("\"{command}\""), 20),
                 format!("{} ago", human_age(record.created)),
-                status_text(record, crate::commands::state_of(engine, record)),
+                status_text(record, state),
                 record.spec.publish.join(","),
                 record.name.as_deref().unwrap_or("")
             );
@@ -165,8 +165,7 @@ fn ps_filter(record: &Record, state: &str, key: &str, value: &str) -> bool {
 }
 
 /// A container as `--format` sees it, with Docker's field names.
-fn ps_row(engine: &Engine, record: &Record, command: &str) -> Map<String, Value> {
-    let state = crate::commands::state_of(engine, record);
+fn ps_row(record: &Record, command: &str, state: &str) -> Map<String, Value> {
     let row = json!({
         "ID": record.id,
         "Image": record.spec.image,

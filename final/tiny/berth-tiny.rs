@@ -32,6 +32,12 @@
 
 use core::arch::{asm, global_asm};
 
+/// The calendar berth's logs use, the same file (`src/calendar.rs`).
+#[allow(dead_code)] // days_from_civil: only berth parses dates
+mod calendar {
+    include!("../src/calendar.rs");
+}
+
 // ---- system calls, by number ----
 
 #[cfg(target_arch = "x86_64")]
@@ -386,16 +392,8 @@ impl Out {
         unsafe { syscall(nr::CLOCK_GETTIME, CLOCK_REALTIME, now.as_mut_ptr() as usize, 0, 0, 0) };
         let (secs, nanos) = (now[0], now[1]);
         let (days, in_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        // Howard Hinnant's civil_from_days.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + (month <= 2) as i64;
+        let (year, month, day) = calendar::civil_from_days(days);
+        let (month, day) = (i64::from(month), i64::from(day));
         self.digits(year, 4);
         self.push(b"-");
         self.digits(month, 2);

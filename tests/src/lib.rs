@@ -11,6 +11,7 @@ pub mod lab;
 pub mod probe;
 pub mod probes;
 pub mod process;
+pub mod tmux;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use assert_cmd::prelude::*;
 use berth_tests::lab::{Lab, cgroups_of, eventually};
+use berth_tests::tmux::Tmux;
 use berth_tests::{bin, http_get, root_or_skip};
 use predicates::prelude::*;
 
@@ -1095,59 +1096,6 @@ fn a_killed_monitor_takes_its_container_and_rm_clears_what_it_left() {
     );
     lab.ok(&["rm", "orphan"]);
     assert!(cgroups_of(&id).is_empty(), "rm left the cgroup");
-}
-
-/// A tmux server of our own, on a socket in a temp dir, killed on drop:
-/// the real terminal that `-it` needs.
-struct Tmux(std::path::PathBuf);
-
-impl Tmux {
-    fn start(socket: std::path::PathBuf, command: &str) -> Tmux {
-        let tmux = Tmux(socket);
-        let out = tmux
-            .command()
-            .args(["new-session", "-d", "-x", "100", "-y", "30", command])
-            .output()
-            .expect("tmux runs (apt-get install tmux)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tmux
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new("tmux");
-        command.arg("-S").arg(&self.0);
-        command
-    }
-
-    fn type_line(&self, line: &str) {
-        self.command()
-            .args(["send-keys", "-l", line])
-            .status()
-            .unwrap();
-        self.command()
-            .args(["send-keys", "Enter"])
-            .status()
-            .unwrap();
-    }
-
-    fn screen(&self) -> String {
-        let out = self
-            .command()
-            .args(["capture-pane", "-p"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.command().arg("kill-server").output();
-    }
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use assert_cmd::prelude::*;
 use berth_tests::lab::{Lab, cgroups_of, eventually};
 use berth_tests::root_or_skip;
+use berth_tests::tmux::Tmux;
 use predicates::prelude::*;
 
 fn inspect(lab: &Lab, container: &str) -> serde_json::Value {
@@ -470,57 +471,6 @@ fn an_old_raw_log_is_printed_as_it_is() {
     .unwrap();
     assert_eq!(lab.ok(&["logs", "old"]), "raw one\nraw two\n");
     assert_eq!(lab.ok(&["logs", "--tail", "1", "old"]), "raw two\n");
-}
-
-/// A tmux server of our own, on a socket in a temp dir, killed on drop:
-/// the real terminal that `attach` needs.
-struct Tmux(std::path::PathBuf);
-
-impl Tmux {
-    fn start(socket: std::path::PathBuf, command: &str) -> Tmux {
-        let tmux = Tmux(socket);
-        let out = tmux
-            .command()
-            .args(["new-session", "-d", "-x", "100", "-y", "30", command])
-            .output()
-            .expect("tmux runs (apt-get install tmux)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tmux
-    }
-
-    fn command(&self) -> std::process::Command {
-        let mut command = std::process::Command::new("tmux");
-        command.arg("-S").arg(&self.0);
-        command
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        self.command().arg("send-keys").args(keys).status().unwrap();
-    }
-
-    fn type_line(&self, line: &str) {
-        self.keys(&["-l", line]);
-        self.keys(&["Enter"]);
-    }
-
-    fn screen(&self) -> String {
-        let out = self
-            .command()
-            .args(["capture-pane", "-p"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.command().arg("kill-server").output();
-    }
 }
 
 #[test]

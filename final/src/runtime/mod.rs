@@ -906,24 +906,10 @@ pub fn spec(bundle: &Path) -> Result<(), Error> {
 // ANCHOR_END: spec
 
 /// Seconds since 1970 as RFC 3339 in UTC, `YYYY-MM-DDTHH:MM:SSZ`, as runc
-/// writes times for its callers to parse (the civil calendar from a day
-/// count, after Howard Hinnant's `civil_from_days`).
+/// writes times for its callers to parse.
 pub fn rfc3339(seconds: u64) -> String {
     let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::calendar::civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rest / 3600,
