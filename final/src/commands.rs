@@ -89,16 +89,15 @@ pub fn rename(engine: &Engine, record: &Record, new_name: &str) -> Result<(), Er
     current.name = Some(new_name.clone());
     engine.containers.save(&current)?;
     crate::events::emit(engine, &current, "rename", &[("oldName", old_name)]);
-    if let Some(plugged) = current
-        .state
-        .plugged
-        .as_ref()
-        .filter(|_| current.is_running())
-    {
+    let plugged = match current.is_running() {
+        true => &current.state.plugged[..],
+        false => &[],
+    };
+    for plugged in plugged {
         let network = engine.networks.get(&plugged.network)?;
         let ipam = engine.networks.ipam(&network);
-        let leases = ipam.rename_container(&current.id, &new_name)?;
-        hosts::update_network(engine.containers.dir(), &leases)?;
+        ipam.rename_container(&current.id, &new_name)?;
+        (engine.networks).update_hosts(&network, engine.containers.dir(), None)?;
     }
     Ok(())
 }
@@ -473,14 +472,10 @@ pub fn network_inspect(engine: &Engine, names: &[String]) -> Result<(), Error> {
 /// `berth network prune`: every network that no container names (the
 /// default one stays, as Docker's do).
 pub fn network_prune(engine: &Engine) -> Result<(), Error> {
-    let named: Vec<String> = engine
-        .containers
-        .list()?
-        .into_iter()
-        .map(|r| r.spec.network)
-        .collect();
+    let records = engine.containers.list()?;
+    let named: Vec<&str> = records.iter().flat_map(|r| r.spec.networks()).collect();
     for network in engine.networks.list()? {
-        if network.name != DEFAULT_NETWORK && !named.contains(&network.name) {
+        if network.name != DEFAULT_NETWORK && !named.contains(&network.name.as_str()) {
             engine.networks.remove(&network.name)?;
             println!("Deleted network: {}", network.name);
         }

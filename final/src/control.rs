@@ -254,12 +254,10 @@ pub fn clean_up(engine: &Engine, record: &mut Record) -> Result<(), Error> {
     {
         first_error = Some(err);
     }
-    if let Some(plugged) = &record.state.plugged {
-        match unplug_leftovers(engine, &record.id, plugged) {
-            Ok(()) => record.state.plugged = None,
-            Err(err) => {
-                first_error.get_or_insert(err);
-            }
+    for plugged in std::mem::take(&mut record.state.plugged) {
+        if let Err(err) = unplug_network(engine, &record.id, &plugged) {
+            record.state.plugged.push(plugged); // still there: try again later
+            first_error.get_or_insert(err);
         }
     }
     match first_error {
@@ -278,11 +276,8 @@ fn check_names(record: &Record, cgroups: &[PathBuf]) -> Result<(), Error> {
     let strange_cgroup = cgroups
         .iter()
         .find(|dir| dir.file_name() != Some(cgroup_name.as_ref()));
-    let strange_veth = record
-        .state
-        .plugged
-        .as_ref()
-        .filter(|plugged| !plugged.veth.starts_with("bth"))
+    let strange_veth = (record.state.plugged.iter())
+        .find(|plugged| !plugged.veth.starts_with("bth"))
         .map(|plugged| plugged.veth.as_str());
     let strange = match (strange_cgroup, strange_veth) {
         (Some(dir), _) => dir.display().to_string(),
@@ -296,7 +291,10 @@ fn check_names(record: &Record, cgroups: &[PathBuf]) -> Result<(), Error> {
     )))
 }
 
-fn unplug_leftovers(engine: &Engine, id: &str, plugged: &Plugged) -> Result<(), Error> {
+/// Undo one network's attachment, whatever part of it was made: the host
+/// end of its veth pair (the kernel deletes the end inside with it), its
+/// ports, its lease and its names.
+pub fn unplug_network(engine: &Engine, id: &str, plugged: &Plugged) -> Result<(), Error> {
     let network = engine.networks.existing(&plugged.network)?;
     unplug(&Unplug {
         networks: &engine.networks,
@@ -323,17 +321,19 @@ mod tests {
     fn only_what_berth_names_for_the_container_is_cleaned_up() {
         let mut record = Record::new("abc123000000".into(), None, Spec::default());
         let mut cgroups = vec![PathBuf::from("/sys/fs/cgroup/pids/own/berth-abc123000000")];
-        record.state.plugged = Some(Plugged {
+        record.state.plugged = vec![Plugged {
             network: "web".into(),
             veth: "bthabc12300".into(),
             ports: true,
-        });
+            slot: 0,
+            address: None,
+        }];
         check_names(&record, &cgroups).unwrap();
         cgroups.push("/sys/fs/cgroup/pids".into());
         let err = check_names(&record, &cgroups).unwrap_err().to_string();
         assert!(err.contains("/sys/fs/cgroup/pids,"), "{err}");
         cgroups.pop();
-        record.state.plugged.as_mut().unwrap().veth = "eth0".into();
+        record.state.plugged[0].veth = "eth0".into();
         assert!(check_names(&record, &cgroups).is_err());
     }
 }

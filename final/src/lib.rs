@@ -29,6 +29,7 @@ pub mod build;
 pub mod bundle;
 pub mod calendar;
 pub mod commands;
+pub mod connect;
 pub mod control;
 pub mod copy;
 pub mod dockerfile;

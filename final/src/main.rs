@@ -316,6 +316,26 @@ enum NetworkCommands {
         #[arg(value_name = "NETWORK", required = true)]
         names: Vec<String>,
     },
+    /// Put a container on one more network: running, at once (as eth1,
+    /// eth2...: no default route, no published ports); stopped, when it
+    /// next starts. Peers there find it by name, and it finds them.
+    Connect {
+        #[arg(value_name = "NETWORK")]
+        network: String,
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
+    /// Take a container off a network (a running one at once). Taken off
+    /// its first network, its next one becomes eth0 when it next starts.
+    Disconnect {
+        /// Accepted for Docker's sake: berth always disconnects at once.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(value_name = "NETWORK")]
+        network: String,
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
     /// Remove every network no container names (not the default one).
     Prune {
         /// Don't ask.
@@ -374,9 +394,11 @@ struct EngineRunArgs {
     /// otherwise) where it can be one, i.e. has no '_'.
     #[arg(long, value_name = "NAME", value_parser = berth::record::parse_name)]
     name: Option<String>,
-    /// The network to join, or `none` for only `lo`.
+    /// The network to join, or `none` for only `lo`. Repeat it to join
+    /// several: the first is eth0 (default route, published ports), the
+    /// next eth1, and so on.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_NETWORK)]
-    network: String,
+    network: Vec<String>,
     /// Publish a port: HOSTPORT:CONTAINERPORT[/tcp|udp].
     #[arg(short, long = "publish", value_name = "HOST:CONTAINER")]
     publish: Vec<String>,
@@ -611,6 +633,14 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (&["network", "rm"], "berth network rm shop"),
     (&["network", "inspect"], "berth network inspect shop"),
     (&["network", "prune"], "berth network prune -f"),
+    (
+        &["network", "connect"],
+        "berth network connect backend web\n  berth exec web ip -o -4 addr show eth1",
+    ),
+    (
+        &["network", "disconnect"],
+        "berth network disconnect backend web",
+    ),
     (
         &["volume"],
         "berth volume create data\n  berth run -v data:/var/lib/data IMAGE\n  berth volume ls",
@@ -857,6 +887,16 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
         Command::Network(NetworkCommands::Inspect { names }) => {
             commands::network_inspect(&engine, &names).map(|()| 0)
         }
+        Command::Network(NetworkCommands::Connect { network, container }) => {
+            let record = engine.containers.find(&container)?;
+            berth::connect::connect(&engine, &network, &record).map(|()| 0)
+        }
+        Command::Network(NetworkCommands::Disconnect {
+            network, container, ..
+        }) => {
+            let record = engine.containers.find(&container)?;
+            berth::connect::disconnect(&engine, &network, &record).map(|()| 0)
+        }
         Command::Network(NetworkCommands::Prune { force }) => {
             if !force && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                 return Err(Error::Other(
@@ -988,7 +1028,8 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
         memory: run.limits.memory,
         cpu: run.limits.cpus.map(|c| (c.quota_us, c.period_us)),
         pids_limit: run.limits.pids_limit,
-        network: args.network,
+        network: args.network[0].clone(), // (clap's default: never empty)
+        connected: args.network[1..].to_vec(),
         publish: args.publish,
         auto_remove: args.rm,
         restart: args.restart,

@@ -55,7 +55,11 @@ pub struct Spec {
     /// `(quota, period)` in microseconds.
     pub cpu: Option<(u64, u64)>,
     pub pids_limit: Option<u64>,
+    /// `--network`: its first network (`none` for none).
     pub network: String,
+    /// Networks it joined after its first (`berth network connect`).
+    #[serde(default)]
+    pub connected: Vec<String>,
     pub publish: Vec<String>,
     /// `--rm`: remove the container when it exits.
     pub auto_remove: bool,
@@ -140,6 +144,15 @@ pub enum SeccompChoice {
 }
 
 impl Spec {
+    /// Every network it is on, its first first (none for `--network none`).
+    pub fn networks(&self) -> Vec<&str> {
+        let first = Some(self.network.as_str()).filter(|n| *n != "none");
+        first
+            .into_iter()
+            .chain(self.connected.iter().map(String::as_str))
+            .collect()
+    }
+
     pub fn overrides(&self) -> Overrides {
         Overrides {
             entrypoint: self.entrypoint.clone(),
@@ -213,9 +226,9 @@ pub struct State {
     // the run's monitor dead (`rm`, `start`) removes what is listed. The
     // runtime does the same for the cgroup in its state; the record lists
     // what the engine adds.
-    /// Its place on a network: lease, veth pair, ports, names.
-    #[serde(default)]
-    pub plugged: Option<Plugged>,
+    /// Its place on each of its networks: lease, veth pair, ports, names.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub plugged: Vec<Plugged>,
     /// How many times it has run (`berth start` runs it again).
     #[serde(default)]
     pub runs: u32,
@@ -242,12 +255,34 @@ pub struct Plugged {
     pub veth: String,
     /// Whether berth's firewall table forwards published ports to it.
     pub ports: bool,
+    /// Its interface inside: 0 is `eth0` (see `attach::interface_name`).
+    #[serde(default)]
+    pub slot: usize,
+    /// Its address there, once it has one.
+    #[serde(default)]
+    pub address: Option<Ipv4Addr>,
+}
+
+/// Records written before a container could be on several networks hold
+/// one `Plugged` (or null): read either.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Plugged>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Plugged),
+        Many(Vec<Plugged>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(one)) => vec![one],
+        Some(OneOrMany::Many(many)) => many,
+    })
 }
 
 impl State {
     /// Whether anything a run made may still be on the host.
     pub fn has_leftovers(&self) -> bool {
-        self.plugged.is_some()
+        !self.plugged.is_empty()
     }
 }
 
@@ -266,7 +301,7 @@ impl Record {
                 finished: None,
                 exit_code: None,
                 oom_killed: false,
-                plugged: None,
+                plugged: Vec::new(),
                 runs: 0,
                 restart_count: 0,
                 restarting: false,

@@ -40,8 +40,8 @@ const PROGRAM: &str = "berth";
 /// directory and its record, under the containers' lock (names are unique).
 pub fn create(engine: &Engine, name: Option<String>, mut spec: Spec) -> Result<Record, Error> {
     check_stdio(&spec)?;
-    let network = network_of(engine, &spec)?;
-    publish_of(&spec, network.as_ref())?;
+    let networks = networks_of(engine, &spec)?;
+    publish_of(&spec, networks.first())?;
     let store = engine.root.store()?;
     let image = Image::open(&store, &spec.image)?;
     // Its mounts, checked, and new volumes made aside (see `volume`).
@@ -95,12 +95,22 @@ fn check_stdio(spec: &Spec) -> Result<(), Error> {
     terminal::check(spec.interactive, spec.tty)
 }
 
-/// The network the spec asks for (`None` for `--network none`).
-fn network_of(engine: &Engine, spec: &Spec) -> Result<Option<Network>, Error> {
-    match spec.network.as_str() {
-        "none" => Ok(None),
-        name => Ok(Some(engine.networks.get(name)?)),
+/// The networks the spec asks for, its first first (none for `--network
+/// none`).
+fn networks_of(engine: &Engine, spec: &Spec) -> Result<Vec<Network>, Error> {
+    let names = spec.networks();
+    if spec.connected.iter().any(|n| n == "none") || spec.network == "none" && !names.is_empty() {
+        return Err(Error::Other(
+            "--network none means no network: don't name others with it".into(),
+        ));
     }
+    if let Some(twice) = (names.iter().enumerate()).find(|(i, n)| names[..*i].contains(n)) {
+        return Err(Error::Other(format!(
+            "network {} is named twice: a container joins a network once",
+            twice.1
+        )));
+    }
+    names.iter().map(|name| engine.networks.get(name)).collect()
 }
 
 fn publish_of(spec: &Spec, network: Option<&Network>) -> Result<Vec<(Protocol, u16, u16)>, Error> {
@@ -202,16 +212,17 @@ struct Ended {
 
 /// What a run will make on the host, known before any of it is made.
 struct Plan {
-    network: Option<Network>,
+    /// Its networks, in the order of its interfaces (eth0 first).
+    networks: Vec<Network>,
     publish: Vec<(Protocol, u16, u16)>,
     cgroup_name: String,
 }
 
 fn plan(engine: &Engine, record: &Record) -> Result<Plan, Error> {
-    let network = network_of(engine, &record.spec)?;
-    let publish = publish_of(&record.spec, network.as_ref())?;
+    let networks = networks_of(engine, &record.spec)?;
+    let publish = publish_of(&record.spec, networks.first())?;
     Ok(Plan {
-        network,
+        networks,
         publish,
         cgroup_name: format!("berth-{}", record.id),
     })
@@ -244,11 +255,15 @@ fn claim(engine: &Engine, record: &mut Record, plan: Plan) -> Result<Plan, Error
     let monitor = Proc::of(me)
         .ok_or_else(|| Error::Other(format!("read the start time of our own process {me}")))?;
     current.state.monitor = Some(monitor);
-    current.state.plugged = plan.network.as_ref().map(|network| Plugged {
-        network: network.name.clone(),
-        veth: veth_names(&current.id).0,
-        ports: !plan.publish.is_empty(),
-    });
+    current.state.plugged = (plan.networks.iter().enumerate())
+        .map(|(slot, network)| Plugged {
+            network: network.name.clone(),
+            veth: veth_names(&current.id, slot).0,
+            ports: slot == 0 && !plan.publish.is_empty(),
+            slot,
+            address: None,
+        })
+        .collect();
     engine.containers.save(&current)?;
     *record = current;
     Ok(plan)
@@ -266,7 +281,7 @@ fn run_container(
     let spec = record.spec.clone();
     let (id, name) = (record.id.clone(), record.name.clone());
     let Plan {
-        network,
+        networks,
         publish,
         cgroup_name,
         ..
@@ -369,17 +384,18 @@ fn run_container(
     let plug = Plug {
         program: PROGRAM,
         networks: &engine.networks,
-        network: network.as_ref(),
+        network: networks.first(),
         id: &id,
         name: name.as_deref(),
         publish: &publish,
         containers: engine.containers.dir(),
+        lease_owner: std::process::id() as i32, // we wait for it
     };
-    let attachment = match &network {
-        Some(network) => Some(attach(&plug, network, init)?),
-        None => None,
-    };
-    mark_running(engine, record, attachment.as_ref())?;
+    let mut attachments = Vec::new();
+    for (slot, network) in networks.iter().enumerate() {
+        attachments.push(attach(&plug, network, slot, init)?);
+    }
+    mark_running(engine, record, &attachments)?;
     runtime::start(runtime_root, &id)?;
     let abandoned = !ready.tell("running");
     if abandoned {
@@ -423,14 +439,11 @@ fn run_container(
     if let Some(output) = output {
         output.finish();
     }
-    // Unplug (veth, lease, ports, names), read what the kernel counted, and
-    // have the runtime remove the rest; the record forgets each once gone.
-    if let Some(attachment) = attachment {
-        match attachment.detach() {
-            Ok(()) => record.state.plugged = None,
-            Err(err) => eprintln!("{PROGRAM}: warning: {err}"),
-        }
-    }
+    // Read what the kernel counted, and have the runtime remove the rest.
+    // Its networks are unplugged (veth, lease, ports, names) as the record
+    // lists them (`finish`): it may have been connected to more, or
+    // disconnected, while it ran.
+    attachments.into_iter().for_each(Attachment::keep);
     let usage = usage_of(runtime_root, &id);
     if let Err(err) = runtime::delete(runtime_root, &id, true) {
         eprintln!("{PROGRAM}: warning: {err}"); // its state stays, for `berth rm`
@@ -556,14 +569,18 @@ fn usage_of(runtime_root: &std::path::Path, id: &str) -> Result<cgroup::Usage, E
 fn mark_running(
     engine: &Engine,
     record: &mut Record,
-    attachment: Option<&Attachment>,
+    attachments: &[Attachment],
 ) -> Result<(), Error> {
     let mut running = record.clone();
     running.state.status = (record.state.status).become_(
         Status::Running,
         &format!("container {}", record.display_name()),
     )?;
-    running.state.address = attachment.map(|a| a.address());
+    running.state.address = attachments.first().map(|a| a.address());
+    for plugged in &mut running.state.plugged {
+        let attached = attachments.iter().find(|a| a.slot() == plugged.slot);
+        plugged.address = attached.map(|a| a.address());
+    }
     running.state.started = Some(now());
     running.state.runs += 1;
     engine.containers.save(&running)?;
@@ -579,6 +596,7 @@ fn finish(engine: &Engine, record: &mut Record, keep: bool) -> Result<(), Error>
     let code = record.state.exit_code.unwrap_or(0).to_string();
     events::emit(engine, record, "die", &[("exitCode", code)]);
     let lock = engine.containers.lock()?;
+    take_changes_made_meanwhile(engine, record)?;
     control::clean_up(engine, record)?;
     match keep {
         true => engine.containers.save(record),
@@ -591,6 +609,21 @@ fn finish(engine: &Engine, record: &mut Record, keep: bool) -> Result<(), Error>
     }
 }
 // ANCHOR_END: execute
+
+/// While it ran, other berth commands may have changed its record: a new
+/// name (`rename`), networks connected or disconnected. Take theirs, with
+/// how this run ended. The caller holds the containers' lock.
+fn take_changes_made_meanwhile(engine: &Engine, record: &mut Record) -> Result<(), Error> {
+    let Some(mut current) = engine.containers.get(&record.id)? else {
+        return Ok(()); // removed meanwhile (`rm -f`): ours is all there is
+    };
+    current.state.status = record.state.status;
+    current.state.finished = record.state.finished;
+    current.state.exit_code = record.state.exit_code;
+    current.state.oom_killed = record.state.oom_killed;
+    *record = current;
+    Ok(())
+}
 
 // ANCHOR: detach
 /// `berth run -d`: hand the container to a monitor process of its own, in

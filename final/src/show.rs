@@ -159,7 +159,7 @@ fn ps_filter(record: &Record, state: &str, key: &str, value: &str) -> bool {
             let canonical = |image: &str| image.parse::<Reference>().map(|r| r.to_string()).ok();
             record.spec.image == value || canonical(&record.spec.image) == canonical(value)
         }
-        "network" => record.spec.network == value,
+        "network" => record.spec.networks().contains(&value),
         _ => false,
     }
 }
@@ -177,7 +177,10 @@ fn ps_row(record: &Record, command: &str, state: &str) -> Map<String, Value> {
         "Status": status_text(record, state),
         "Names": record.name.as_deref().unwrap_or(""),
         "Labels": record.spec.extras.labels,
-        "Networks": record.spec.network,
+        "Networks": match record.spec.networks()[..] {
+            [] => "none".to_string(),
+            ref names => names.join(","),
+        },
     });
     object(row)
 }

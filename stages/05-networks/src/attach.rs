@@ -20,6 +20,9 @@ pub struct Plug<'a> {
     pub name: Option<&'a str>,
     pub publish: &'a [(firewall::Protocol, u16, u16)],
     pub containers: &'a Path,
+    /// The process whose life its leases follow: the one that waits for
+    /// the container (see `ipam::Lease`).
+    pub lease_owner: i32,
     /// The binary, for its warnings.
     pub program: &'a str,
 }
@@ -29,36 +32,57 @@ pub struct Plug<'a> {
 pub struct Attachment<'a> {
     plug: &'a Plug<'a>,
     network: &'a Network,
+    slot: usize,
     address: Ipv4Addr,
     /// Set once `detach` has run, so that drop does not do it again.
     detached: bool,
 }
 
-/// The names of container `id`'s veth pair: the end on the host (on the
-/// bridge) and its peer, which becomes `eth0` inside. Known before they
-/// exist, so an engine can write them down first.
-pub fn veth_names(id: &str) -> (String, String) {
+/// The names of container `id`'s veth pair for its network interface
+/// `slot`: the end on the host (on the bridge) and its peer, which becomes
+/// [`interface_name`] inside. Known before they exist, so an engine can
+/// write them down first.
+pub fn veth_names(id: &str, slot: usize) -> (String, String) {
     let short = &id[..id.len().min(8)];
-    (format!("bth{short}"), format!("bthc{short}"))
+    // Slot 0 is the usual one, unnumbered: device names have 15 bytes.
+    let n = match slot {
+        0 => String::new(),
+        n => n.to_string(),
+    };
+    (format!("bth{short}{n}"), format!("bthc{short}{n}"))
 }
 
+/// What the container calls its interface `slot`: `eth0` on its first
+/// network, `eth1` on the next (an engine can plug a container into more
+/// than one network).
+pub fn interface_name(slot: usize) -> String {
+    format!("eth{slot}")
+}
+
+/// How many networks a container may be on: veth names have room for two
+/// digits of slot.
+pub const MAX_SLOTS: usize = 100;
+
 // ANCHOR: attach
-/// Plug the (waiting) container into `network`: an address, a veth pair
-/// from the bridge to its namespace, its published ports and its name.
+/// Plug the (waiting) container into `network` as its interface `slot`
+/// (0, `eth0`, for its first network): an address, a veth pair from the
+/// bridge to its namespace, its published ports and its name.
 pub fn attach<'a>(
     plug: &'a Plug<'a>,
     network: &'a Network,
+    slot: usize,
     init: Pid,
 ) -> Result<Attachment<'a>, Error> {
     {
         let _lock = plug.networks.lock()?;
         plug.networks.ensure_bridge(network)?;
     }
-    let lease = ipam::owner_self(plug.id, plug.name)?;
+    let lease = ipam::owner(plug.lease_owner, plug.id, plug.name)?;
     let address = plug.networks.ipam(network).allocate(&lease)?;
     let attachment = Attachment {
         plug,
         network,
+        slot,
         address,
         detached: false,
     };
@@ -78,7 +102,7 @@ pub fn attach<'a>(
 
     // ANCHOR: exercise_veth
     // The cable: one end on the bridge, the other moved into the container.
-    let (host_end, peer) = veth_names(plug.id);
+    let (host_end, peer) = veth_names(plug.id, slot);
     let mut netlink = Netlink::open()?;
     let host_index = netlink.create_veth(&host_end, &peer)?;
     let bridge = netlink
@@ -91,22 +115,27 @@ pub fn attach<'a>(
         .ok_or_else(|| Error::Other(format!("veth end {peer} vanished")))?;
     netlink.set_netns_pid(peer_index, init.as_raw())?;
 
-    // Inside: call it eth0, give it the address, route everything via the gateway.
+    // Inside: call it eth0, give it the address, route everything via the
+    // gateway (on its first network; the subnet of another is reached
+    // through that network's interface, which the address implies).
     let (prefix, gateway) = (network.subnet.prefix_len, network.gateway());
     in_netns_of(init.as_raw(), move || {
         let mut netlink = Netlink::open()?;
         let index = netlink
             .link_index(&peer)?
             .ok_or_else(|| Error::Other(format!("{peer} is not in the container")))?;
-        netlink.rename(index, "eth0")?;
+        netlink.rename(index, &interface_name(slot))?;
         netlink.add_address(index, address, prefix)?;
         netlink.set_up(index)?;
-        netlink.add_default_route(gateway)
+        match slot {
+            0 => netlink.add_default_route(gateway),
+            _ => Ok(()),
+        }
     })?;
     // ANCHOR_END: exercise_veth
 
-    let rules: Vec<PortRule> = plug
-        .publish
+    let rules: Vec<PortRule> = attachment
+        .publish()
         .iter()
         .map(|(protocol, host_port, container_port)| PortRule {
             protocol: *protocol,
@@ -116,8 +145,12 @@ pub fn attach<'a>(
             bridge: network.bridge.clone(),
         })
         .collect();
-    plug.networks.publish(plug.id, &rules)?;
-    plug.networks.update_hosts(network, plug.containers)?;
+    // (Both rewrite the firewall, which then masquerades a new bridge too.)
+    match slot {
+        0 => plug.networks.publish(plug.id, &rules)?,
+        _ => plug.networks.sync_firewall()?,
+    }
+    plug.networks.update_hosts(network, plug.containers, None)?;
     Ok(attachment)
 }
 // ANCHOR_END: attach
@@ -128,21 +161,41 @@ impl Attachment<'_> {
         self.address
     }
 
+    /// Which of the container's interfaces it is (see [`interface_name`]).
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// The ports it publishes: a container's ports are on its first
+    /// network's interface.
+    fn publish(&self) -> &[(firewall::Protocol, u16, u16)] {
+        match self.slot {
+            0 => self.plug.publish,
+            _ => &[],
+        }
+    }
+
     /// Unplug: undo everything `attach` did; the first failure, if any.
     pub fn detach(mut self) -> Result<(), Error> {
         self.detached = true;
         self.undo()
     }
 
+    /// Leave it plugged in after this process is done with it: an engine
+    /// that wrote it down undoes it later with [`unplug`].
+    pub fn keep(mut self) {
+        self.detached = true;
+    }
+
     fn undo(&self) -> Result<(), Error> {
         let plug = self.plug;
-        let (host_end, _) = veth_names(plug.id);
+        let (host_end, _) = veth_names(plug.id, self.slot);
         unplug(&Unplug {
             networks: plug.networks,
             network: Some(self.network),
             id: plug.id,
             veth: &host_end,
-            ports: !plug.publish.is_empty(),
+            ports: !self.publish().is_empty(),
             containers: plug.containers,
         })
     }
@@ -200,7 +253,11 @@ pub fn unplug(what: &Unplug) -> Result<(), Error> {
     }
     if let Some(network) = what.network {
         keep(what.networks.ipam(network).release_container(what.id));
-        keep(what.networks.update_hosts(network, what.containers));
+        // Its peers there forget it, and it forgets them.
+        keep(
+            what.networks
+                .update_hosts(network, what.containers, Some(what.id)),
+        );
     }
     first_error.map_or(Ok(()), Err)
 }

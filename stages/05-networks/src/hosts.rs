@@ -38,7 +38,7 @@ impl NameFiles {
 
     /// Write them for a container called `hostname`, with no peers yet.
     pub fn write(&self, hostname: &str) -> Result<(), Error> {
-        rewrite(&self.hosts, &render_hosts(None, hostname, &[]))?;
+        rewrite(&self.hosts, &render_hosts(&[], hostname, &[]))?;
         rewrite(&self.hostname, &format!("{hostname}\n"))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         rewrite(&self.resolv_conf, &resolv_conf(&host_resolv))
@@ -79,16 +79,17 @@ impl NameFiles {
 }
 
 // ANCHOR: render_hosts
-/// `/etc/hosts` for a container with address `own` (none without a network)
-/// and hostname `hostname`, listing its `peers` on the network by name.
-pub fn render_hosts(own: Option<Ipv4Addr>, hostname: &str, peers: &[(Ipv4Addr, Lease)]) -> String {
+/// `/etc/hosts` for a container with addresses `own` (none without a
+/// network, one per network it is on) and hostname `hostname`, listing its
+/// `peers` on its networks by name.
+pub fn render_hosts(own: &[Ipv4Addr], hostname: &str, peers: &[(Ipv4Addr, Lease)]) -> String {
     let mut hosts = String::from("# Written by berth; rewritten when containers join or leave.\n");
     hosts += "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-    if let Some(own) = own {
-        hosts += &format!("{own}\t{hostname}\n");
+    for address in own {
+        hosts += &format!("{address}\t{hostname}\n");
     }
     for (address, lease) in peers {
-        if Some(*address) == own {
+        if own.contains(address) {
             continue;
         }
         let short_id = &lease.container[..lease.container.len().min(12)];
@@ -101,19 +102,38 @@ pub fn render_hosts(own: Option<Ipv4Addr>, hostname: &str, peers: &[(Ipv4Addr, L
 }
 // ANCHOR_END: render_hosts
 
-/// Rewrite the `/etc/hosts` of every live container in `leases` (all on one
-/// network), whose files are in `containers/<id>/`.
-pub fn update_network(containers: &Path, leases: &[(Ipv4Addr, Lease)]) -> Result<(), Error> {
-    for (address, lease) in leases {
-        let files = NameFiles::in_dir(&containers.join(&lease.container));
+/// Rewrite the `/etc/hosts` of containers `ids`, whose files are in
+/// `containers/<id>/`, from the live leases of every network (`networks`,
+/// one list each). Each container lists its peers on every network it is
+/// on; one that is on none (any more) lists only itself.
+pub fn update(
+    containers: &Path,
+    ids: &[&str],
+    networks: &[Vec<(Ipv4Addr, Lease)>],
+) -> Result<(), Error> {
+    for id in ids {
+        let files = NameFiles::in_dir(&containers.join(id));
         if !files.hosts.exists() {
             continue; // still starting, or already gone
+        }
+        let mut own = Vec::new();
+        let mut peers = Vec::new();
+        for leases in networks {
+            let mine: Vec<Ipv4Addr> = leases
+                .iter()
+                .filter(|(_, lease)| lease.container == *id)
+                .map(|(address, _)| *address)
+                .collect();
+            if !mine.is_empty() {
+                own.extend(mine);
+                peers.extend(leases.iter().cloned());
+            }
         }
         let hostname = std::fs::read_to_string(&files.hostname).unwrap_or_default();
         let extra = std::fs::read_to_string(files.extra_hosts()).unwrap_or_default();
         rewrite(
             &files.hosts,
-            &(render_hosts(Some(*address), hostname.trim(), leases) + &extra),
+            &(render_hosts(&own, hostname.trim(), &peers) + &extra),
         )?;
     }
     Ok(())
@@ -194,7 +214,7 @@ mod tests {
             ),
             (Ipv4Addr::new(10, 77, 0, 3), lease("bbbbbbbbbbbbbbbb", None)),
         ];
-        let hosts = render_hosts(Some(Ipv4Addr::new(10, 77, 0, 3)), "bbbbbbbbbbbb", &peers);
+        let hosts = render_hosts(&[Ipv4Addr::new(10, 77, 0, 3)], "bbbbbbbbbbbb", &peers);
         assert!(hosts.contains("10.77.0.3\tbbbbbbbbbbbb\n"));
         assert!(hosts.contains("10.77.0.2\tweb aaaaaaaaaaaa\n"));
         assert_eq!(
@@ -203,6 +223,48 @@ mod tests {
             "listed twice:\n{hosts}"
         );
         assert!(hosts.contains("127.0.0.1\tlocalhost"));
+    }
+
+    #[test]
+    fn a_container_on_two_networks_lists_the_peers_of_both() {
+        let dir = tempfile::tempdir().unwrap();
+        for id in ["both", "front", "back", "alone"] {
+            std::fs::create_dir(dir.path().join(id)).unwrap();
+            NameFiles::in_dir(&dir.path().join(id)).write(id).unwrap();
+        }
+        let at = |c: u8, d: u8| Ipv4Addr::new(10, c, 0, d);
+        let front = vec![
+            (at(1, 2), lease("both", Some("both"))),
+            (at(1, 3), lease("front", Some("front"))),
+        ];
+        let back = vec![
+            (at(2, 2), lease("both", Some("both"))),
+            (at(2, 3), lease("back", Some("back"))),
+        ];
+        let ids = ["both", "front", "back", "alone"];
+        update(dir.path(), &ids, &[front, back]).unwrap();
+        let hosts = |id: &str| std::fs::read_to_string(dir.path().join(id).join("hosts")).unwrap();
+        let both = hosts("both");
+        for line in [
+            "10.1.0.2\tboth\n",
+            "10.2.0.2\tboth\n",
+            "10.1.0.3\tfront",
+            "10.2.0.3\tback",
+        ] {
+            assert!(both.contains(line), "{line:?} missing:\n{both}");
+        }
+        assert!(hosts("front").contains("10.1.0.2\tboth"));
+        assert!(
+            !hosts("front").contains("back"),
+            "networks apart:\n{}",
+            hosts("front")
+        );
+        assert!(!hosts("back").contains("front"));
+        assert!(
+            !hosts("alone").contains("10."),
+            "on no network:\n{}",
+            hosts("alone")
+        );
     }
 
     #[test]
@@ -221,7 +283,7 @@ mod tests {
         let files = NameFiles::in_dir(dir.path());
         files.write("box").unwrap();
         let inode = std::fs::metadata(&files.hosts).unwrap().ino();
-        update_network(dir.path().parent().unwrap(), &[]).unwrap();
+        update(dir.path().parent().unwrap(), &[], &[]).unwrap();
         rewrite(&files.hosts, "new\n").unwrap();
         assert_eq!(std::fs::metadata(&files.hosts).unwrap().ino(), inode);
         assert_eq!(std::fs::read_to_string(&files.hostname).unwrap(), "box\n");

@@ -148,6 +148,7 @@ fn run(root: &Root, networks: &Networks, args: NetRunArgs) -> Result<u8, Error> 
         name: args.name.as_deref(),
         publish: &publish,
         containers: &root.containers(),
+        lease_owner: std::process::id() as i32, // we wait for it
     };
     let result = container.and_then(|container| run_plugged(&container, &plug, &args.run));
     dirs.remove()?;
@@ -163,7 +164,7 @@ fn run_plugged(container: &Container, plug: &Plug, args: &RunArgs) -> Result<u8,
     let started = namespaces::start(container)?;
     cgroup.add_process(started.pid())?;
     let attachment = match plug.network {
-        Some(network) => Some(attach(plug, network, started.pid())?),
+        Some(network) => Some(attach(plug, network, 0, started.pid())?),
         None => None,
     };
     let code = started.resume()?.wait()?;

@@ -306,10 +306,24 @@ impl Networks {
         self.sync_firewall_locked()
     }
 
-    /// Rewrite the `/etc/hosts` of every container on `network`.
-    pub fn update_hosts(&self, network: &Network, containers: &Path) -> Result<(), Error> {
+    /// Rewrite the `/etc/hosts` of every container on `network`, and of
+    /// `leaving`, one that just left it.
+    pub fn update_hosts(
+        &self,
+        network: &Network,
+        containers: &Path,
+        leaving: Option<&str>,
+    ) -> Result<(), Error> {
         let _lock = self.lock()?;
-        crate::hosts::update_network(containers, &self.ipam(network).leases()?)
+        // A container on several networks lists its peers on all of them.
+        let mut all = Vec::new();
+        for other in self.list()? {
+            all.push(self.ipam(&other).leases()?);
+        }
+        let here = self.ipam(network).leases()?;
+        let mut ids: Vec<&str> = here.iter().map(|(_, l)| l.container.as_str()).collect();
+        ids.extend(leaving);
+        crate::hosts::update(containers, &ids, &all)
     }
 
     /// Published ports of live containers; files of dead ones are removed.
