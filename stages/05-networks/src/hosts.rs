@@ -255,11 +255,11 @@ mod tests {
         }
         assert!(hosts("front").contains("10.1.0.2\tboth"));
         assert!(
-            !hosts("front").contains("back"),
+            !hosts("front").contains("\tback"),
             "networks apart:\n{}",
             hosts("front")
         );
-        assert!(!hosts("back").contains("front"));
+        assert!(!hosts("back").contains("\tfront"));
         assert!(
             !hosts("alone").contains("10."),
             "on no network:\n{}",
