@@ -36,6 +36,7 @@ pub mod dockerfile;
 pub mod events;
 pub mod exec;
 pub mod format;
+pub mod fuzzing;
 pub mod guard;
 pub mod harden;
 pub mod images;

@@ -125,7 +125,13 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
 pub(crate) fn read_config(bundle: &Path) -> Result<Config, Error> {
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-    let spec: oci_spec::runtime::Spec = serde_json::from_slice(&bytes)
+    parse_config(&bytes, &path)
+}
+
+/// A bundle's `config.json` (read from `path`), in berth's terms, with
+/// what berth can't honour refused.
+pub(crate) fn parse_config(bytes: &[u8], path: &Path) -> Result<Config, Error> {
+    let spec: oci_spec::runtime::Spec = serde_json::from_slice(bytes)
         .map_err(|e| Error::Other(format!("{}: not a runtime config: {e}", path.display())))?;
     let config = Config::from_spec(spec)?;
     check_supported(&config)?;

@@ -152,6 +152,18 @@ pub struct Processes {
     pub cgroups: Vec<PathBuf>,
 }
 
+/// A bundle's config.json as `create` reads it, taken as far as the
+/// container it describes (namespaces, mounts, capabilities, seccomp
+/// filters, devices, limits), without making anything: for the fuzz target
+/// `runtime_config` and its regression tests. `bundle` must hold a
+/// `rootfs` directory.
+#[doc(hidden)]
+pub fn check_config(bytes: &[u8], bundle: &Path) -> Result<(), Error> {
+    let config = config::parse_config(bytes, &bundle.join("config.json"))?;
+    let _ = resources::resources_of(config.linux.resources.as_ref());
+    config::container_of(&config, bundle, ProcessStdio::Inherit, None).map(drop)
+}
+
 /// The processes of container `id`, if the runtime has it (`None` once it
 /// was deleted, or before it was created).
 pub fn processes_of(root: &Path, id: &str) -> Result<Option<Processes>, Error> {
