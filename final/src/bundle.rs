@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use stage01_chroot::Error;
 use stage02_namespaces::{IdMap, IdMaps, Process, RootMount};
 use stage03_cgroups::Limits;
-use stage04_images::store::write_atomic;
+use stage04_images::store::replace_atomic;
 
 use crate::harden;
 use crate::record::{Extras, SeccompChoice};
@@ -262,7 +262,7 @@ fn resources_of(limits: &Limits) -> Value {
 pub fn write(dir: &Path, spec: &Value) -> Result<(), Error> {
     let text = serde_json::to_vec_pretty(spec)
         .map_err(|e| Error::Other(format!("encode the container's config.json: {e}")))?;
-    write_atomic(&dir.join("config.json"), &text)
+    replace_atomic(&dir.join("config.json"), &text) // made again by every run
 }
 
 /// The file systems every container gets, as stage 02 mounts them itself.

@@ -58,7 +58,7 @@ fn undo_a_killed_connect(engine: &Engine, record: &mut Record, network: &str) ->
     while let Some(i) = (record.state.plugged.iter()).position(|p| p.network == network) {
         control::unplug_network(engine, &record.id, &record.state.plugged[i])?;
         record.state.plugged.remove(i);
-        engine.containers.save(record)?;
+        engine.containers.save_state(record)?;
     }
     Ok(())
 }
@@ -90,7 +90,7 @@ fn plug_in_now(
         slot,
         address: None,
     });
-    engine.containers.save(record)?;
+    engine.containers.save_state(record)?;
     let plug = Plug {
         program: "berth",
         networks: &engine.networks,
@@ -117,7 +117,7 @@ fn plug_in_now(
         Err(err) => {
             // `attach` undid what it had made.
             record.state.plugged.retain(|p| p.slot != slot);
-            engine.containers.save(record)?;
+            engine.containers.save_state(record)?;
             Err(err)
         }
     }
@@ -147,7 +147,7 @@ pub fn disconnect(engine: &Engine, network_name: &str, record: &Record) -> Resul
         if gone.slot == 0 {
             current.state.address = None; // no eth0, no default route
         }
-        engine.containers.save(&current)?;
+        engine.containers.save_state(&current)?;
     }
     let spec = &mut current.spec;
     match spec.network == network_name {

@@ -263,7 +263,7 @@ pub fn clean_up(engine: &Engine, record: &mut Record) -> Result<(), Error> {
     match first_error {
         None => Ok(()),
         Some(err) => {
-            let _ = engine.containers.save(record);
+            let _ = engine.containers.save_state(record);
             Err(err)
         }
     }

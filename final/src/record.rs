@@ -7,6 +7,7 @@
 //! behind) is alive; a PID plus its start time names one process for good,
 //! so a reused PID is never mistaken for it.
 
+use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,7 +20,7 @@ use stage03_cgroups::limits::CpuQuota;
 use stage04_images::image::Overrides;
 use stage04_images::overlay::ContainerDirs;
 use stage04_images::root::Root;
-use stage04_images::store::{lock_file, write_atomic};
+use stage04_images::store::{lock_file, replace_atomic, sync_dir, write_atomic};
 use stage05_networks::ipam::{process_alive, process_start_time};
 
 const RECORD: &str = "record.json";
@@ -441,21 +442,45 @@ impl Containers {
         let staging = self.dir.join(format!("{STAGING}{me}-{started}"));
         let dirs = ContainerDirs::create(&staging, &record.id)?;
         let target = self.dir.join(&record.id);
-        let placed = self.save_in(&dirs.dir, record).and_then(|()| {
-            std::fs::rename(&dirs.dir, &target).map_err(|e| Error::io("rename into", &target, e))
+        let placed = self.save_in(&dirs.dir, record, false).and_then(|()| {
+            // Kept across a reboot (synced), unless `--rm` will remove it.
+            if !record.spec.auto_remove {
+                let path = dirs.dir.join(RECORD);
+                (File::open(&path).and_then(|f| f.sync_all()))
+                    .map_err(|e| Error::io("fsync", &path, e))?;
+            }
+            std::fs::rename(&dirs.dir, &target)
+                .map_err(|e| Error::io("rename into", &target, e))?;
+            match record.spec.auto_remove {
+                true => Ok(()),
+                false => sync_dir(&self.dir),
+            }
         });
         remove_if_present(&staging)?;
         placed
     }
 
+    /// Save a change to what the container is (its name, its networks):
+    /// synced to disk, so it survives a power loss.
     pub fn save(&self, record: &Record) -> Result<(), Error> {
-        self.save_in(&self.dir.join(&record.id), record)
+        self.save_in(&self.dir.join(&record.id), record, true)
     }
 
-    fn save_in(&self, dir: &Path, record: &Record) -> Result<(), Error> {
+    /// Save a change to what a run of it does on the host (its monitor,
+    /// its addresses, how it ended): atomic, but not synced. It dies with
+    /// the machine anyway, so a crash of berth is all it must survive,
+    /// and each fsync costs milliseconds on every start.
+    pub fn save_state(&self, record: &Record) -> Result<(), Error> {
+        self.save_in(&self.dir.join(&record.id), record, false)
+    }
+
+    fn save_in(&self, dir: &Path, record: &Record, durable: bool) -> Result<(), Error> {
         let bytes = serde_json::to_vec_pretty(record)
             .map_err(|e| Error::Other(format!("encode the record of {}: {e}", record.id)))?;
-        write_atomic(&dir.join(RECORD), &bytes)
+        match durable {
+            true => write_atomic(&dir.join(RECORD), &bytes),
+            false => replace_atomic(&dir.join(RECORD), &bytes),
+        }
     }
 
     pub fn load(&self, id: &str) -> Result<Record, Error> {

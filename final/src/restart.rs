@@ -172,7 +172,7 @@ fn next_run(engine: &Engine, id: &str, code: u8) -> Result<Option<Record>, Error
         let delay = next_delay(record.state.restart_delay_ms, Duration::from_secs(ran_for));
         record.state.restarting = true;
         record.state.restart_delay_ms = delay;
-        engine.containers.save(&record)?;
+        engine.containers.save_state(&record)?;
         Duration::from_millis(delay)
     };
     // The back-off, looking out for `stop` and `rm`.
@@ -185,7 +185,7 @@ fn next_run(engine: &Engine, id: &str, code: u8) -> Result<Option<Record>, Error
         };
         if engine.containers.stopped_by_user(id) {
             record.state.restarting = false;
-            engine.containers.save(&record)?;
+            engine.containers.save_state(&record)?;
             return Ok(None);
         }
         if left.is_zero() {
@@ -198,7 +198,7 @@ fn next_run(engine: &Engine, id: &str, code: u8) -> Result<Option<Record>, Error
             record.state.restart_count += 1;
             record.state.exit_code = None;
             record.state.oom_killed = false;
-            engine.containers.save(&record)?;
+            engine.containers.save_state(&record)?;
             return Ok(Some(record));
         }
         drop(_lock);

@@ -264,7 +264,7 @@ fn claim(engine: &Engine, record: &mut Record, plan: Plan) -> Result<Plan, Error
             address: None,
         })
         .collect();
-    engine.containers.save(&current)?;
+    engine.containers.save_state(&current)?;
     *record = current;
     Ok(plan)
 }
@@ -583,7 +583,7 @@ fn mark_running(
     }
     running.state.started = Some(now());
     running.state.runs += 1;
-    engine.containers.save(&running)?;
+    engine.containers.save_state(&running)?;
     *record = running;
     events::emit(engine, record, "start", &[]);
     Ok(())
@@ -599,7 +599,7 @@ fn finish(engine: &Engine, record: &mut Record, keep: bool) -> Result<(), Error>
     take_changes_made_meanwhile(engine, record)?;
     control::clean_up(engine, record)?;
     match keep {
-        true => engine.containers.save(record),
+        true => engine.containers.save_state(record),
         // `--rm` takes its anonymous volumes along, as Docker's does.
         false => {
             engine.containers.remove(&record.id)?;

@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use stage01_chroot::Error;
 use stage02_namespaces::{AfterGate, Gate, ProcessStdio, supervise};
 use stage03_cgroups::cgroup;
-use stage04_images::store::write_atomic;
+use stage04_images::store::replace_atomic;
 
 use crate::exec::{Entry, Step};
 use crate::harden::{self, Hardening};
@@ -122,7 +122,8 @@ impl Runtime {
     fn save(&self, state: &RuntimeState) -> Result<(), Error> {
         let bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| Error::Other(format!("encode the state of {}: {e}", state.id)))?;
-        write_atomic(&self.container_dir(&state.id).join("state.json"), &bytes)
+        // Not synced: what it describes dies with the machine.
+        replace_atomic(&self.container_dir(&state.id).join("state.json"), &bytes)
     }
 
     /// The state with its status as it is now.
@@ -267,7 +268,7 @@ fn create_for(root: &Path, options: &CreateOptions, caller: Caller) -> Result<Pi
     ) {
         Ok(pid) => {
             if let Some(pid_file) = options.pid_file {
-                write_atomic(pid_file, pid.to_string().as_bytes())?;
+                replace_atomic(pid_file, pid.to_string().as_bytes())?;
             }
             Ok(pid)
         }

@@ -652,6 +652,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+/// Write a temp file and rename it over `path`, without waiting for the
+/// disk. A process killed at any moment still leaves the old content or
+/// the new, never half (the kernel's page cache outlives the process); a
+/// power loss may lose the change. That is the right trade for what a
+/// reboot makes moot anyway, such as the state of processes, mounts and
+/// links, which die with the machine: an fsync costs milliseconds.
+pub fn replace_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (temp_path, mut file) = create_temp(dir)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| fs::rename(&temp_path, path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temp_path);
+        return Err(Error::io("write", path, e));
+    }
+    Ok(())
+}
+
 /// A rename or unlink is only durable once the directory itself is synced.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

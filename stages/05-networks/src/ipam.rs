@@ -10,6 +10,10 @@
 //!   dies without releasing (crash, `kill -9`), the next allocation sees that
 //!   the owner is gone and reclaims the address. The start time matters
 //!   because PIDs are reused: a new process with the old PID started later.
+//!
+//! Leases are written atomically (a temp file renamed into place) but not
+//! synced to disk: a lease only matters while its owner lives, and no owner
+//! survives a reboot, so a power loss can lose nothing that still counts.
 
 use std::collections::HashSet;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -23,7 +27,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use stage01_chroot::Error;
 
-use stage04_images::store::{sync_dir, write_atomic};
+use stage04_images::store::replace_atomic;
 
 use crate::subnet::Subnet;
 
@@ -159,7 +163,7 @@ impl Ipam {
         let json = serde_json::to_vec_pretty(lease)
             .map_err(|e| Error::Other(format!("cannot encode the lease of {address}: {e}")))?;
         // Write + rename: a crash leaves either no lease or a whole one.
-        write_atomic(&self.dir.join(address.to_string()), &json)?;
+        replace_atomic(&self.dir.join(address.to_string()), &json)?;
         Ok(address)
     }
     // ANCHOR_END: allocate
@@ -172,7 +176,7 @@ impl Ipam {
         };
         let path = self.dir.join(address.to_string());
         match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.dir),
+            Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("remove lease file", &path, e)),
         }
@@ -186,7 +190,6 @@ impl Ipam {
         };
         let entries =
             fs::read_dir(&self.dir).map_err(|e| Error::io("list leases", &self.dir, e))?;
-        let mut removed = false;
         for entry in entries {
             let path = entry
                 .map_err(|e| Error::io("list leases", &self.dir, e))?
@@ -198,11 +201,7 @@ impl Ipam {
             // reports it): it can't be told to be ours.
             if is_lease && read_lease(&path).is_ok_and(|lease| lease.container == id) {
                 remove_if_present(&path)?;
-                removed = true;
             }
-        }
-        if removed {
-            sync_dir(&self.dir)?;
         }
         Ok(())
     }
@@ -223,7 +222,7 @@ impl Ipam {
                 let json = serde_json::to_vec_pretty(&renamed).map_err(|e| {
                     Error::Other(format!("cannot encode the lease of {address}: {e}"))
                 })?;
-                write_atomic(&self.dir.join(address.to_string()), &json)?;
+                replace_atomic(&self.dir.join(address.to_string()), &json)?;
             }
         }
         self.reclaim_stale()
@@ -292,7 +291,6 @@ impl Ipam {
         let mut live = Vec::new();
         let entries =
             fs::read_dir(&self.dir).map_err(|e| Error::io("list leases", &self.dir, e))?;
-        let mut removed = false;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io("list leases", &self.dir, e))?;
             let file_name = entry.file_name();
@@ -311,11 +309,7 @@ impl Ipam {
                 live.push((address, lease));
             } else {
                 remove_if_present(&path)?;
-                removed = true;
             }
-        }
-        if removed {
-            sync_dir(&self.dir)?;
         }
         live.sort_by_key(|(address, _)| *address);
         Ok(live)

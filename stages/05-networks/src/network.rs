@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::Flock;
 use stage01_chroot::Error;
 
-use stage04_images::store::write_atomic;
+use stage04_images::store::{replace_atomic, write_atomic};
 
 use crate::firewall::{self, NetworkRule, PortRule, Ruleset};
 use crate::ipam::{Ipam, process_start_time};
@@ -264,7 +264,7 @@ impl Networks {
                 let json = serde_json::to_vec(&owner).map_err(|e| Error::Other(e.to_string()))?;
                 let dir = self.dir.join("ports");
                 std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
-                write_atomic(&path, &json)
+                replace_atomic(&path, &json) // its owner dies with the machine
             }
             _ => match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -336,7 +336,7 @@ impl Networks {
         let mut rules = Vec::new();
         for entry in entries.flatten() {
             if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                // Half-written by a process killed in `write_atomic`: ports
+                // Half-written by a process killed in `replace_atomic`: ports
                 // files are written under the lock, which we hold.
                 let _ = std::fs::remove_file(entry.path());
                 continue;
