@@ -23,6 +23,10 @@
 //! Such a monitor stays berth, with its threads (megabytes, not the tiny
 //! program's pages): relaying a terminal to clients that come and go is
 //! more than a few system calls. Containers without `-t` keep the tiny one.
+//!
+//! To a container without a terminal, `attach` is a window on its output,
+//! as Docker's is: what it writes from now on, read from its log, and the
+//! signals we get passed on to it (`--sig-proxy`), until it ends.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -37,8 +41,11 @@ use std::time::Duration;
 
 use stage01_chroot::Error;
 
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::unistd::Pid;
+
 use crate::Engine;
-use crate::logfile::StreamWriter;
+use crate::logfile::{Show, StreamWriter};
 use crate::record::Record;
 use crate::terminal;
 
@@ -225,6 +232,7 @@ pub fn attach(
     record: &Record,
     detach_keys: Option<&str>,
     no_stdin: bool,
+    sig_proxy: bool,
 ) -> Result<u8, Error> {
     let name = record.display_name();
     if !record.is_running() {
@@ -233,10 +241,7 @@ pub fn attach(
         )));
     }
     if !record.spec.tty || !record.spec.detached {
-        return Err(Error::Other(format!(
-            "container {name} has no terminal to attach to: berth attaches to containers run \
-             with -dt or -dit (see berth logs -f for its output)"
-        )));
+        return attach_output(engine, record, sig_proxy);
     }
     let keys = detach_keys
         .or(record.spec.detach_keys.as_deref())
@@ -329,6 +334,53 @@ pub fn attach(
     )))
 }
 // ANCHOR_END: attach
+
+/// The signals `attach` passes on to a container without a terminal
+/// (`--sig-proxy`): Ctrl-C is SIGINT to the container, not to us.
+const PROXIED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// `berth attach` to a container without a terminal, as Docker's: its
+/// output as it comes (its stdout to ours, its stderr to ours, read from
+/// its log, which every container has), our signals passed on to it
+/// (unless `sig_proxy` is false: then Ctrl-C leaves), until it ends. Its
+/// exit code is ours.
+fn attach_output(engine: &Engine, record: &Record, sig_proxy: bool) -> Result<u8, Error> {
+    let (init, _) = crate::control::running(engine, record)?;
+    if sig_proxy {
+        // Blocked here, before any thread starts, so every thread inherits
+        // the mask and one thread takes them all, in order.
+        let mut proxied = SigSet::empty();
+        PROXIED.iter().for_each(|signal| proxied.add(*signal));
+        proxied
+            .thread_block()
+            .map_err(|e| Error::Other(format!("block signals: {e}")))?;
+        std::thread::spawn(move || {
+            while let Ok(signal) = proxied.wait() {
+                // (Its init, checked by start time: a PID may be reused.)
+                if init.alive() {
+                    let _ = kill(Pid::from_raw(init.pid), signal);
+                }
+            }
+        });
+    }
+    let new_output_only = Show {
+        tail: Some(0),
+        since: None,
+        until: None,
+        timestamps: false,
+    };
+    crate::show::logs(engine, record, true, &new_output_only)?;
+    // It ended: its monitor has recorded how (it records, then exits).
+    let now = engine.containers.load(&record.id)?;
+    Ok(now.state.exit_code.unwrap_or(0))
+}
 
 #[cfg(test)]
 mod tests {

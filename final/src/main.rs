@@ -55,8 +55,10 @@ enum Command {
     Run(EngineRunArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
-    /// Attach your terminal to a running container's (one run with -dt or
-    /// -dit); leave it running with Ctrl-P Ctrl-Q (see --detach-keys).
+    /// Attach to a running container. One with a terminal (-dt, -dit):
+    /// yours to type in, until you leave it running with Ctrl-P Ctrl-Q (see
+    /// --detach-keys). One without: its output as it comes, and your
+    /// signals passed on (Ctrl-C is SIGINT to it), until it ends.
     Attach {
         /// The keys that detach, e.g. ctrl-a,d (default: ctrl-p,ctrl-q,
         /// or the container's run --detach-keys).
@@ -65,6 +67,11 @@ enum Command {
         /// Don't send what you type; only watch.
         #[arg(long)]
         no_stdin: bool,
+        /// Pass the signals we get (Ctrl-C's SIGINT, SIGTERM...) on to a
+        /// container without a terminal; with false, Ctrl-C leaves it.
+        #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+              default_missing_value = "true", action = clap::ArgAction::Set)]
+        sig_proxy: bool,
         #[arg(value_name = "CONTAINER")]
         container: String,
     },
@@ -787,10 +794,12 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
         Command::Attach {
             detach_keys,
             no_stdin,
+            sig_proxy,
             container,
         } => {
             let record = engine.containers.find(&container)?;
-            berth::attach::attach(&engine, &record, detach_keys.as_deref(), no_stdin)
+            let keys = detach_keys.as_deref();
+            berth::attach::attach(&engine, &record, keys, no_stdin, sig_proxy)
         }
         Command::Exec(args) => {
             let record = engine.containers.find(&args.container)?;

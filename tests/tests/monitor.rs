@@ -602,3 +602,77 @@ fn a_resized_window_resizes_the_terminal_of_run_it_and_exec_it() {
     exec.type_line("exit");
     run.type_line("exit");
 }
+
+/// `berth attach CONTAINER` as a child whose stdout we read: the lines it
+/// has printed once one contains `until`.
+fn attach_until(lab: &Lab, args: &[&str], until: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = lab
+        .berth()
+        .arg("attach")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains(until) {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "attach ended: {seen}"
+        );
+        seen += &line;
+    }
+    // The rest goes on being read, so that attach never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, seen)
+}
+
+#[test]
+fn attach_without_a_terminal_shows_new_output_and_passes_signals_on() {
+    if !root_or_skip("attach_without_a_terminal_shows_new_output_and_passes_signals_on") {
+        return;
+    }
+    let lab = Lab::new();
+    let script = "trap 'echo got INT; exit 7' INT; i=0; \
+                  while :; do i=$((i+1)); echo tick $i; sleep 0.1; done";
+    lab.detach(
+        &["--name", "ticker", "--network", "none"],
+        &["sh", "-c", script],
+    );
+    eventually("it ticks", || {
+        lab.ok(&["logs", "ticker"]).contains("tick 5")
+    });
+
+    // New output only, as it comes.
+    let (mut attached, seen) = attach_until(&lab, &["ticker"], "tick");
+    assert!(!seen.contains("tick 1\n"), "old output: {seen}");
+
+    // Ctrl-C (SIGINT to attach) is SIGINT to the container, whose exit code
+    // attach returns.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(attached.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = attached.wait().unwrap();
+    assert_eq!(status.code(), Some(7), "{status:?}");
+    assert!(lab.ok(&["logs", "ticker"]).contains("got INT"));
+
+    // With --sig-proxy=false, Ctrl-C leaves and the container runs on.
+    lab.ok(&["start", "ticker"]);
+    let (mut attached, _) = attach_until(&lab, &["--sig-proxy=false", "ticker"], "tick");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(attached.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(!attached.wait().unwrap().success());
+    assert_eq!(
+        lab.ok(&["ps", "--filter", "name=ticker", "--format", "{{.State}}"]),
+        "running\n"
+    );
+    lab.ok(&["rm", "-f", "ticker"]);
+}
