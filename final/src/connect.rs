@@ -16,7 +16,7 @@
 
 use nix::unistd::Pid;
 use stage01_chroot::Error;
-use stage05_networks::attach::{MAX_SLOTS, Plug, attach, veth_names};
+use stage05_networks::attach::{MAX_SLOTS, Plug, attach, veth_name};
 
 use crate::Engine;
 use crate::control;
@@ -85,7 +85,7 @@ fn plug_in_now(
     // container unplugs what its record lists.
     record.state.plugged.push(Plugged {
         network: network.name.clone(),
-        veth: veth_names(&record.id, slot).0,
+        veth: veth_name(&record.id, slot),
         ports: false, // published ports are on eth0
         slot,
         address: None,

@@ -20,7 +20,7 @@ use stage02_namespaces::{IdMap, IdMaps, hostname, supervise};
 use stage03_cgroups::{cgroup, report};
 use stage04_images::image::{self, Image};
 use stage04_images::overlay::overlay_mount;
-use stage05_networks::attach::{Attachment, Plug, attach, veth_names};
+use stage05_networks::attach::{Attachment, Plug, attach, veth_name};
 use stage05_networks::firewall::{self, Protocol};
 use stage05_networks::hosts::NameFiles;
 use stage05_networks::network::Network;
@@ -258,7 +258,7 @@ fn claim(engine: &Engine, record: &mut Record, plan: Plan) -> Result<Plan, Error
     current.state.plugged = (plan.networks.iter().enumerate())
         .map(|(slot, network)| Plugged {
             network: network.name.clone(),
-            veth: veth_names(&current.id, slot).0,
+            veth: veth_name(&current.id, slot),
             ports: slot == 0 && !plan.publish.is_empty(),
             slot,
             address: None,

@@ -38,18 +38,16 @@ pub struct Attachment<'a> {
     detached: bool,
 }
 
-/// The names of container `id`'s veth pair for its network interface
-/// `slot`: the end on the host (on the bridge) and its peer, which becomes
-/// [`interface_name`] inside. Known before they exist, so an engine can
-/// write them down first.
-pub fn veth_names(id: &str, slot: usize) -> (String, String) {
+/// The host end of container `id`'s veth pair for its network interface
+/// `slot`. Known before it exists, so an engine can write it down first.
+/// (The other end is born inside the container as [`interface_name`].)
+pub fn veth_name(id: &str, slot: usize) -> String {
     let short = &id[..id.len().min(8)];
     // Slot 0 is the usual one, unnumbered: device names have 15 bytes.
-    let n = match slot {
-        0 => String::new(),
-        n => n.to_string(),
-    };
-    (format!("bth{short}{n}"), format!("bthc{short}{n}"))
+    match slot {
+        0 => format!("bth{short}"),
+        n => format!("bth{short}{n}"),
+    }
 }
 
 /// What the container calls its interface `slot`: `eth0` on its first
@@ -101,30 +99,27 @@ pub fn attach<'a>(
     }
 
     // ANCHOR: exercise_veth
-    // The cable: one end on the bridge, the other moved into the container.
-    let (host_end, peer) = veth_names(plug.id, slot);
+    // The cable: one end on the bridge, the other born inside the
+    // container, already called eth0 there.
+    let host_end = veth_name(plug.id, slot);
+    let inside = interface_name(slot);
     let mut netlink = Netlink::open()?;
-    let host_index = netlink.create_veth(&host_end, &peer)?;
+    let host_index = netlink.create_veth_into(&host_end, &inside, init.as_raw())?;
     let bridge = netlink
         .link_index(&network.bridge)?
         .ok_or_else(|| Error::Other(format!("bridge {} vanished", network.bridge)))?;
     netlink.set_master(host_index, bridge)?;
     netlink.set_up(host_index)?;
-    let peer_index = netlink
-        .link_index(&peer)?
-        .ok_or_else(|| Error::Other(format!("veth end {peer} vanished")))?;
-    netlink.set_netns_pid(peer_index, init.as_raw())?;
 
-    // Inside: call it eth0, give it the address, route everything via the
+    // Inside: give it the address, bring it up, route everything via the
     // gateway (on its first network; the subnet of another is reached
     // through that network's interface, which the address implies).
     let (prefix, gateway) = (network.subnet.prefix_len, network.gateway());
     in_netns_of(init.as_raw(), move || {
         let mut netlink = Netlink::open()?;
         let index = netlink
-            .link_index(&peer)?
-            .ok_or_else(|| Error::Other(format!("{peer} is not in the container")))?;
-        netlink.rename(index, &interface_name(slot))?;
+            .link_index(&inside)?
+            .ok_or_else(|| Error::Other(format!("{inside} is not in the container")))?;
         netlink.add_address(index, address, prefix)?;
         netlink.set_up(index)?;
         match slot {
@@ -189,7 +184,7 @@ impl Attachment<'_> {
 
     fn undo(&self) -> Result<(), Error> {
         let plug = self.plug;
-        let (host_end, _) = veth_names(plug.id, self.slot);
+        let host_end = veth_name(plug.id, self.slot);
         unplug(&Unplug {
             networks: plug.networks,
             network: Some(self.network),

@@ -118,6 +118,37 @@ impl Netlink {
     }
     // ANCHOR_END: create_veth
 
+    // ANCHOR: create_veth_into
+    /// The same, with `peer` born in the network namespace of process
+    /// `pid` (so its name may be one the host uses too, such as `eth0`).
+    /// It is cheaper than moving it there afterwards: a link that changes
+    /// namespace makes the kernel wait until every CPU has passed a quiet
+    /// point, tens of milliseconds.
+    pub fn create_veth_into(&mut self, name: &str, peer: &str, pid: i32) -> Result<u32, Error> {
+        check_name(name)?;
+        check_name(peer)?;
+        let what = format!("create veth pair {name} <-> {peer} in the namespace of process {pid}");
+        let pid = u32::try_from(pid).map_err(|_| Error::Other(format!("{what}: bad pid")))?;
+        let mut peer_message = LinkMessage::default();
+        peer_message
+            .attributes
+            .push(LinkAttribute::IfName(peer.into()));
+        peer_message.attributes.push(LinkAttribute::NetNsPid(pid));
+        let mut message = LinkMessage::default();
+        message.attributes.push(LinkAttribute::IfName(name.into()));
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
+        ]));
+        self.call(
+            &what,
+            NLM_F_CREATE | NLM_F_EXCL,
+            RouteNetlinkMessage::NewLink(message),
+        )?;
+        self.created_index(name)
+    }
+    // ANCHOR_END: create_veth_into
+
     /// Plug link `index` into the bridge `master`, as `ip link set X master B`.
     pub fn set_master(&mut self, index: u32, master: u32) -> Result<(), Error> {
         let what = format!(
@@ -696,6 +727,17 @@ mod tests {
                 .add_default_route(Ipv4Addr::new(10, 98, 0, 1))
                 .expect_err("a gateway on no link");
             assert!(err.to_string().contains("10.98.0.1"), "{err}");
+
+            // A pair whose peer is born in the child's namespace (beside
+            // its eth0), named as one of the host's links could be.
+            let born = netlink
+                .create_veth_into("bth-born", "eth1", pid)
+                .expect("create a veth with its peer inside");
+            let eth1_inside =
+                || in_netns_of(pid, || Netlink::open()?.link_index("eth1")).expect("look inside");
+            assert!(eth1_inside().is_some(), "the peer was not born inside");
+            netlink.delete_link(born).expect("delete the born pair");
+            assert_eq!(eth1_inside(), None, "deleting one end deletes the other");
 
             drop(child);
             netlink.delete_link(bridge).expect("delete bridge");
