@@ -240,22 +240,70 @@ fn run_script(table: &str, script: &str) -> Result<()> {
     )))
 }
 
-/// Whether table `ip berth` exists (`nft list table ip berth` succeeds).
+/// Whether table `ip TABLE` exists. Asked of the kernel directly, over a
+/// netfilter netlink socket (`NFT_MSG_GETTABLE`), rather than by running
+/// `nft list table`: a question asked on every container start should
+/// cost a system call, not a process.
 pub fn table_exists(table: &str) -> Result<bool> {
-    let output = nft(&["list", "table", "ip", table], None)?;
-    if output.status.success() {
-        return Ok(true);
+    use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_NETFILTER};
+    const NFT_MSG_GETTABLE: u16 = (10 << 8) | 1; // subsystem nftables, "get table"
+    const NLMSG_ERROR: u16 = 2;
+    const NLM_F_REQUEST_ACK: u16 = 0x1 | 0x4;
+    const NFPROTO_IPV4: u8 = 2;
+    const NFTA_TABLE_NAME: u16 = 1;
+    let what = |e: &dyn std::fmt::Display| {
+        Error::Other(format!(
+            "ask the kernel whether nft table ip {table} exists: {e}"
+        ))
+    };
+    // The request: netlink header, nfgenmsg (family, version, resource),
+    // and one attribute, the table's name with its NUL, padded to 4 bytes.
+    let mut name = table.as_bytes().to_vec();
+    name.push(0);
+    let attribute_len = 4 + name.len();
+    name.resize(name.len().div_ceil(4) * 4, 0);
+    let len = 16 + 4 + 4 + name.len();
+    let mut request = Vec::with_capacity(len);
+    request.extend((len as u32).to_ne_bytes());
+    request.extend(NFT_MSG_GETTABLE.to_ne_bytes());
+    request.extend(NLM_F_REQUEST_ACK.to_ne_bytes());
+    request.extend(1u32.to_ne_bytes()); // sequence number
+    request.extend(0u32.to_ne_bytes()); // port: the kernel's
+    request.extend([NFPROTO_IPV4, 0, 0, 0]);
+    request.extend((attribute_len as u16).to_ne_bytes());
+    request.extend(NFTA_TABLE_NAME.to_ne_bytes());
+    request.extend(&name);
+
+    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| what(&e))?;
+    socket.bind_auto().map_err(|e| what(&e))?;
+    socket
+        .send_to(&request, &SocketAddr::new(0, 0), 0)
+        .map_err(|e| what(&e))?;
+    // The answer: the table (NEWTABLE) then an acknowledgement, or an
+    // error message whose errno is ENOENT for "no such table".
+    let mut found = false;
+    loop {
+        let mut buffer = Vec::with_capacity(8192);
+        let n = socket.recv(&mut buffer, 0).map_err(|e| what(&e))?;
+        let mut at = 0;
+        while at + 16 <= n {
+            let word = |i: usize| u32::from_ne_bytes(buffer[i..i + 4].try_into().unwrap());
+            let length = word(at) as usize;
+            let kind = u16::from_ne_bytes([buffer[at + 4], buffer[at + 5]]);
+            if kind == NLMSG_ERROR && at + 20 <= n {
+                return match word(at + 16) as i32 {
+                    0 => Ok(found),
+                    errno if errno == -libc::ENOENT => Ok(false),
+                    errno => Err(what(&std::io::Error::from_raw_os_error(-errno))),
+                };
+            }
+            found |= kind == (10 << 8); // NFT_MSG_NEWTABLE
+            if length < 16 {
+                break;
+            }
+            at += length.div_ceil(4) * 4;
+        }
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    // ENOENT is the answer "no"; anything else (EPERM...) is a real failure.
-    if stderr.contains("No such file or directory") {
-        return Ok(false);
-    }
-    Err(Error::Other(format!(
-        "nft list table ip {table} failed ({}): {}; are you root?",
-        output.status,
-        stderr.trim_end()
-    )))
 }
 
 /// Let the host route for containers: `ip_forward` on, and `route_localnet`

@@ -375,7 +375,21 @@ impl Networks {
             }
         }
         let ports = self.live_ports()?;
-        firewall::apply(&self.table, &Ruleset { networks, ports })
+        let rules = Ruleset { networks, ports };
+        // Most starts change nothing here (no ports, a bridge that was
+        // already up): then running nft, tens of milliseconds, is skipped.
+        // What was applied last is kept beside the networks; the table
+        // must still be there too (`nft flush ruleset` removes it).
+        let applied = self.dir.join(".firewall");
+        let script = firewall::render(&self.table, &rules);
+        let unchanged = std::fs::read_to_string(&applied).is_ok_and(|last| last == script);
+        let wanted = !rules.networks.is_empty() || !rules.ports.is_empty();
+        if unchanged && firewall::table_exists(&self.table)? == wanted {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(&applied); // unknown until nft is done
+        firewall::apply(&self.table, &rules)?;
+        replace_atomic(&applied, script.as_bytes())
     }
     // ANCHOR_END: sync_firewall
 
