@@ -287,7 +287,9 @@ pub fn table_exists(table: &str) -> Result<bool> {
         let n = socket.recv(&mut buffer, 0).map_err(|e| what(&e))?;
         let mut at = 0;
         while at + 16 <= n {
-            let word = |i: usize| u32::from_ne_bytes(buffer[i..i + 4].try_into().unwrap());
+            let word = |i: usize| {
+                u32::from_ne_bytes([buffer[i], buffer[i + 1], buffer[i + 2], buffer[i + 3]])
+            };
             let length = word(at) as usize;
             let kind = u16::from_ne_bytes([buffer[at + 4], buffer[at + 5]]);
             if kind == NLMSG_ERROR && at + 20 <= n {
