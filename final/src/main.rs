@@ -287,6 +287,8 @@ enum Command {
     Build(BuildArgs),
     #[command(flatten)]
     Image(ImageCommand),
+    #[command(flatten)]
+    EngineImage(berth::image_cli::EngineImageCommand),
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommands),
@@ -773,6 +775,9 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             commands::version();
             return Ok(0);
         }
+        Command::EngineImage(command) if command.needs_no_state() => {
+            return berth::image_cli::stateless_command(command);
+        }
         _ => {}
     }
     checks::require_root("containers, images and networks need root")?;
@@ -876,6 +881,7 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             show::images(&engine, format, &filters).map(|()| 0)
         }
         Command::Image(command) => image_command(&engine.root, command, "berth"),
+        Command::EngineImage(command) => berth::image_cli::image_command(&engine, command),
         Command::Network(NetworkCommands::Stage(NetworkCommand::Ls)) => {
             let filters = Filters::new(&listing.filters, show::NETWORK_FILTERS)?;
             let format = Format::new(listing.quiet, listing.format.as_deref());

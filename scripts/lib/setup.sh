@@ -21,6 +21,7 @@
 #                    registries and layouts (stage 04's peers)
 #   docker-registry  a real registry on 127.0.0.1 (tests, the lab)
 #   curl             speaks to the registry by hand (chapter 4)
+#   openssl          signs the tokens of the tests' token server (push tests)
 #   iproute2 nftables  what stage 05 builds and the host is checked with
 #   procps util-linux  ps, pgrep, unshare, nsenter on the host side
 #   iputils-ping     the ping the escape tests run without CAP_NET_RAW
@@ -39,7 +40,7 @@ BERTH_LAB_PACKAGES=(busybox-static libc6-dev gcc docker-registry skopeo umoci cu
     iproute2 nftables procps util-linux)
 # Everything scripts/test runs.
 BERTH_TEST_PACKAGES=(busybox-static libc6-dev gcc iproute2 iputils-ping procps util-linux
-    nftables docker-registry skopeo umoci curl tmux podman conmon containerd chromium
+    nftables docker-registry skopeo umoci curl openssl tmux podman conmon containerd chromium
     qemu-system-x86)
 # scripts/v2-vm, a cgroup v2 host in a VM (and a kernel: berth_install_vm_kernel).
 BERTH_V2VM_PACKAGES=(qemu-system-x86 busybox-static)

@@ -161,22 +161,75 @@ impl Registry {
 
     /// GET below the repository, answering an auth challenge once.
     fn get(&mut self, path: &str, accept: &str) -> Result<Response<Body>, Error> {
-        let url = format!("{}/{path}", self.base);
-        let response = self.send(&url, accept)?;
+        let url = self.url(path);
+        self.call_authorized(|agent, authorization| {
+            let mut request = agent.get(&url).header("Accept", accept);
+            if let Some(authorization) = authorization {
+                request = request.header("Authorization", authorization);
+            }
+            request.call()
+        })
+    }
+
+    /// Make a request with `call` (given our agent and the `Authorization`
+    /// value, if we have one); if the registry answers 401, answer its
+    /// challenge and make it once more. `call` may run twice, so it builds
+    /// the request (and its body) afresh each time. The engine's `push`
+    /// sends its HEAD, POST, PATCH and PUT requests through here.
+    pub fn call_authorized(
+        &mut self,
+        mut call: impl FnMut(&Agent, Option<&str>) -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<Response<Body>, Error> {
+        let response = call(&self.agent, self.authorization.as_deref())
+            .map_err(|e| self.failed("a request", e))?;
         if response.status() != 401 {
             return Ok(response);
         }
         let challenge = header(&response, "www-authenticate").unwrap_or_default();
         self.authorization = Some(self.answer(&challenge)?);
-        self.send(&url, accept)
+        call(&self.agent, self.authorization.as_deref()).map_err(|e| self.failed("a request", e))
     }
 
-    fn send(&self, url: &str, accept: &str) -> Result<Response<Body>, Error> {
-        let mut request = self.agent.get(url).header("Accept", accept);
-        if let Some(authorization) = &self.authorization {
-            request = request.header("Authorization", authorization);
+    /// The URL of `path` below this repository (`blobs/uploads/`...).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    /// A URL the registry sent back (an upload's `Location`), made absolute.
+    pub fn resolve_location(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return location.to_string();
         }
-        request.call().map_err(|e| self.failed(url, e))
+        // `base` is `scheme://host/v2/repo`: keep `scheme://host`.
+        let after_scheme = self.base.find("://").map_or(0, |i| i + 3);
+        let origin_end = self.base[after_scheme..]
+            .find('/')
+            .map_or(self.base.len(), |i| after_scheme + i);
+        format!("{}{location}", &self.base[..origin_end])
+    }
+
+    /// The registry's name, as in references (`127.0.0.1:5000`).
+    pub fn name(&self) -> &str {
+        &self.registry
+    }
+
+    /// Check that we may talk to the registry at all (`GET /v2/`): what
+    /// `login` does to test a password before saving it.
+    pub fn ping(&mut self) -> Result<(), Error> {
+        let after_scheme = self.base.find("://").map_or(0, |i| i + 3);
+        let v2 = self.base[after_scheme..]
+            .find("/v2/")
+            .map_or(self.base.clone(), |i| {
+                self.base[..after_scheme + i + 4].to_string()
+            });
+        let response = self.call_authorized(|agent, authorization| {
+            let mut request = agent.get(&v2);
+            if let Some(authorization) = authorization {
+                request = request.header("Authorization", authorization);
+            }
+            request.call()
+        })?;
+        self.expect_ok(&response, "the API root /v2/")
     }
 
     // ANCHOR: answer
@@ -201,9 +254,16 @@ impl Registry {
             )));
         };
         let mut url = bearer.realm.clone();
-        let query: Vec<String> = [("service", &bearer.service), ("scope", &bearer.scope)]
-            .into_iter()
-            .filter_map(|(key, value)| Some(format!("{key}={}", percent_encode(value.as_ref()?))))
+        // One challenge may ask for several scopes, space-separated (a push
+        // that mounts a blob needs `pull` on the repository it comes from):
+        // each becomes a `scope=` parameter of its own.
+        let scopes = bearer.scope.iter().flat_map(|s| s.split_whitespace());
+        let query: Vec<String> = bearer
+            .service
+            .iter()
+            .map(|service| ("service", service.as_str()))
+            .chain(scopes.map(|scope| ("scope", scope)))
+            .map(|(key, value)| format!("{key}={}", percent_encode(value)))
             .collect();
         if !query.is_empty() {
             url = format!(

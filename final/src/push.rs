@@ -1,0 +1,408 @@
+//! `berth push`: an image from the store to a registry, the distribution
+//! API's upload half. Pull (stage 04) only reads; push writes, in this
+//! order, so a registry never holds a manifest whose blobs are missing:
+//!
+//! 1. each layer, then the config: `HEAD blobs/<digest>` first, and only a
+//!    blob the registry lacks is sent. One the registry holds in another
+//!    repository (an image pulled from or pushed to it under another name)
+//!    is *mounted* from there (`POST blobs/uploads/?mount=<digest>&from=<repo>`),
+//!    so no byte travels;
+//! 2. else an upload: `POST blobs/uploads/` opens a session at the
+//!    `Location` it answers, then either one `PUT <location>?digest=` with
+//!    the whole blob (monolithic), or `PATCH` requests with one chunk each
+//!    and a closing `PUT` (chunked, for blobs over the chunk size);
+//! 3. the manifest, `PUT manifests/<tag>`, with its own media type (OCI or
+//!    Docker), byte for byte as stored, so its digest stays the same.
+//!
+//! Logins work as in pull: a `401` challenge is answered with a token for
+//! the scope the registry names (`repository:NAME:pull,push`).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+
+use stage01_chroot::Error;
+use stage04_images::digest::Digest;
+use stage04_images::reference::Reference;
+use stage04_images::registry::{Registry, RegistryOptions};
+use stage04_images::spec::{self, Descriptor, Index, Manifest};
+use stage04_images::store::Store;
+use ureq::Body;
+use ureq::http::Response;
+
+/// Blobs larger than this go up in chunks of this size (`PATCH` each).
+pub const DEFAULT_CHUNK_SIZE: u64 = 32 * 1024 * 1024;
+/// Overrides [`DEFAULT_CHUNK_SIZE`] (in bytes): tests use small chunks.
+pub const CHUNK_SIZE_VAR: &str = "BERTH_PUSH_CHUNK_SIZE";
+
+/// How one blob got to the registry (what `push` prints for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The registry had it: nothing sent.
+    AlreadyThere,
+    /// Mounted from another repository of the same registry.
+    Mounted(String),
+    /// Uploaded in this many requests carrying bytes.
+    Uploaded { chunks: usize },
+}
+
+/// What a push did: the manifest's descriptor, and each blob's fate.
+pub struct Pushed {
+    pub manifest: Descriptor,
+    pub blobs: Vec<(Digest, Sent)>,
+}
+
+// ANCHOR: push
+/// Push the stored image `name` (a full reference) as `destination`.
+pub fn push(
+    store: &Store,
+    name: &str,
+    destination: &Reference,
+    options: &RegistryOptions,
+) -> Result<Pushed, Error> {
+    let manifest = store
+        .resolve(name)?
+        .ok_or_else(|| Error::Other(format!("no image {name} in the store (see: berth images)")))?;
+    // A concurrent `rmi` must not collect blobs we are reading.
+    let _lock = store.lock()?;
+    let mut registry = Registry::connect(destination, options)?;
+    let mut pusher = Pusher {
+        store,
+        registry: &mut registry,
+        destination,
+        elsewhere: blobs_elsewhere(store, destination)?,
+        chunk_size: chunk_size()?,
+        blobs: Vec::new(),
+    };
+    println!("The push refers to repository [{}]", destination.name());
+    let tag = destination
+        .digest
+        .as_ref()
+        .map(Digest::to_string)
+        .or_else(|| destination.tag.clone())
+        .unwrap_or_else(|| "latest".into());
+    pusher.push_manifest(&manifest, &tag)?;
+    println!("{tag}: digest: {} size: {}", manifest.digest, manifest.size);
+    Ok(Pushed {
+        manifest,
+        blobs: pusher.blobs,
+    })
+}
+// ANCHOR_END: push
+
+struct Pusher<'a> {
+    store: &'a Store,
+    registry: &'a mut Registry,
+    destination: &'a Reference,
+    /// For each blob digest, a repository of the same registry that holds it.
+    elsewhere: BTreeMap<Digest, String>,
+    chunk_size: u64,
+    blobs: Vec<(Digest, Sent)>,
+}
+
+impl Pusher<'_> {
+    /// Push a manifest's blobs, then the manifest under `tag`. An index
+    /// pushes each manifest it lists first (by digest), then itself.
+    fn push_manifest(&mut self, manifest: &Descriptor, tag: &str) -> Result<(), Error> {
+        let bytes = self.store.read_blob(&manifest.digest)?;
+        if spec::is_index(&manifest.media_type) {
+            let index: Index = json(&bytes, "index")?;
+            for child in &index.manifests {
+                if !self.store.has_blob(&child.digest) {
+                    return Err(Error::Other(format!(
+                        "the index {} lists {} ({}), which is not in the store (only one \
+                         platform was pulled?): push a single-platform image instead",
+                        manifest.digest,
+                        child.digest,
+                        platform_name(child)
+                    )));
+                }
+                self.push_manifest(child, &child.digest.to_string())?;
+            }
+        } else {
+            let parsed: Manifest = json(&bytes, "manifest")?;
+            for blob in parsed.layers.iter().chain([&parsed.config]) {
+                let sent = self.push_blob(blob)?;
+                println!("{}: {}", &blob.digest.hex()[..12], describe(&sent));
+                self.blobs.push((blob.digest.clone(), sent));
+            }
+        }
+        self.put_manifest(manifest, &bytes, tag)
+    }
+
+    // ANCHOR: push_blob
+    /// Make sure the registry holds `blob`: check, mount, or upload.
+    fn push_blob(&mut self, blob: &Descriptor) -> Result<Sent, Error> {
+        if self.registry_has(&blob.digest)? {
+            return Ok(Sent::AlreadyThere);
+        }
+        let mut location = None;
+        if let Some(from) = self.elsewhere.get(&blob.digest).cloned() {
+            // 201: mounted. 202: the registry could not (it lacks the blob
+            // there after all) and opened an ordinary upload instead.
+            let url = self
+                .registry
+                .url(&format!("blobs/uploads/?mount={}&from={from}", blob.digest));
+            let response = self.send("POST", &url, None, Payload::Empty)?;
+            match response.status().as_u16() {
+                201 => return Ok(Sent::Mounted(from)),
+                202 => location = Some(self.location(&response)?),
+                _ => return Err(self.refused(response, "mount a blob")),
+            }
+        }
+        let location = match location {
+            Some(location) => location,
+            None => self.start_upload()?,
+        };
+        self.upload(blob, location)
+    }
+    // ANCHOR_END: push_blob
+
+    fn registry_has(&mut self, digest: &Digest) -> Result<bool, Error> {
+        let url = self.registry.url(&format!("blobs/{digest}"));
+        let response = self.send("HEAD", &url, None, Payload::Empty)?;
+        match response.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.refused(response, "check for a blob")),
+        }
+    }
+
+    /// Open an upload session; its URL.
+    fn start_upload(&mut self) -> Result<String, Error> {
+        let url = self.registry.url("blobs/uploads/");
+        let response = self.send("POST", &url, None, Payload::Empty)?;
+        if response.status() != 202 {
+            return Err(self.refused(response, "start an upload"));
+        }
+        self.location(&response)
+    }
+
+    // ANCHOR: upload
+    /// Send the blob's bytes to an open session, whole or in chunks, and
+    /// close it with the digest (the registry checks the bytes against it).
+    fn upload(&mut self, blob: &Descriptor, mut location: String) -> Result<Sent, Error> {
+        let path = self.store.blob_path(&blob.digest);
+        let close = |location: &str| {
+            let separator = if location.contains('?') { '&' } else { '?' };
+            format!("{location}{separator}digest={}", blob.digest)
+        };
+        if blob.size <= self.chunk_size {
+            let url = close(&location);
+            let response = self.send("PUT", &url, None, Payload::File(&path, 0, blob.size))?;
+            self.expect(response, 201, "upload a blob")?;
+            return Ok(Sent::Uploaded { chunks: 1 });
+        }
+        let mut chunks = 0;
+        let mut start = 0;
+        while start < blob.size {
+            let length = self.chunk_size.min(blob.size - start);
+            // Content-Range is inclusive: the first 10 bytes are `0-9`.
+            let range = format!("{start}-{}", start + length - 1);
+            let response = self.send(
+                "PATCH",
+                &location,
+                Some(&range),
+                Payload::File(&path, start, length),
+            )?;
+            if response.status() != 202 {
+                return Err(self.refused(response, "upload a chunk"));
+            }
+            location = self.location(&response)?;
+            start += length;
+            chunks += 1;
+        }
+        let response = self.send("PUT", &close(&location), None, Payload::Empty)?;
+        self.expect(response, 201, "finish an upload")?;
+        Ok(Sent::Uploaded { chunks })
+    }
+    // ANCHOR_END: upload
+
+    fn put_manifest(
+        &mut self,
+        manifest: &Descriptor,
+        bytes: &[u8],
+        tag: &str,
+    ) -> Result<(), Error> {
+        let url = self.registry.url(&format!("manifests/{tag}"));
+        let media_type = manifest.media_type.clone();
+        let response = self.send("PUT", &url, None, Payload::Manifest(bytes, &media_type))?;
+        self.expect(response, 201, "store the manifest")
+    }
+
+    /// One request, through the registry's auth. `range` is a PATCH's
+    /// Content-Range.
+    fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        range: Option<&str>,
+        payload: Payload,
+    ) -> Result<Response<Body>, Error> {
+        self.registry.call_authorized(|agent, authorization| {
+            let mut request = ureq::http::Request::builder().method(method).uri(url);
+            if let Some(authorization) = authorization {
+                request = request.header("Authorization", authorization);
+            }
+            if let Some(range) = range {
+                request = request.header("Content-Range", range);
+            }
+            let request = match &payload {
+                // HEAD carries no body at all, not even an empty one.
+                Payload::Empty if method == "HEAD" => {
+                    return agent.run(request.body(()).map_err(ureq::Error::Http)?);
+                }
+                Payload::Empty => request.body(Vec::new()),
+                Payload::Manifest(bytes, media_type) => request
+                    .header("Content-Type", *media_type)
+                    .body(bytes.to_vec()),
+                Payload::File(path, start, length) => {
+                    let bytes = read_range(path, *start, *length).map_err(ureq::Error::Io)?;
+                    request
+                        .header("Content-Type", "application/octet-stream")
+                        .body(bytes)
+                }
+            };
+            agent.run(request.map_err(ureq::Error::Http)?)
+        })
+    }
+
+    fn location(&self, response: &Response<Body>) -> Result<String, Error> {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "{} opened an upload but sent no Location for it",
+                    self.registry.name()
+                ))
+            })?;
+        Ok(self.registry.resolve_location(location))
+    }
+
+    fn expect(&self, response: Response<Body>, status: u16, what: &str) -> Result<(), Error> {
+        if response.status() == status {
+            Ok(())
+        } else {
+            Err(self.refused(response, what))
+        }
+    }
+
+    /// The registry's answer as an error: its status and the message in its
+    /// JSON errors, with a hint for a missing login.
+    fn refused(&self, mut response: Response<Body>, what: &str) -> Error {
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024)
+            .read_to_string()
+            .unwrap_or_default();
+        let hint = match status {
+            401 | 403 => {
+                "; log in first (berth login, or push --creds USER:PASSWORD), and check that \
+                 the login may push to this repository"
+            }
+            _ => "",
+        };
+        Error::Other(format!(
+            "{} answered {status} when we tried to {what} for {}: {}{hint}",
+            self.registry.name(),
+            self.destination.name(),
+            body.trim()
+        ))
+    }
+}
+
+/// What a request carries.
+enum Payload<'a> {
+    Empty,
+    /// A manifest and its media type.
+    Manifest(&'a [u8], &'a str),
+    /// `length` bytes of a blob file from `start`.
+    File(&'a std::path::Path, u64, u64),
+}
+
+/// Read `length` bytes at `start`: one chunk, or a whole (small) blob.
+fn read_range(path: &std::path::Path, start: u64, length: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+    file.take(length).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 != length {
+        return Err(std::io::Error::other(format!(
+            "{} is shorter than its descriptor says",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The blobs of every other image in the store that names the same
+/// registry, with the repository it names: where a mount can come from.
+fn blobs_elsewhere(
+    store: &Store,
+    destination: &Reference,
+) -> Result<BTreeMap<Digest, String>, Error> {
+    let mut found = BTreeMap::new();
+    for (name, descriptor) in store.list()? {
+        let Ok(reference) = name.parse::<Reference>() else {
+            continue;
+        };
+        if reference.registry != destination.registry
+            || reference.repository == destination.repository
+            || !spec::is_manifest(&descriptor.media_type)
+        {
+            continue;
+        }
+        let Ok(bytes) = store.read_blob(&descriptor.digest) else {
+            continue;
+        };
+        let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+            continue;
+        };
+        for blob in manifest.layers.iter().chain([&manifest.config]) {
+            found
+                .entry(blob.digest.clone())
+                .or_insert_with(|| reference.repository.clone());
+        }
+    }
+    Ok(found)
+}
+
+fn chunk_size() -> Result<u64, Error> {
+    match std::env::var(CHUNK_SIZE_VAR) {
+        Ok(text) => text.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            Error::Other(format!(
+                "{CHUNK_SIZE_VAR}={text:?} is not a positive number of bytes"
+            ))
+        }),
+        Err(_) => Ok(DEFAULT_CHUNK_SIZE),
+    }
+}
+
+/// Docker's words for each blob.
+fn describe(sent: &Sent) -> String {
+    match sent {
+        Sent::AlreadyThere => "Layer already exists".into(),
+        Sent::Mounted(from) => format!("Mounted from {from}"),
+        Sent::Uploaded { chunks: 1 } => "Pushed".into(),
+        Sent::Uploaded { chunks } => format!("Pushed ({chunks} chunks)"),
+    }
+}
+
+fn platform_name(descriptor: &Descriptor) -> String {
+    descriptor
+        .platform
+        .as_ref()
+        .map_or("no platform".into(), |p| {
+            format!("{}/{}", p.os, p.architecture)
+        })
+}
+
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, Error> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::Other(format!("the stored {what} is not valid JSON: {e}")))
+}

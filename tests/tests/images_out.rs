@@ -1,0 +1,325 @@
+//! Images leaving the host: `berth login`, `push` to a real `docker-registry`
+//! that wants Bearer tokens (from the tests' token server), and the image
+//! read back by skopeo and podman, which run it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use berth_tests::engines::Podman;
+use berth_tests::images::{TestRegistry, build_image, tool};
+use berth_tests::{Fixture, bin, root_or_skip};
+
+const USER: &str = "pusher";
+const PASSWORD: &str = "s3cret-push";
+
+/// A berth root and an auth-file directory of its own.
+struct Berth {
+    root: tempfile::TempDir,
+    docker_config: tempfile::TempDir,
+}
+
+impl Berth {
+    fn new() -> Berth {
+        let temp = |prefix| tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        Berth {
+            root: temp("berth-root-"),
+            docker_config: temp("berth-docker-config-"),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(bin("berth"));
+        command
+            .arg("--root")
+            .arg(self.root.path())
+            .env("DOCKER_CONFIG", self.docker_config.path())
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// `berth ARGS`, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn auth_file(&self) -> PathBuf {
+        self.docker_config.path().join("config.json")
+    }
+}
+
+/// The busybox rootfs as `web:1` in a fresh berth root, with a command.
+fn berth_with_image(fx: &Fixture) -> Berth {
+    let berth = Berth::new();
+    let layout = fx.dir().join("bth-push-layout");
+    build_image(
+        &layout,
+        "latest",
+        &fx.rootfs(),
+        &[
+            "--config.env=PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            "--config.cmd=echo",
+            "--config.cmd=hello-from-pushed-image",
+        ],
+    );
+    berth.ok(&["load", "--tag", "web:1", &layout.to_string_lossy()]);
+    berth
+}
+
+fn lines_with<'a>(text: &'a str, word: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(word)).collect()
+}
+
+#[test]
+fn push_with_a_token_login_then_skopeo_and_podman_pull_and_run_it() {
+    if !root_or_skip("push_with_a_token_login_then_skopeo_and_podman_pull_and_run_it") {
+        return;
+    }
+    let fx = Fixture::new();
+    let berth = berth_with_image(&fx);
+    let (registry, tokens) = TestRegistry::start_with_tokens(USER, PASSWORD);
+    let host = registry.host();
+    let dest = format!("{host}/team/web:1");
+
+    // No login: the token service refuses, and berth says what to do.
+    let refused = berth.output(&["push", "web:1", &dest]);
+    assert_eq!(refused.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--creds"), "{stderr}");
+
+    // A wrong password is refused by login, and nothing is saved.
+    let mut login = berth.command();
+    login
+        .args(["login", "-u", USER, "--password-stdin", &host])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let wrong = feed(login, "not-the-password\n");
+    assert!(
+        !wrong.status.success(),
+        "login with a wrong password succeeded"
+    );
+    assert!(!berth.auth_file().exists());
+
+    let mut login = berth.command();
+    login
+        .args(["login", "-u", USER, "--password-stdin", &host])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let logged_in = feed(login, &format!("{PASSWORD}\n"));
+    assert!(
+        logged_in.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logged_in.stderr)
+    );
+    assert!(String::from_utf8_lossy(&logged_in.stdout).contains("Login Succeeded"));
+    let mode = std::fs::metadata(berth.auth_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the auth file is readable by others");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(berth.auth_file()).unwrap()).unwrap();
+    assert_eq!(
+        config["auths"][&host]["auth"],
+        berth_tests::images::base64(format!("{USER}:{PASSWORD}").as_bytes(), false)
+    );
+
+    // Small chunks, so the layer goes up in several PATCH requests.
+    let first = berth
+        .command()
+        .env("BERTH_PUSH_CHUNK_SIZE", "262144")
+        .args(["push", "web:1", &dest])
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let first = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(first.contains(&format!("The push refers to repository [{host}/team/web]")));
+    assert!(
+        lines_with(&first, "Pushed (").len() == 1
+            && first.lines().filter(|l| l.ends_with(": Pushed")).count() == 1,
+        "one layer in chunks, the config whole:\n{first}"
+    );
+    assert!(tokens.issued() > 0, "no token was asked for");
+    let digest = first
+        .lines()
+        .find_map(|l| l.split(" digest: ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .to_string();
+
+    // Pushed again: every blob is found, none is sent.
+    let again = berth.ok(&["push", "web:1", &dest]);
+    assert_eq!(lines_with(&again, "Pushed").len(), 0, "{again}");
+    assert_eq!(
+        lines_with(&again, "Layer already exists").len(),
+        2,
+        "{again}"
+    );
+
+    // skopeo reads it back: the same manifest, bit for bit.
+    let creds = format!("--creds={USER}:{PASSWORD}");
+    let inspected = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--tls-verify=false",
+            &creds,
+            &format!("docker://{dest}"),
+        ],
+    );
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(inspected["Digest"], digest);
+    let copied = fx.dir().join("bth-skopeo-copy");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("--src-creds={USER}:{PASSWORD}"),
+            &format!("docker://{dest}"),
+            &format!("oci:{}:copied", copied.display()),
+        ],
+    );
+    assert!(copied.join("index.json").is_file());
+
+    // podman pulls it with the login berth wrote, and runs it.
+    let podman = Podman::new(&fx.rootfs());
+    let pulled = podman.output(&[
+        "pull",
+        "--tls-verify=false",
+        "--authfile",
+        &berth.auth_file().to_string_lossy(),
+        &dest,
+    ]);
+    assert!(
+        pulled.status.success(),
+        "podman pull: {}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let ran = podman.output(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cgroup-parent",
+        &podman.cgroup_parent,
+        &dest,
+    ]);
+    assert!(
+        ran.status.success(),
+        "podman run: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ran.stdout).trim(),
+        "hello-from-pushed-image"
+    );
+
+    // Pulled back by berth, then pushed under another name on the same
+    // registry: the blobs are mounted from team/web, not uploaded.
+    berth.ok(&["pull", &dest]);
+    let mounted = berth.ok(&["push", &dest, &format!("{host}/other/web:2")]);
+    assert_eq!(
+        lines_with(&mounted, "Mounted from team/web").len(),
+        2,
+        "{mounted}"
+    );
+    assert_eq!(lines_with(&mounted, "Pushed").len(), 0, "{mounted}");
+
+    // Logged out: pushing is refused again.
+    let logout = berth.ok(&["logout", &host]);
+    assert!(logout.contains("Removing login credentials"), "{logout}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(berth.auth_file()).unwrap()).unwrap();
+    assert!(config["auths"].get(&host).is_none(), "{config}");
+    assert!(!berth.output(&["push", "web:1", &dest]).status.success());
+    // --creds works without the file.
+    berth.ok(&[
+        "push",
+        "--creds",
+        &format!("{USER}:{PASSWORD}"),
+        "web:1",
+        &dest,
+    ]);
+}
+
+#[test]
+fn a_docker_schema_2_image_is_pushed_as_one() {
+    if !root_or_skip("a_docker_schema_2_image_is_pushed_as_one") {
+        return;
+    }
+    let fx = Fixture::new();
+    let plain = TestRegistry::start();
+    let layout = fx.dir().join("bth-v2s2-layout");
+    build_image(&layout, "latest", &fx.rootfs(), &["--config.cmd=sh"]);
+    plain.push(&layout, "latest", "docker/busybox:latest", "v2s2", false);
+    let berth = Berth::new();
+    let source = format!("{}/docker/busybox:latest", plain.host());
+    berth.ok(&["pull", &source]);
+
+    let (registry, _tokens) = TestRegistry::start_with_tokens(USER, PASSWORD);
+    let dest = format!("{}/copy/busybox:v2s2", registry.host());
+    berth.ok(&[
+        "push",
+        "--creds",
+        &format!("{USER}:{PASSWORD}"),
+        &source,
+        &dest,
+    ]);
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("--creds={USER}:{PASSWORD}"),
+            &format!("docker://{dest}"),
+        ],
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    let original = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{source}"),
+        ],
+    );
+    assert_eq!(raw, original, "the manifest changed on the way");
+}
+
+/// Run `command` with `input` on its stdin.
+fn feed(mut command: Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
