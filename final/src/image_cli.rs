@@ -12,7 +12,8 @@ use stage04_images::auth::Credentials;
 use stage04_images::reference::Reference;
 use stage04_images::registry::RegistryOptions;
 
-use crate::{Engine, images, login, push};
+use crate::format::Format;
+use crate::{Engine, commands, image_ops, images, login, push};
 
 /// How to reach a registry and log in to it, as `pull` takes it.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,19 +50,21 @@ pub enum EngineImageCommand {
     /// Upload an image to a registry: only the blobs it lacks (others are
     /// mounted from another repository there when they can be), then the
     /// manifest.
-    #[command(after_help = "Examples:\n  berth push 127.0.0.1:5000/web:1\n  \
-                            berth push web:1 127.0.0.1:5000/team/web:1\n  \
-                            berth push --creds user:secret registry.example/team/web:1")]
-    Push {
-        /// The image: a name in the store, or an image ID.
-        #[arg(value_name = "IMAGE")]
-        image: String,
-        /// Where to push it (default: the image's own name).
-        #[arg(value_name = "DEST")]
-        destination: Option<String>,
-        #[command(flatten)]
-        registry: RegistryArgs,
-    },
+    #[command(after_help = PUSH_EXAMPLES)]
+    Push(PushArgs),
+    /// Give an image one more name (a tag), e.g. the name to push it as.
+    #[command(after_help = TAG_EXAMPLES)]
+    Tag(TagArgs),
+    /// Show how an image was made: its config's history, newest first.
+    #[command(after_help = HISTORY_EXAMPLES)]
+    History(HistoryArgs),
+    /// Manage images: inspect, prune, and the image commands by their
+    /// `image` names (history, push, tag).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  berth image inspect web:1\n  berth image prune -a -f"
+    )]
+    Image(ImageSubcommand),
     /// Log in to a registry: the login is checked, then saved in Docker's
     /// auth file ($DOCKER_CONFIG/config.json or ~/.docker/config.json, mode
     /// 0600), where pull and push (and Docker and Podman) find it.
@@ -103,6 +106,92 @@ pub enum EngineImageCommand {
         #[arg(value_name = "REGISTRY", default_value = "docker.io")]
         server: String,
     },
+}
+
+const PUSH_EXAMPLES: &str = "Examples:\n  berth push 127.0.0.1:5000/web:1\n  \
+    berth push web:1 127.0.0.1:5000/team/web:1\n  \
+    berth push --creds user:secret registry.example/team/web:1";
+const TAG_EXAMPLES: &str =
+    "Examples:\n  berth tag web:1 127.0.0.1:5000/team/web:1\n  berth tag 3f2a9c web:latest";
+const HISTORY_EXAMPLES: &str = "Examples:\n  berth history web:1\n  berth history --no-trunc web:1\n  \
+    berth history --format '{{.CreatedBy}} {{.Size}}' web:1";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PushArgs {
+    /// The image: a name in the store, or an image ID.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Where to push it (default: the image's own name).
+    #[arg(value_name = "DEST")]
+    pub destination: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TagArgs {
+    /// The image: a name, an image ID or a unique ID prefix.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// The new name, NAME[:TAG].
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HistoryArgs {
+    /// Times as "2 hours ago" (true) or RFC 3339 (false).
+    #[arg(short = 'H', long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub human: bool,
+    /// Don't shorten the IMAGE and CREATED BY columns.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Print only the image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print each step as TEMPLATE says (fields ID, CreatedAt,
+    /// CreatedSince, CreatedBy, Size, Comment), or json.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+    /// The image: a name, an image ID or a unique ID prefix.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ImageSubcommand {
+    /// Show images in Docker's JSON shape (Id, RepoTags, RepoDigests,
+    /// Created, Config, Architecture, Os, Size, RootFS...).
+    #[command(after_help = "Examples:\n  berth image inspect web:1\n  \
+                            berth image inspect --format '{{.Id}} {{.Config.Cmd}}' web:1")]
+    Inspect {
+        /// Print TEMPLATE filled in from each image, e.g. '{{.Id}}',
+        /// '{{json .Config}}', '{{.RootFS.Layers}}'.
+        #[arg(short, long, value_name = "TEMPLATE")]
+        format: Option<String>,
+        #[arg(value_name = "IMAGE", required = true)]
+        images: Vec<String>,
+    },
+    /// Remove what no image name reaches (dangling images, unused blobs and
+    /// layers); with -a, every image no container uses too.
+    #[command(after_help = "Examples:\n  berth image prune -f\n  berth image prune -a -f")]
+    Prune {
+        /// Also remove every image no container uses.
+        #[arg(short, long)]
+        all: bool,
+        /// Don't ask first.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// As `berth history`.
+    #[command(after_help = HISTORY_EXAMPLES)]
+    History(HistoryArgs),
+    /// As `berth push`.
+    #[command(after_help = PUSH_EXAMPLES)]
+    Push(PushArgs),
+    /// As `berth tag`.
+    #[command(after_help = TAG_EXAMPLES)]
+    Tag(TagArgs),
 }
 
 impl EngineImageCommand {
@@ -151,34 +240,62 @@ pub fn stateless_command(command: EngineImageCommand) -> Result<u8, Error> {
 /// Carry out an image command on the engine's store.
 pub fn image_command(engine: &Engine, command: EngineImageCommand) -> Result<u8, Error> {
     match command {
-        EngineImageCommand::Push {
-            image,
-            destination,
-            registry,
-        } => {
-            let name = images::resolve(engine, &image)?;
-            let source: Reference = name.parse().map_err(|_| {
-                Error::Other(format!(
-                    "{image} has no name to push it as: give one (berth push {image} HOST/NAME:TAG)"
-                ))
-            })?;
-            let destination: Reference = match destination {
-                Some(destination) => destination.parse()?,
-                None => source.clone(),
+        EngineImageCommand::Push(args) | EngineImageCommand::Image(ImageSubcommand::Push(args)) => {
+            push_image(engine, args)
+        }
+        EngineImageCommand::Tag(args) | EngineImageCommand::Image(ImageSubcommand::Tag(args)) => {
+            image_ops::tag(engine, &args.source, &args.target).map(|()| 0)
+        }
+        EngineImageCommand::History(args)
+        | EngineImageCommand::Image(ImageSubcommand::History(args)) => {
+            let format = Format::new(args.quiet, args.format.as_deref());
+            image_ops::history(engine, &args.image, &format, args.no_trunc, args.human).map(|()| 0)
+        }
+        EngineImageCommand::Image(ImageSubcommand::Inspect { format, images }) => {
+            image_ops::inspect(engine, &images, format.as_deref()).map(|()| 0)
+        }
+        EngineImageCommand::Image(ImageSubcommand::Prune { all, force }) => {
+            let what = match all {
+                true => "every image no container uses, and",
+                false => "dangling images:",
             };
-            let store = engine.root.store()?;
-            push::push(
-                &store,
-                &source.to_string(),
-                &destination,
-                &registry.options(),
-            )?;
+            let question =
+                format!("This removes {what} the blobs and layers no image needs. Go on?");
+            if force || commands::confirm(&question)? {
+                image_ops::prune(engine, all)?;
+            }
             Ok(0)
         }
         login @ (EngineImageCommand::Login { .. } | EngineImageCommand::Logout { .. }) => {
             stateless_command(login)
         }
     }
+}
+
+fn push_image(engine: &Engine, args: PushArgs) -> Result<u8, Error> {
+    let PushArgs {
+        image,
+        destination,
+        registry,
+    } = args;
+    let name = images::resolve(engine, &image)?;
+    let source: Reference = name.parse().map_err(|_| {
+        Error::Other(format!(
+            "{image} has no name to push it as: give one (berth push {image} HOST/NAME:TAG)"
+        ))
+    })?;
+    let destination: Reference = match destination {
+        Some(destination) => destination.parse()?,
+        None => source.clone(),
+    };
+    let store = engine.root.store()?;
+    push::push(
+        &store,
+        &source.to_string(),
+        &destination,
+        &registry.options(),
+    )?;
+    Ok(0)
 }
 
 /// The login from the flags, asking on the terminal for what is missing.

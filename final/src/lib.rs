@@ -39,6 +39,7 @@ pub mod format;
 pub mod guard;
 pub mod harden;
 pub mod image_cli;
+pub mod image_ops;
 pub mod images;
 pub mod launch;
 pub mod layer;

@@ -619,7 +619,10 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         &["load"],
         "berth load busybox.tar\n  berth load --tag mine:1 ./oci-layout",
     ),
-    (&["rmi"], "berth rmi web:1"),
+    (
+        &["rmi"],
+        "berth rmi web:1\n  berth rmi 3f2a9c   (by image ID prefix)",
+    ),
     (
         &["network"],
         "berth network create shop --subnet 10.88.0.0/24\n  berth network ls\n  berth network rm shop",
@@ -872,6 +875,7 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             build(&engine, options).map(|_| 0)
         }
         Command::Image(ImageCommand::Rmi { image }) => {
+            let image = berth::image_ops::names_to_remove(&engine, &image)?;
             refuse_image_in_use(&engine, &image)?;
             image_command(&engine.root, ImageCommand::Rmi { image }, "berth")
         }

@@ -323,3 +323,143 @@ fn feed(mut command: Command, input: &str) -> Output {
         .unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// The store's index.json entries: (name, manifest digest).
+fn tags_in(berth: &Berth) -> Vec<(String, String)> {
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(berth.root.path().join("images/index.json")).unwrap(),
+    )
+    .unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["annotations"]["org.opencontainers.image.ref.name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn blob_exists(berth: &Berth, digest: &str) -> bool {
+    berth
+        .root
+        .path()
+        .join("images/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+        .exists()
+}
+
+#[test]
+fn tag_history_inspect_prune_and_rmi_by_id() {
+    if !root_or_skip("tag_history_inspect_prune_and_rmi_by_id") {
+        return;
+    }
+    let fx = Fixture::new();
+    let berth = berth_with_image(&fx);
+
+    // inspect: Docker's field names, from the image's config.
+    let inspected: serde_json::Value =
+        serde_json::from_str(&berth.ok(&["image", "inspect", "web:1"])).unwrap();
+    let image = &inspected[0];
+    let id = image["Id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{image}");
+    assert_eq!(image["RepoTags"], serde_json::json!(["web:1"]));
+    assert_eq!(
+        image["Config"]["Cmd"],
+        serde_json::json!(["echo", "hello-from-pushed-image"])
+    );
+    assert_eq!(image["Os"], "linux");
+    assert_eq!(image["RootFS"]["Type"], "layers");
+    assert_eq!(image["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    assert!(image["Size"].as_u64().unwrap() > 100_000, "{image}");
+    assert!(image["Created"].as_str().unwrap().starts_with("20"));
+    let formatted = berth.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}} {{.Config.Cmd}} {{json .RepoTags}}",
+        "web:1",
+    ]);
+    assert_eq!(
+        formatted.trim(),
+        format!("{id} echo,hello-from-pushed-image [\"web:1\"]")
+    );
+
+    // tag by an ID prefix: a second name for the same manifest.
+    let short = &id[7..19];
+    berth.ok(&["tag", short, "127.0.0.1:5999/team/web:2"]);
+    let tags = tags_in(&berth);
+    assert_eq!(tags.len(), 2, "{tags:?}");
+    assert_eq!(tags[0].1, tags[1].1);
+    let by_id = berth.ok(&["image", "inspect", "--format", "{{json .RepoTags}}", &id]);
+    assert_eq!(by_id.trim(), r#"["127.0.0.1:5999/team/web:2","web:1"]"#);
+
+    // history: the config's steps, newest first, the newest with the ID.
+    let history = berth.ok(&["history", "web:1"]);
+    let mut lines = history.lines();
+    let header = lines.next().unwrap();
+    for column in ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"] {
+        assert!(header.contains(column), "{history}");
+    }
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows[0].starts_with(short), "{history}");
+    assert!(rows.iter().any(|r| r.contains("umoci insert")), "{history}");
+    assert!(rows.last().unwrap().starts_with("<missing>"), "{history}");
+    let created_by = berth.ok(&["image", "history", "--format", "{{.CreatedBy}}", "web:1"]);
+    assert_eq!(created_by.lines().count(), rows.len());
+    assert_eq!(
+        berth.ok(&["history", "-q", "web:1"]).lines().next(),
+        Some(short)
+    );
+
+    // rmi by ID: refused while the image has two names, as Docker does.
+    let refused = berth.output(&["rmi", short]);
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("several names"));
+    berth.ok(&["rmi", "127.0.0.1:5999/team/web:2"]);
+
+    // A new image under web:1 leaves the old one dangling: prune takes it.
+    let old_manifest = tags_in(&berth)[0].1.clone();
+    let layout = fx.dir().join("bth-push-layout");
+    tool(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &format!("{}:latest", layout.display()),
+            "--config.cmd=true",
+        ],
+    );
+    berth.ok(&["load", "--tag", "web:1", &layout.to_string_lossy()]);
+    assert!(blob_exists(&berth, &old_manifest));
+    let pruned = berth.ok(&["image", "prune", "-f"]);
+    assert!(
+        pruned.contains(&format!("deleted: {old_manifest}")),
+        "{pruned}"
+    );
+    assert!(pruned.contains(&format!("deleted: {id}")), "{pruned}");
+    assert!(!blob_exists(&berth, &old_manifest));
+    assert_eq!(tags_in(&berth).len(), 1);
+
+    // -a: every image no container uses; a container's image stays.
+    berth.ok(&["tag", "web:1", "spare:1"]);
+    berth.ok(&["load", "--tag", "unused:1", &layout.to_string_lossy()]);
+    berth.ok(&["run", "--name", "bth-keeps-web", "web:1"]);
+    let pruned = berth.ok(&["image", "prune", "-a", "-f"]);
+    assert!(pruned.contains("untagged: spare:1"), "{pruned}");
+    assert!(!pruned.contains("untagged: web:1"), "{pruned}");
+    let names: Vec<String> = tags_in(&berth).into_iter().map(|t| t.0).collect();
+    assert_eq!(names, ["docker.io/library/web:1"]);
+    berth.ok(&["rm", "bth-keeps-web"]);
+
+    // rmi by a unique ID prefix.
+    let id = berth.ok(&["image", "inspect", "--format", "{{.Id}}", "web:1"]);
+    berth.ok(&["rmi", &id.trim()[7..15]]);
+    assert!(tags_in(&berth).is_empty());
+}
