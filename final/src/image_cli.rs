@@ -12,6 +12,7 @@ use stage04_images::auth::Credentials;
 use stage04_images::reference::Reference;
 use stage04_images::registry::RegistryOptions;
 
+use crate::archive::{self, ArchiveFormat};
 use crate::format::Format;
 use crate::{Engine, commands, image_ops, images, login, push};
 
@@ -60,6 +61,10 @@ pub enum EngineImageCommand {
     History(HistoryArgs),
     /// Manage images: inspect, prune, and the image commands by their
     /// `image` names (history, push, tag).
+    /// Write images to a tar archive (docker-archive, as `docker save`; or
+    /// oci-archive), to a file or stdout.
+    #[command(after_help = SAVE_EXAMPLES)]
+    Save(SaveArgs),
     #[command(
         subcommand,
         after_help = "Examples:\n  berth image inspect web:1\n  berth image prune -a -f"
@@ -128,6 +133,23 @@ pub struct PushArgs {
     pub registry: RegistryArgs,
 }
 
+const SAVE_EXAMPLES: &str = "Examples:\n  berth save -o web.tar web:1 db:2\n  \
+    berth save --format oci-archive -o web-oci.tar web:1\n  \
+    berth save web:1 | ssh other-host berth load";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SaveArgs {
+    /// Write to FILE (default: stdout).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// docker-archive (as `docker save`) or oci-archive (a tar of an OCI layout).
+    #[arg(long, value_name = "FORMAT", default_value = "docker-archive")]
+    pub format: ArchiveFormat,
+    /// The images: names, image IDs or unique ID prefixes.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct TagArgs {
     /// The image: a name, an image ID or a unique ID prefix.
@@ -192,6 +214,9 @@ pub enum ImageSubcommand {
     /// As `berth tag`.
     #[command(after_help = TAG_EXAMPLES)]
     Tag(TagArgs),
+    /// As `berth save`.
+    #[command(after_help = SAVE_EXAMPLES)]
+    Save(SaveArgs),
 }
 
 impl EngineImageCommand {
@@ -250,6 +275,9 @@ pub fn image_command(engine: &Engine, command: EngineImageCommand) -> Result<u8,
         | EngineImageCommand::Image(ImageSubcommand::History(args)) => {
             let format = Format::new(args.quiet, args.format.as_deref());
             image_ops::history(engine, &args.image, &format, args.no_trunc, args.human).map(|()| 0)
+        }
+        EngineImageCommand::Save(args) | EngineImageCommand::Image(ImageSubcommand::Save(args)) => {
+            archive::save(engine, &args.images, args.format, args.output.as_deref()).map(|()| 0)
         }
         EngineImageCommand::Image(ImageSubcommand::Inspect { format, images }) => {
             image_ops::inspect(engine, &images, format.as_deref()).map(|()| 0)

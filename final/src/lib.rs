@@ -24,6 +24,7 @@
 //! - [`runtime`]: the OCI runtime commands of `berth-runtime`, for
 //!   bundles, which `run` and `build` drive too.
 
+pub mod archive;
 pub mod attach;
 pub mod build;
 pub mod bundle;

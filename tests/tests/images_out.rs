@@ -463,3 +463,172 @@ fn tag_history_inspect_prune_and_rmi_by_id() {
     berth.ok(&["rmi", &id.trim()[7..15]]);
     assert!(tags_in(&berth).is_empty());
 }
+
+#[test]
+fn save_and_load_both_formats_with_skopeo_both_ways() {
+    if !root_or_skip("save_and_load_both_formats_with_skopeo_both_ways") {
+        return;
+    }
+    let fx = Fixture::new();
+    let berth = berth_with_image(&fx);
+    // A second image sharing the layer, in the same archive.
+    let layout = fx.dir().join("bth-push-layout");
+    let image = format!("{}:latest", layout.display());
+    tool(
+        "umoci",
+        &["config", "--image", &image, "--config.cmd=hostname"],
+    );
+    berth.ok(&[
+        "load",
+        "--tag",
+        "127.0.0.1:5999/team/host:2",
+        &layout.to_string_lossy(),
+    ]);
+    let dir = fx.dir();
+
+    // docker-archive, as docker save writes it: skopeo reads both images.
+    let docker = dir.join("bth-saved-docker.tar");
+    berth.ok(&[
+        "save",
+        "-o",
+        &docker.to_string_lossy(),
+        "web:1",
+        "127.0.0.1:5999/team/host:2",
+    ]);
+    let listing = tool("tar", &["-tf", &docker.to_string_lossy()]);
+    for name in ["manifest.json", "repositories"] {
+        assert!(listing.lines().any(|l| l == name), "{listing}");
+    }
+    assert_eq!(
+        listing.lines().filter(|l| l.ends_with(".tar")).count(),
+        1,
+        "the shared layer is in the archive once:\n{listing}"
+    );
+    let web_id = berth.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RootFS.Layers}}",
+        "web:1",
+    ]);
+    for name in ["web:1", "127.0.0.1:5999/team/host:2"] {
+        let inspected = tool(
+            "skopeo",
+            &[
+                "inspect",
+                &format!("docker-archive:{}:{name}", docker.display()),
+            ],
+        );
+        let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+        assert_eq!(inspected["Layers"].to_string(), web_id.trim(), "{name}");
+    }
+    let copied = dir.join("bth-from-docker-archive");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("docker-archive:{}:web:1", docker.display()),
+            &format!("dir:{}", copied.display()),
+        ],
+    );
+    assert!(copied.join("manifest.json").is_file());
+
+    // oci-archive: skopeo reads it by the names berth gave.
+    let oci = dir.join("bth-saved-oci.tar");
+    berth.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        &oci.to_string_lossy(),
+        "web:1",
+        "127.0.0.1:5999/team/host:2",
+    ]);
+    let manifest_digest = berth.ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Descriptor.digest}}",
+        "web:1",
+    ]);
+    let inspected = tool(
+        "skopeo",
+        &[
+            "inspect",
+            &format!("oci-archive:{}:docker.io/library/web:1", oci.display()),
+        ],
+    );
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(inspected["Digest"], manifest_digest.trim());
+    let layout_copy = dir.join("bth-from-oci-archive");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("oci-archive:{}:127.0.0.1:5999/team/host:2", oci.display()),
+            &format!("oci:{}:copied", layout_copy.display()),
+        ],
+    );
+    assert!(layout_copy.join("index.json").is_file());
+
+    // Round trips into fresh roots: a file, and a pipe through stdin.
+    for (format, archive) in [("docker", &docker), ("oci", &oci)] {
+        let other = Berth::new();
+        let loaded = other.ok(&["load", "-i", &archive.to_string_lossy()]);
+        assert_eq!(loaded.lines().count(), 2, "{format}: {loaded}");
+        let out = other.ok(&["run", "--rm", "web:1"]);
+        assert_eq!(out.trim(), "hello-from-pushed-image", "{format}");
+    }
+    let piped = Berth::new();
+    let mut save = berth.command();
+    save.args(["save", "web:1"]).stdout(Stdio::piped());
+    let mut save = save.spawn().unwrap();
+    let mut load = piped.command();
+    load.arg("load").stdin(save.stdout.take().unwrap());
+    let loaded = load.output().unwrap();
+    assert!(save.wait().unwrap().success());
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert_eq!(
+        piped.ok(&["run", "--rm", "web:1"]).trim(),
+        "hello-from-pushed-image"
+    );
+
+    // Archives skopeo wrote load into berth and run.
+    let skopeo_docker = dir.join("bth-skopeo-docker.tar");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("oci:{image}"),
+            &format!(
+                "docker-archive:{}:made/by-skopeo:1",
+                skopeo_docker.display()
+            ),
+        ],
+    );
+    let skopeo_oci = dir.join("bth-skopeo-oci.tar");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("oci:{image}"),
+            &format!("oci-archive:{}:latest", skopeo_oci.display()),
+        ],
+    );
+    let fresh = Berth::new();
+    let loaded = fresh.ok(&["load", &skopeo_docker.to_string_lossy()]);
+    assert!(loaded.contains("docker.io/made/by-skopeo:1"), "{loaded}");
+    fresh.ok(&["load", "--tag", "oci:1", &skopeo_oci.to_string_lossy()]);
+    for name in ["made/by-skopeo:1", "oci:1"] {
+        let out = fresh.ok(&["run", "--rm", "--hostname", "bth-saved", name]);
+        assert_eq!(out.trim(), "bth-saved", "{name}");
+    }
+}

@@ -92,11 +92,15 @@ pub enum ImageCommand {
     Pull(PullArgs),
     /// List the images in the store.
     Images,
-    /// Load an image from a docker-archive or oci-archive file, or an OCI layout directory.
+    /// Load images from a docker-archive or oci-archive file (or stdin), or an OCI layout directory.
     Load {
-        /// The archive or directory (e.g. made by `skopeo copy ... docker-archive:FILE`).
-        #[arg(value_name = "FILE")]
-        path: PathBuf,
+        /// The archive or directory (e.g. made by `skopeo copy ... docker-archive:FILE`);
+        /// without it, the archive is read from stdin.
+        #[arg(value_name = "FILE", conflicts_with = "input")]
+        path: Option<PathBuf>,
+        /// The archive to read (as FILE; Docker's spelling).
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<PathBuf>,
         /// Name to tag the image with, when the archive carries none.
         #[arg(long, value_name = "NAME")]
         tag: Option<String>,
@@ -113,8 +117,13 @@ pub fn image_command(root: &Root, command: ImageCommand, program: &str) -> Resul
     match command {
         ImageCommand::Pull(args) => pull_image(root, args),
         ImageCommand::Images => list_images(root),
-        ImageCommand::Load { path, tag } => {
-            for name in load::load(&root.store()?, &path, tag.as_deref())? {
+        ImageCommand::Load { path, input, tag } => {
+            let store = root.store()?;
+            let names = match path.or(input) {
+                Some(path) => load::load(&store, &path, tag.as_deref())?,
+                None => load::load_stdin(&store, tag.as_deref())?,
+            };
+            for name in names {
                 println!("Loaded image: {name}");
             }
             Ok(0)

@@ -180,7 +180,8 @@ fn unpack_verified(
 /// Chooses the decompressor from the stream's first bytes, not only the
 /// media type: some registries label gzip layers as plain tar. A wrong
 /// guess cannot slip through, since the diff ID is checked afterwards.
-fn decompress<'a>(mut input: impl Read + 'a, dest: &Path) -> Result<Box<dyn Read + 'a>, Error> {
+/// (The engine's `save` reads layers back to plain tars with it too.)
+pub fn decompress<'a>(mut input: impl Read + 'a, dest: &Path) -> Result<Box<dyn Read + 'a>, Error> {
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut input, &mut magic).map_err(|e| Error::io("read layer", dest, e))?;
     let head = &magic[..n];
