@@ -129,6 +129,10 @@ pub struct PushArgs {
     /// Where to push it (default: the image's own name).
     #[arg(value_name = "DEST")]
     pub destination: Option<String>,
+    /// Compress the layers as gzip or zstd in the registry (layers stored
+    /// otherwise are recompressed; default: as stored).
+    #[arg(long, value_name = "FORMAT")]
+    pub compression_format: Option<push::Compression>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -304,6 +308,7 @@ fn push_image(engine: &Engine, args: PushArgs) -> Result<u8, Error> {
     let PushArgs {
         image,
         destination,
+        compression_format,
         registry,
     } = args;
     let name = images::resolve(engine, &image)?;
@@ -322,6 +327,7 @@ fn push_image(engine: &Engine, args: PushArgs) -> Result<u8, Error> {
         &source.to_string(),
         &destination,
         &registry.options(),
+        compression_format,
     )?;
     Ok(0)
 }

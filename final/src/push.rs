@@ -22,7 +22,8 @@ use std::fs::File;
 use std::io::Read;
 
 use stage01_chroot::Error;
-use stage04_images::digest::Digest;
+use stage04_images::digest::{Digest, HashingReader};
+use stage04_images::layers;
 use stage04_images::reference::Reference;
 use stage04_images::registry::{Registry, RegistryOptions};
 use stage04_images::spec::{self, Descriptor, Index, Manifest};
@@ -52,19 +53,33 @@ pub struct Pushed {
     pub blobs: Vec<(Digest, Sent)>,
 }
 
+/// How layers should be compressed in the registry (`--compression-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
 // ANCHOR: push
-/// Push the stored image `name` (a full reference) as `destination`.
+/// Push the stored image `name` (a full reference) as `destination`, its
+/// layers recompressed first if `compression` asks for another format.
 pub fn push(
     store: &Store,
     name: &str,
     destination: &Reference,
     options: &RegistryOptions,
+    compression: Option<Compression>,
 ) -> Result<Pushed, Error> {
     let manifest = store
         .resolve(name)?
         .ok_or_else(|| Error::Other(format!("no image {name} in the store (see: berth images)")))?;
-    // A concurrent `rmi` must not collect blobs we are reading.
+    // A concurrent `rmi` must not collect blobs we are reading (or the
+    // recompressed ones we add, which nothing names until a later gc).
     let _lock = store.lock()?;
+    let manifest = match compression {
+        Some(compression) => recompressed(store, &manifest, compression)?,
+        None => manifest,
+    };
     let mut registry = Registry::connect(destination, options)?;
     let mut pusher = Pusher {
         store,
@@ -313,6 +328,139 @@ impl Pusher<'_> {
             body.trim()
         ))
     }
+}
+
+// ANCHOR: recompress
+/// The manifest with every layer in `compression` (a layer already so is
+/// kept): each other layer is decompressed and compressed again into the
+/// store, and a new manifest written beside the old. The config is
+/// unchanged: its diff IDs name the *uncompressed* tars, the same either
+/// way. zstd layers exist only in OCI manifests, so a Docker manifest
+/// becomes an OCI one.
+fn recompressed(
+    store: &Store,
+    manifest: &Descriptor,
+    compression: Compression,
+) -> Result<Descriptor, Error> {
+    if !spec::is_manifest(&manifest.media_type) {
+        return Err(Error::Other(
+            "--compression-format works on single-platform images, not on an index".into(),
+        ));
+    }
+    let mut parsed: Manifest = json(&store.read_blob(&manifest.digest)?, "manifest")?;
+    let docker = manifest.media_type == spec::MEDIA_TYPE_DOCKER_MANIFEST;
+    let to_oci = docker && compression == Compression::Zstd;
+    let wanted = match compression {
+        Compression::Zstd => spec::MEDIA_TYPE_OCI_LAYER_ZSTD,
+        Compression::Gzip if docker => spec::MEDIA_TYPE_DOCKER_LAYER_GZIP,
+        Compression::Gzip => spec::MEDIA_TYPE_OCI_LAYER_GZIP,
+    };
+    let mut changed = to_oci;
+    for layer in &mut parsed.layers {
+        if compression_of(store, layer)? == Some(compression) {
+            continue;
+        }
+        let (digest, size) = recompress(store, &layer.digest, compression)?;
+        eprintln!(
+            "Recompressed layer {} as {}: {digest}",
+            &layer.digest.hex()[..12],
+            format!("{compression:?}").to_lowercase()
+        );
+        *layer = Descriptor {
+            media_type: wanted.into(),
+            digest,
+            size,
+            annotations: None,
+            platform: None,
+        };
+        changed = true;
+    }
+    if !changed {
+        return Ok(manifest.clone());
+    }
+    let media_type = if to_oci {
+        parsed.config.media_type = spec::MEDIA_TYPE_OCI_CONFIG.into();
+        spec::MEDIA_TYPE_OCI_MANIFEST
+    } else {
+        manifest.media_type.as_str()
+    };
+    parsed.media_type = Some(media_type.into());
+    let bytes = serde_json::to_vec(&parsed)
+        .map_err(|e| Error::Other(format!("encode the new manifest: {e}")))?;
+    Ok(Descriptor {
+        media_type: media_type.into(),
+        digest: store.put_bytes(&bytes)?,
+        size: bytes.len() as u64,
+        annotations: None,
+        platform: None,
+    })
+}
+// ANCHOR_END: recompress
+
+/// A layer's compression, from its first bytes (media types lie sometimes).
+fn compression_of(store: &Store, layer: &Descriptor) -> Result<Option<Compression>, Error> {
+    let path = store.blob_path(&layer.digest);
+    let mut magic = [0u8; 4];
+    let mut file = File::open(&path).map_err(|e| Error::io("open layer", &path, e))?;
+    let n = file
+        .read(&mut magic)
+        .map_err(|e| Error::io("read layer", &path, e))?;
+    Ok(match &magic[..n] {
+        [0x1f, 0x8b, ..] => Some(Compression::Gzip),
+        [0x28, 0xb5, 0x2f, 0xfd] => Some(Compression::Zstd),
+        _ => None,
+    })
+}
+
+/// Compress the layer `blob` afresh into the store; the new blob's digest
+/// and size. Written to a temp file beside the store first, since a blob's
+/// digest must be known before the store takes it.
+fn recompress(
+    store: &Store,
+    blob: &Digest,
+    compression: Compression,
+) -> Result<(Digest, u64), Error> {
+    let source = store.blob_path(blob);
+    let temp = store
+        .dir()
+        .with_file_name(format!(".push-{}-{}", std::process::id(), blob.hex()));
+    let result = compress_into(&source, &temp, compression).and_then(|()| {
+        let file = File::open(&temp).map_err(|e| Error::io("open", &temp, e))?;
+        let mut hashing = HashingReader::new(file);
+        std::io::copy(&mut hashing, &mut std::io::sink())
+            .map_err(|e| Error::io("read", &temp, e))?;
+        let (digest, size) = hashing.finish();
+        let descriptor = Descriptor {
+            media_type: String::new(),
+            digest: digest.clone(),
+            size,
+            annotations: None,
+            platform: None,
+        };
+        let file = File::open(&temp).map_err(|e| Error::io("open", &temp, e))?;
+        store.put_blob(file, &descriptor)?; // verifies what we just hashed
+        Ok((digest, size))
+    });
+    let _ = std::fs::remove_file(&temp);
+    result
+}
+
+fn compress_into(
+    source: &std::path::Path,
+    dest: &std::path::Path,
+    compression: Compression,
+) -> Result<(), Error> {
+    let file = File::open(source).map_err(|e| Error::io("open layer", source, e))?;
+    let mut plain = layers::decompress(file, source)?;
+    let out = File::create(dest).map_err(|e| Error::io("create", dest, e))?;
+    let written = match compression {
+        Compression::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+            std::io::copy(&mut plain, &mut encoder).and_then(|_| encoder.finish().map(drop))
+        }
+        Compression::Zstd => zstd::stream::copy_encode(&mut plain, out, 3),
+    };
+    written.map_err(|e| Error::io("recompress layer into", dest, e))
 }
 
 /// What a request carries.

@@ -632,3 +632,126 @@ fn save_and_load_both_formats_with_skopeo_both_ways() {
         assert_eq!(out.trim(), "bth-saved", "{name}");
     }
 }
+
+/// The media types of the layers of `image` in a registry, as skopeo sees them.
+fn layer_media_types(image: &str) -> Vec<String> {
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{image}"),
+        ],
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap().to_string())
+        .collect()
+}
+
+const ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+#[test]
+fn zstd_layers_in_and_out_and_a_platform_from_an_index() {
+    if !root_or_skip("zstd_layers_in_and_out_and_a_platform_from_an_index") {
+        return;
+    }
+    let fx = Fixture::new();
+    let berth = berth_with_image(&fx);
+    let registry = TestRegistry::start();
+    let host = registry.host();
+    let layout = fx.dir().join("bth-push-layout");
+
+    // An image skopeo pushed with zstd layers: berth pulls and runs it.
+    let by_skopeo = format!("{host}/zstd/by-skopeo:1");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--format",
+            "oci",
+            "--dest-compress-format",
+            "zstd",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:latest", layout.display()),
+            &format!("docker://{by_skopeo}"),
+        ],
+    );
+    assert_eq!(layer_media_types(&by_skopeo), [ZSTD]);
+    let puller = Berth::new();
+    puller.ok(&["pull", &by_skopeo]);
+    assert_eq!(
+        puller.ok(&["run", "--rm", &by_skopeo]).trim(),
+        "hello-from-pushed-image"
+    );
+
+    // berth pushes zstd (recompressing its gzip layer) and gzip back.
+    let by_berth = format!("{host}/zstd/by-berth:1");
+    berth.ok(&["push", "--compression-format", "zstd", "web:1", &by_berth]);
+    assert_eq!(layer_media_types(&by_berth), [ZSTD]);
+    let copied = fx.dir().join("bth-zstd-copy");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{by_berth}"),
+            &format!("oci:{}:copied", copied.display()),
+        ],
+    );
+    let fresh = Berth::new();
+    fresh.ok(&["pull", &by_berth]);
+    assert_eq!(
+        fresh.ok(&["run", "--rm", &by_berth]).trim(),
+        "hello-from-pushed-image"
+    );
+    let regzipped = format!("{host}/zstd/gzip-again:1");
+    puller.ok(&[
+        "push",
+        "--compression-format",
+        "gzip",
+        &by_skopeo,
+        &regzipped,
+    ]);
+    assert_eq!(layer_media_types(&regzipped), [GZIP]);
+    let again = Berth::new();
+    again.ok(&["pull", &regzipped]);
+    assert_eq!(
+        again.ok(&["run", "--rm", &regzipped]).trim(),
+        "hello-from-pushed-image"
+    );
+
+    // An index of two platforms: the host's by default, --platform chooses.
+    berth_tests::images::add_multi_platform_index(&layout, "latest", "multi");
+    registry.push(&layout, "multi", "multi/busybox:1", "oci", true);
+    let multi = format!("{host}/multi/busybox:1");
+    let arch = |berth: &Berth| {
+        berth
+            .ok(&["image", "inspect", "--format", "{{.Architecture}}", &multi])
+            .trim()
+            .to_string()
+    };
+    let platforms = Berth::new();
+    platforms.ok(&["pull", &multi]);
+    assert_eq!(arch(&platforms), "amd64");
+    platforms.ok(&["pull", "--platform", "linux/arm64", &multi]);
+    assert_eq!(arch(&platforms), "arm64");
+    let missing = platforms.output(&["pull", "--platform", "linux/s390x", &multi]);
+    assert_eq!(missing.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("linux/arm64") && stderr.contains("linux/amd64"),
+        "{stderr}"
+    );
+    // A single image is only what it is.
+    let single = platforms.output(&["pull", "--platform", "linux/arm64", &by_berth]);
+    assert_eq!(single.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&single.stderr).contains("not linux/arm64"));
+}

@@ -13,6 +13,7 @@ use crate::image::{self, Image, Overrides};
 use crate::reference::Reference;
 use crate::registry::RegistryOptions;
 use crate::root::Root;
+use crate::spec::Platform;
 use crate::{load, pull};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -148,6 +149,10 @@ pub struct PullArgs {
     /// 127.0.0.1 always may.
     #[arg(long, value_name = "HOST")]
     pub insecure_registry: Vec<String>,
+    /// From a multi-platform image, take this one: OS/ARCH[/VARIANT], e.g.
+    /// linux/arm64 (default: this host's).
+    #[arg(long, value_name = "OS/ARCH", value_parser = Platform::parse)]
+    pub platform: Option<Platform>,
 }
 
 fn parse_creds(text: &str) -> Result<Credentials, String> {
@@ -161,7 +166,8 @@ pub fn pull_image(root: &Root, args: PullArgs) -> Result<u8, Error> {
         credentials: args.creds,
         auth_file: args.auth_file,
     };
-    let descriptor = pull::pull(&root.store()?, &reference, &options)?;
+    let descriptor =
+        pull::pull_platform(&root.store()?, &reference, &options, args.platform.as_ref())?;
     println!("{reference}");
     println!("Digest: {}", descriptor.digest);
     Ok(0)

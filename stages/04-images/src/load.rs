@@ -301,14 +301,14 @@ fn archive_path(dir: &Path, name: &str) -> Result<PathBuf, Error> {
 pub fn put_file(store: &Store, path: &Path) -> Result<Descriptor, Error> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut hashing = HashingReader::new(file);
-    let mut magic = [0u8; 2];
-    let gzipped = hashing.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let mut magic = [0u8; 4];
+    let whole = hashing.read_exact(&mut magic).is_ok();
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
     let (digest, size) = hashing.finish();
-    let media_type = if gzipped {
-        spec::MEDIA_TYPE_OCI_LAYER_GZIP
-    } else {
-        spec::MEDIA_TYPE_OCI_LAYER
+    let media_type = match magic {
+        [0x1f, 0x8b, ..] if whole => spec::MEDIA_TYPE_OCI_LAYER_GZIP,
+        [0x28, 0xb5, 0x2f, 0xfd] if whole => spec::MEDIA_TYPE_OCI_LAYER_ZSTD,
+        _ => spec::MEDIA_TYPE_OCI_LAYER,
     };
     let descriptor = Descriptor {
         media_type: media_type.into(),
