@@ -14,7 +14,7 @@ use stage01_chroot::Error;
 use stage03_cgroups::limits::format_size;
 use stage04_images::image::{self, Image};
 use stage04_images::reference::Reference;
-use stage04_images::spec::Descriptor;
+use stage04_images::spec::{Descriptor, Platform};
 use stage04_images::store::Store;
 
 use crate::format::{Format, render};
@@ -125,6 +125,23 @@ pub fn names_to_remove(engine: &Engine, key: &str) -> Result<String, Error> {
         )));
     }
     Ok(name)
+}
+
+/// `run --platform`: the stored image must be for `platform`. (berth runs
+/// what is in the store, and pulls nothing by itself.)
+pub fn check_platform(engine: &Engine, key: &str, platform: &Platform) -> Result<(), Error> {
+    let details = Details::find(engine, key)?;
+    let text = |field: &str| details.config[field].as_str().unwrap_or("").to_string();
+    let variant = details.config["variant"].as_str();
+    if platform.matches(&text("os"), &text("architecture"), variant) {
+        return Ok(());
+    }
+    Err(Error::Other(format!(
+        "{key} is an image for {}/{}, not {platform}; pull the one you want: \
+         berth pull --platform {platform} {key}",
+        text("os"),
+        text("architecture")
+    )))
 }
 
 // ANCHOR: history

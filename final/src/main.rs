@@ -416,6 +416,10 @@ struct EngineRunArgs {
     /// but what --cap-add names.
     #[arg(long = "cap-drop", value_name = "CAP", value_parser = berth::harden::parse_capability)]
     cap_drop: Vec<String>,
+    /// The image must be for this platform, OS/ARCH[/VARIANT] (pull one
+    /// from a multi-platform image with berth pull --platform).
+    #[arg(long, value_name = "OS/ARCH", value_parser = stage04_images::spec::Platform::parse)]
+    platform: Option<stage04_images::spec::Platform>,
     #[command(flatten)]
     mounts: MountArgs,
     #[command(flatten)]
@@ -1027,8 +1031,12 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let image = berth::images::resolve(engine, &run.image)?;
+    if let Some(platform) = &args.platform {
+        berth::image_ops::check_platform(engine, &image, platform)?;
+    }
     let spec = Spec {
-        image: berth::images::resolve(engine, &run.image)?,
+        image,
         entrypoint: run.entrypoint,
         command,
         env,

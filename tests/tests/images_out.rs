@@ -743,6 +743,21 @@ fn zstd_layers_in_and_out_and_a_platform_from_an_index() {
     assert_eq!(arch(&platforms), "amd64");
     platforms.ok(&["pull", "--platform", "linux/arm64", &multi]);
     assert_eq!(arch(&platforms), "arm64");
+    // run --platform checks what is stored. (The "arm64" image is the
+    // amd64 one with another config, so it runs here.)
+    let wrong = platforms.output(&["run", "--rm", "--platform", "linux/amd64", &multi, "true"]);
+    assert_eq!(wrong.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("berth pull --platform linux/amd64"));
+    let ran = platforms.ok(&[
+        "run",
+        "--rm",
+        "--platform",
+        "linux/arm64",
+        &multi,
+        "echo",
+        "ok",
+    ]);
+    assert_eq!(ran.trim(), "ok");
     let missing = platforms.output(&["pull", "--platform", "linux/s390x", &multi]);
     assert_eq!(missing.status.code(), Some(125));
     let stderr = String::from_utf8_lossy(&missing.stderr);
