@@ -254,32 +254,34 @@ impl Pusher<'_> {
         range: Option<&str>,
         payload: Payload,
     ) -> Result<Response<Body>, Error> {
-        self.registry.call_authorized(|agent, authorization| {
-            let mut request = ureq::http::Request::builder().method(method).uri(url);
-            if let Some(authorization) = authorization {
-                request = request.header("Authorization", authorization);
-            }
-            if let Some(range) = range {
-                request = request.header("Content-Range", range);
-            }
-            let request = match &payload {
-                // HEAD carries no body at all, not even an empty one.
-                Payload::Empty if method == "HEAD" => {
-                    return agent.run(request.body(()).map_err(ureq::Error::Http)?);
+        let what = format!("{method} {url}");
+        self.registry
+            .call_authorized(&what, |agent, authorization| {
+                let mut request = ureq::http::Request::builder().method(method).uri(url);
+                if let Some(authorization) = authorization {
+                    request = request.header("Authorization", authorization);
                 }
-                Payload::Empty => request.body(Vec::new()),
-                Payload::Manifest(bytes, media_type) => request
-                    .header("Content-Type", *media_type)
-                    .body(bytes.to_vec()),
-                Payload::File(path, start, length) => {
-                    let bytes = read_range(path, *start, *length).map_err(ureq::Error::Io)?;
-                    request
-                        .header("Content-Type", "application/octet-stream")
-                        .body(bytes)
+                if let Some(range) = range {
+                    request = request.header("Content-Range", range);
                 }
-            };
-            agent.run(request.map_err(ureq::Error::Http)?)
-        })
+                let request = match &payload {
+                    // HEAD carries no body at all, not even an empty one.
+                    Payload::Empty if method == "HEAD" => {
+                        return agent.run(request.body(()).map_err(ureq::Error::Http)?);
+                    }
+                    Payload::Empty => request.body(Vec::new()),
+                    Payload::Manifest(bytes, media_type) => request
+                        .header("Content-Type", *media_type)
+                        .body(bytes.to_vec()),
+                    Payload::File(path, start, length) => {
+                        let bytes = read_range(path, *start, *length).map_err(ureq::Error::Io)?;
+                        request
+                            .header("Content-Type", "application/octet-stream")
+                            .body(bytes)
+                    }
+                };
+                agent.run(request.map_err(ureq::Error::Http)?)
+            })
     }
 
     fn location(&self, response: &Response<Body>) -> Result<String, Error> {

@@ -47,6 +47,8 @@ pub const MANIFEST_ACCEPT: &[&str] = &[
 /// One repository on one registry.
 pub struct Registry {
     agent: Agent,
+    /// `https://registry-1.docker.io`
+    origin: String,
     /// `https://registry-1.docker.io/v2/library/busybox`
     base: String,
     registry: String,
@@ -74,13 +76,11 @@ impl Registry {
                 None => None,
             },
         };
+        let origin = format!("{scheme}://{}", reference.registry_host());
         Ok(Registry {
             agent,
-            base: format!(
-                "{scheme}://{}/v2/{}",
-                reference.registry_host(),
-                reference.repository
-            ),
+            base: format!("{origin}/v2/{}", reference.repository),
+            origin,
             registry: reference.registry.clone(),
             credentials,
             authorization: None,
@@ -162,7 +162,7 @@ impl Registry {
     /// GET below the repository, answering an auth challenge once.
     fn get(&mut self, path: &str, accept: &str) -> Result<Response<Body>, Error> {
         let url = self.url(path);
-        self.call_authorized(|agent, authorization| {
+        self.call_authorized(&url, |agent, authorization| {
             let mut request = agent.get(&url).header("Accept", accept);
             if let Some(authorization) = authorization {
                 request = request.header("Authorization", authorization);
@@ -176,18 +176,20 @@ impl Registry {
     /// challenge and make it once more. `call` may run twice, so it builds
     /// the request (and its body) afresh each time. The engine's `push`
     /// sends its HEAD, POST, PATCH and PUT requests through here.
+    /// `what` names the request in errors.
     pub fn call_authorized(
         &mut self,
+        what: &str,
         mut call: impl FnMut(&Agent, Option<&str>) -> Result<Response<Body>, ureq::Error>,
     ) -> Result<Response<Body>, Error> {
-        let response = call(&self.agent, self.authorization.as_deref())
-            .map_err(|e| self.failed("a request", e))?;
+        let response =
+            call(&self.agent, self.authorization.as_deref()).map_err(|e| self.failed(what, e))?;
         if response.status() != 401 {
             return Ok(response);
         }
         let challenge = header(&response, "www-authenticate").unwrap_or_default();
         self.authorization = Some(self.answer(&challenge)?);
-        call(&self.agent, self.authorization.as_deref()).map_err(|e| self.failed("a request", e))
+        call(&self.agent, self.authorization.as_deref()).map_err(|e| self.failed(what, e))
     }
 
     /// The URL of `path` below this repository (`blobs/uploads/`...).
@@ -198,14 +200,10 @@ impl Registry {
     /// A URL the registry sent back (an upload's `Location`), made absolute.
     pub fn resolve_location(&self, location: &str) -> String {
         if location.starts_with("http://") || location.starts_with("https://") {
-            return location.to_string();
+            location.to_string()
+        } else {
+            format!("{}{location}", self.origin)
         }
-        // `base` is `scheme://host/v2/repo`: keep `scheme://host`.
-        let after_scheme = self.base.find("://").map_or(0, |i| i + 3);
-        let origin_end = self.base[after_scheme..]
-            .find('/')
-            .map_or(self.base.len(), |i| after_scheme + i);
-        format!("{}{location}", &self.base[..origin_end])
     }
 
     /// The registry's name, as in references (`127.0.0.1:5000`).
@@ -216,13 +214,8 @@ impl Registry {
     /// Check that we may talk to the registry at all (`GET /v2/`): what
     /// `login` does to test a password before saving it.
     pub fn ping(&mut self) -> Result<(), Error> {
-        let after_scheme = self.base.find("://").map_or(0, |i| i + 3);
-        let v2 = self.base[after_scheme..]
-            .find("/v2/")
-            .map_or(self.base.clone(), |i| {
-                self.base[..after_scheme + i + 4].to_string()
-            });
-        let response = self.call_authorized(|agent, authorization| {
+        let v2 = format!("{}/v2/", self.origin);
+        let response = self.call_authorized(&v2, |agent, authorization| {
             let mut request = agent.get(&v2);
             if let Some(authorization) = authorization {
                 request = request.header("Authorization", authorization);
@@ -365,6 +358,22 @@ fn percent_encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locations_are_made_absolute() {
+        let reference: Reference = "127.0.0.1:5000/team/app:1".parse().unwrap();
+        let registry = Registry::connect(&reference, &RegistryOptions::default()).unwrap();
+        assert_eq!(
+            registry.url("blobs/uploads/"),
+            "http://127.0.0.1:5000/v2/team/app/blobs/uploads/"
+        );
+        assert_eq!(
+            registry.resolve_location("/v2/team/app/blobs/uploads/u1?_state=x"),
+            "http://127.0.0.1:5000/v2/team/app/blobs/uploads/u1?_state=x"
+        );
+        let absolute = "https://cdn.example/upload/u1";
+        assert_eq!(registry.resolve_location(absolute), absolute);
+    }
 
     #[test]
     fn scopes_are_percent_encoded() {
