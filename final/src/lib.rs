@@ -8,7 +8,10 @@
 //! - [`guard`]: first of all, what berth is made of (its open files, its
 //!   own binary) is kept out of the containers' reach;
 //! - [`record`]: what berth remembers about each container;
-//! - [`images`]: images named by reference or by ID;
+//! - [`images`]: images named by reference or by ID; [`image_ops`] looks
+//!   after them (`tag`, `history`, `image inspect`, `image prune`), and they
+//!   leave the host by [`push`] (logins from [`login`]) or [`archive`]
+//!   (`save`), all on the command line through [`image_cli`];
 //! - [`run`]: make one and run it, in the foreground or under a monitor
 //!   process (`-d`), with [`harden`]'s secure defaults and, with `-t`, a
 //!   [`terminal`] of its own, which a detached one serves to `berth
