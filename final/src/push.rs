@@ -254,34 +254,32 @@ impl Pusher<'_> {
         range: Option<&str>,
         payload: Payload,
     ) -> Result<Response<Body>, Error> {
-        let what = format!("{method} {url}");
-        self.registry
-            .call_authorized(&what, |agent, authorization| {
-                let mut request = ureq::http::Request::builder().method(method).uri(url);
-                if let Some(authorization) = authorization {
-                    request = request.header("Authorization", authorization);
+        self.registry.call_authorized(url, |agent, authorization| {
+            let mut request = ureq::http::Request::builder().method(method).uri(url);
+            if let Some(authorization) = authorization {
+                request = request.header("Authorization", authorization);
+            }
+            if let Some(range) = range {
+                request = request.header("Content-Range", range);
+            }
+            let request = match &payload {
+                // HEAD carries no body at all, not even an empty one.
+                Payload::Empty if method == "HEAD" => {
+                    return agent.run(request.body(()).map_err(ureq::Error::Http)?);
                 }
-                if let Some(range) = range {
-                    request = request.header("Content-Range", range);
+                Payload::Empty => request.body(Vec::new()),
+                Payload::Manifest(bytes, media_type) => request
+                    .header("Content-Type", *media_type)
+                    .body(bytes.to_vec()),
+                Payload::File(path, start, length) => {
+                    let bytes = read_range(path, *start, *length).map_err(ureq::Error::Io)?;
+                    request
+                        .header("Content-Type", "application/octet-stream")
+                        .body(bytes)
                 }
-                let request = match &payload {
-                    // HEAD carries no body at all, not even an empty one.
-                    Payload::Empty if method == "HEAD" => {
-                        return agent.run(request.body(()).map_err(ureq::Error::Http)?);
-                    }
-                    Payload::Empty => request.body(Vec::new()),
-                    Payload::Manifest(bytes, media_type) => request
-                        .header("Content-Type", *media_type)
-                        .body(bytes.to_vec()),
-                    Payload::File(path, start, length) => {
-                        let bytes = read_range(path, *start, *length).map_err(ureq::Error::Io)?;
-                        request
-                            .header("Content-Type", "application/octet-stream")
-                            .body(bytes)
-                    }
-                };
-                agent.run(request.map_err(ureq::Error::Http)?)
-            })
+            };
+            agent.run(request.map_err(ureq::Error::Http)?)
+        })
     }
 
     fn location(&self, response: &Response<Body>) -> Result<String, Error> {
@@ -295,7 +293,17 @@ impl Pusher<'_> {
                     self.registry.name()
                 ))
             })?;
-        Ok(self.registry.resolve_location(location))
+        let url = self.registry.resolve_location(location);
+        // Uploads may go to another host (a storage service), but never
+        // over plain HTTP there: the blob would travel unprotected.
+        if !self.registry.same_origin(&url) && !url.starts_with("https://") {
+            return Err(Error::Other(format!(
+                "{} sent an upload location on another host over plain HTTP ({url}); \
+                 refusing to send the image there",
+                self.registry.name()
+            )));
+        }
+        Ok(url)
     }
 
     fn expect(&self, response: Response<Body>, status: u16, what: &str) -> Result<(), Error> {

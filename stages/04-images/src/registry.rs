@@ -171,25 +171,29 @@ impl Registry {
         })
     }
 
-    /// Make a request with `call` (given our agent and the `Authorization`
-    /// value, if we have one); if the registry answers 401, answer its
-    /// challenge and make it once more. `call` may run twice, so it builds
-    /// the request (and its body) afresh each time. The engine's `push`
+    /// Make a request to `url` with `call` (given our agent and the
+    /// `Authorization` value, if we have one); if the registry answers 401,
+    /// answer its challenge and make it once more. `call` may run twice, so
+    /// it builds the request (and its body) afresh each time. A URL on
+    /// another host (an upload location on a storage service) gets no login
+    /// or token, and its challenges are not answered. The engine's `push`
     /// sends its HEAD, POST, PATCH and PUT requests through here.
-    /// `what` names the request in errors.
     pub fn call_authorized(
         &mut self,
-        what: &str,
+        url: &str,
         mut call: impl FnMut(&Agent, Option<&str>) -> Result<Response<Body>, ureq::Error>,
     ) -> Result<Response<Body>, Error> {
+        if !self.same_origin(url) {
+            return call(&self.agent, None).map_err(|e| self.failed(url, e));
+        }
         let response =
-            call(&self.agent, self.authorization.as_deref()).map_err(|e| self.failed(what, e))?;
+            call(&self.agent, self.authorization.as_deref()).map_err(|e| self.failed(url, e))?;
         if response.status() != 401 {
             return Ok(response);
         }
         let challenge = header(&response, "www-authenticate").unwrap_or_default();
         self.authorization = Some(self.answer(&challenge)?);
-        call(&self.agent, self.authorization.as_deref()).map_err(|e| self.failed(what, e))
+        call(&self.agent, self.authorization.as_deref()).map_err(|e| self.failed(url, e))
     }
 
     /// The URL of `path` below this repository (`blobs/uploads/`...).
@@ -204,6 +208,13 @@ impl Registry {
         } else {
             format!("{}{location}", self.origin)
         }
+    }
+
+    /// Whether `url` is on the registry itself (same scheme, host and
+    /// port): only there may our login or token go.
+    pub fn same_origin(&self, url: &str) -> bool {
+        url.strip_prefix(&self.origin)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
     /// The registry's name, as in references (`127.0.0.1:5000`).
@@ -373,6 +384,10 @@ mod tests {
         );
         let absolute = "https://cdn.example/upload/u1";
         assert_eq!(registry.resolve_location(absolute), absolute);
+        assert!(registry.same_origin("http://127.0.0.1:5000/v2/x"));
+        assert!(!registry.same_origin(absolute));
+        assert!(!registry.same_origin("http://127.0.0.1:50001/v2/x"));
+        assert!(!registry.same_origin("http://127.0.0.1:5000.evil/v2/x"));
     }
 
     #[test]
