@@ -770,3 +770,62 @@ fn zstd_layers_in_and_out_and_a_platform_from_an_index() {
     assert_eq!(single.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&single.stderr).contains("not linux/arm64"));
 }
+
+/// A registry that sends uploads to another host over plain HTTP: berth
+/// refuses, and the other host receives nothing.
+#[test]
+fn an_upload_location_elsewhere_over_plain_http_is_refused() {
+    if !root_or_skip("an_upload_location_elsewhere_over_plain_http_is_refused") {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+    let elsewhere_port = elsewhere.local_addr().unwrap().port();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let count = reached.clone();
+    std::thread::spawn(move || {
+        for _ in elsewhere.incoming() {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    let registry = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = registry.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in registry.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                    break;
+                }
+            }
+            let reply = if request.starts_with("POST") {
+                format!(
+                    "HTTP/1.1 202 Accepted\r\nLocation: http://127.0.0.1:{elsewhere_port}/upload\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+            };
+            let mut stream = stream;
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    let fx = Fixture::new();
+    let berth = berth_with_image(&fx);
+    let out = berth.output(&["push", "web:1", &format!("{host}/team/web:1")]);
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("over plain HTTP"), "{stderr}");
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        0,
+        "the other host was reached"
+    );
+}
