@@ -98,6 +98,8 @@ pub fn push(
         .unwrap_or_else(|| "latest".into());
     pusher.push_manifest(&manifest, &tag)?;
     println!("{tag}: digest: {} size: {}", manifest.digest, manifest.size);
+    let pushed: Vec<&Digest> = pusher.blobs.iter().map(|(digest, _)| digest).collect();
+    remember_pushed(store, &pushed, destination)?;
     Ok(Pushed {
         manifest,
         blobs: pusher.blobs,
@@ -498,13 +500,63 @@ fn read_range(path: &std::path::Path, start: u64, length: u64) -> std::io::Resul
     Ok(bytes)
 }
 
-/// The blobs of every other image in the store that names the same
-/// registry, with the repository it names: where a mount can come from.
+/// Where berth remembers which repositories it pushed each blob to (as
+/// Docker's "distribution metadata" does): beside the store, not in it, so
+/// the store stays a plain OCI layout. `{"sha256:...": ["host/repo", ...]}`.
+const PUSHED_FILE: &str = "pushed-blobs.json";
+/// Repositories remembered per blob: the latest few are enough to mount from.
+const PUSHED_PER_BLOB: usize = 8;
+
+fn pushed_path(store: &Store) -> std::path::PathBuf {
+    store.dir().with_file_name(PUSHED_FILE)
+}
+
+/// What [`PUSHED_FILE`] says; an unreadable file is as good as none (it is
+/// only a hint: a mount the registry refuses becomes an upload).
+fn pushed_before(store: &Store) -> BTreeMap<Digest, Vec<String>> {
+    std::fs::read(pushed_path(store))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Note that `blobs` are now in `destination`'s repository. Called with
+/// the store's lock held, so two pushes don't lose each other's notes.
+fn remember_pushed(store: &Store, blobs: &[&Digest], destination: &Reference) -> Result<(), Error> {
+    let mut known = pushed_before(store);
+    let repository = destination.name();
+    for digest in blobs {
+        let repositories = known.entry((*digest).clone()).or_default();
+        repositories.retain(|r| *r != repository);
+        repositories.push(repository.clone());
+        let extra = repositories.len().saturating_sub(PUSHED_PER_BLOB);
+        repositories.drain(..extra);
+    }
+    // Blobs the store no longer has are not worth remembering.
+    known.retain(|digest, _| store.has_blob(digest));
+    let bytes = serde_json::to_vec_pretty(&known)
+        .map_err(|e| Error::Other(format!("encode {PUSHED_FILE}: {e}")))?;
+    stage04_images::store::write_atomic(&pushed_path(store), &bytes)
+}
+
+/// For each blob, a repository of the destination's registry (another
+/// one) that holds it: one berth pushed it to, or one an image in the
+/// store was pulled from or is named after. Where a mount can come from.
 fn blobs_elsewhere(
     store: &Store,
     destination: &Reference,
 ) -> Result<BTreeMap<Digest, String>, Error> {
     let mut found = BTreeMap::new();
+    let prefix = format!("{}/", destination.registry);
+    for (digest, repositories) in pushed_before(store) {
+        let other = repositories.iter().rev().find_map(|name| {
+            let repository = name.strip_prefix(&prefix)?;
+            (repository != destination.repository).then(|| repository.to_string())
+        });
+        if let Some(repository) = other {
+            found.insert(digest, repository);
+        }
+    }
     for (name, descriptor) in store.list()? {
         let Ok(reference) = name.parse::<Reference>() else {
             continue;
