@@ -771,6 +771,58 @@ fn zstd_layers_in_and_out_and_a_platform_from_an_index() {
         stderr.contains("linux/arm64") && stderr.contains("linux/amd64"),
         "{stderr}"
     );
+    // An index in the store (skopeo put it there: the store is an OCI
+    // layout) is pushed whole: each manifest, then the index.
+    let store_ref = format!(
+        "oci:{}:{host}/multi/busybox:index",
+        platforms.root.path().join("images").display()
+    );
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--all",
+            "--src-tls-verify=false",
+            &format!("docker://{multi}"),
+            &store_ref,
+        ],
+    );
+    let pushed_index = format!("{host}/copied/multi:1");
+    platforms.ok(&[
+        "push",
+        &format!("{host}/multi/busybox:index"),
+        &pushed_index,
+    ]);
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{pushed_index}"),
+        ],
+    );
+    let index: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{raw}");
+    let arm = Berth::new();
+    arm.ok(&["pull", "--platform", "linux/arm64", &pushed_index]);
+    assert_eq!(
+        arm.ok(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Architecture}}",
+            &pushed_index
+        ])
+        .trim(),
+        "arm64"
+    );
+
     // A single image is only what it is.
     let single = platforms.output(&["pull", "--platform", "linux/arm64", &by_berth]);
     assert_eq!(single.status.code(), Some(125));
