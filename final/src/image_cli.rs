@@ -13,8 +13,8 @@ use stage04_images::reference::Reference;
 use stage04_images::registry::RegistryOptions;
 
 use crate::archive::{self, ArchiveFormat};
-use crate::format::Format;
-use crate::{Engine, commands, image_ops, images, login, push};
+use crate::format::{Filters, Format};
+use crate::{Engine, commands, image_ops, images, login, push, show};
 
 /// How to reach a registry and log in to it, as `pull` takes it.
 #[derive(Debug, Clone, clap::Args)]
@@ -221,6 +221,41 @@ pub enum ImageSubcommand {
     /// As `berth save`.
     #[command(after_help = SAVE_EXAMPLES)]
     Save(SaveArgs),
+    /// As `berth images`.
+    #[command(
+        after_help = "Examples:\n  berth image ls\n  berth image ls -q --filter reference=web"
+    )]
+    Ls {
+        /// Print only the IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Print each image as TEMPLATE says (fields Repository, Tag, ID,
+        /// Digest, Size), or json.
+        #[arg(long, value_name = "TEMPLATE")]
+        format: Option<String>,
+        /// Only images that match: reference=, id=.
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+    },
+    /// As `berth rmi`.
+    #[command(after_help = "Examples:\n  berth image rm web:1\n  berth image rm 3f2a9c")]
+    Rm {
+        #[arg(value_name = "IMAGE")]
+        image: String,
+    },
+    /// As `berth pull`.
+    #[command(after_help = "Examples:\n  berth image pull 127.0.0.1:5000/busybox")]
+    Pull(stage04_images::cli::PullArgs),
+    /// As `berth load`.
+    #[command(after_help = "Examples:\n  berth image load -i web.tar")]
+    Load {
+        /// The archive (default: stdin).
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Name to tag the image with, when the archive carries none.
+        #[arg(long, value_name = "NAME")]
+        tag: Option<String>,
+    },
 }
 
 impl EngineImageCommand {
@@ -282,6 +317,30 @@ pub fn image_command(engine: &Engine, command: EngineImageCommand) -> Result<u8,
         }
         EngineImageCommand::Save(args) | EngineImageCommand::Image(ImageSubcommand::Save(args)) => {
             archive::save(engine, &args.images, args.format, args.output.as_deref()).map(|()| 0)
+        }
+        EngineImageCommand::Image(ImageSubcommand::Ls {
+            quiet,
+            format,
+            filter,
+        }) => {
+            let filters = Filters::new(&filter, show::IMAGE_FILTERS)?;
+            show::images(engine, Format::new(quiet, format.as_deref()), &filters).map(|()| 0)
+        }
+        EngineImageCommand::Image(ImageSubcommand::Rm { image }) => {
+            let image = image_ops::names_to_remove(engine, &image)?;
+            image_ops::refuse_in_use(engine, &image)?;
+            stage04_images::cli::remove_image(&engine.root, &image, "berth")
+        }
+        EngineImageCommand::Image(ImageSubcommand::Pull(args)) => {
+            stage04_images::cli::pull_image(&engine.root, args)
+        }
+        EngineImageCommand::Image(ImageSubcommand::Load { input, tag }) => {
+            let command = stage04_images::cli::ImageCommand::Load {
+                path: None,
+                input,
+                tag,
+            };
+            stage04_images::cli::image_command(&engine.root, command, "berth")
         }
         EngineImageCommand::Image(ImageSubcommand::Inspect { format, images }) => {
             image_ops::inspect(engine, &images, format.as_deref()).map(|()| 0)

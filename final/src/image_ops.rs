@@ -144,6 +144,25 @@ pub fn check_platform(engine: &Engine, key: &str, platform: &Platform) -> Result
     )))
 }
 
+/// `rmi` must not pull an image from under a container that uses it.
+pub fn refuse_in_use(engine: &Engine, image: &str) -> Result<(), Error> {
+    let wanted = image.parse::<Reference>()?.to_string();
+    let users: Vec<String> = engine
+        .containers
+        .list()?
+        .into_iter()
+        .filter(|r| normal(&r.spec.image).as_deref() == Some(wanted.as_str()))
+        .map(|r| r.display_name().to_string())
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Other(format!(
+        "image {wanted} is used by container(s) {}: remove them first (berth rm)",
+        users.join(", ")
+    )))
+}
+
 // ANCHOR: history
 /// `berth history IMAGE`: the config's `history`, newest first, in
 /// Docker's columns. Each entry that made a layer is matched to it (in

@@ -18,7 +18,6 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use nix::sys::signal::Signal;
 use stage01_chroot::{Error, checks, exit};
 use stage04_images::cli::{ImageCommand, RunArgs, UserNsArgs, image_command};
-use stage04_images::reference::Reference;
 use stage04_images::root::DEFAULT_ROOT;
 use stage05_networks::cli::{NetworkCommand, network_command};
 use stage05_networks::network::DEFAULT_NETWORK;
@@ -880,7 +879,7 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
         }
         Command::Image(ImageCommand::Rmi { image }) => {
             let image = berth::image_ops::names_to_remove(&engine, &image)?;
-            refuse_image_in_use(&engine, &image)?;
+            berth::image_ops::refuse_in_use(&engine, &image)?;
             image_command(&engine.root, ImageCommand::Rmi { image }, "berth")
         }
         Command::Image(ImageCommand::Images) => {
@@ -1114,28 +1113,4 @@ fn for_each(
         }
     }
     first_error.map_or(Ok(0), Err)
-}
-
-/// `rmi` must not pull an image from under a container that uses it.
-fn refuse_image_in_use(engine: &Engine, image: &str) -> Result<(), Error> {
-    let wanted = image.parse::<Reference>()?.to_string();
-    let users: Vec<String> = engine
-        .containers
-        .list()?
-        .into_iter()
-        .filter(|r| {
-            r.spec
-                .image
-                .parse::<Reference>()
-                .is_ok_and(|i| i.to_string() == wanted)
-        })
-        .map(|r| r.display_name().to_string())
-        .collect();
-    if users.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Other(format!(
-        "image {wanted} is used by container(s) {}: remove them first (berth rm)",
-        users.join(", ")
-    )))
 }

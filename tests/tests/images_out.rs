@@ -464,6 +464,13 @@ fn tag_history_inspect_prune_and_rmi_by_id() {
     assert_eq!(names, ["docker.io/library/web:1"]);
     berth.ok(&["rm", "bth-keeps-web"]);
 
+    // Docker's management spellings: image ls, image rm.
+    let listed = berth.ok(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(listed.trim(), "docker.io/library/web:1");
+    berth.ok(&["tag", "web:1", "gone:1"]);
+    berth.ok(&["image", "rm", "gone:1"]);
+    assert_eq!(tags_in(&berth).len(), 1);
+
     // rmi by a unique ID prefix.
     let id = berth.ok(&["image", "inspect", "--format", "{{.Id}}", "web:1"]);
     berth.ok(&["rmi", &id.trim()[7..15]]);
@@ -582,7 +589,10 @@ fn save_and_load_both_formats_with_skopeo_both_ways() {
     // Round trips into fresh roots: a file, and a pipe through stdin.
     for (format, archive) in [("docker", &docker), ("oci", &oci)] {
         let other = Berth::new();
-        let loaded = other.ok(&["load", "-i", &archive.to_string_lossy()]);
+        let loaded = match format {
+            "docker" => other.ok(&["load", "-i", &archive.to_string_lossy()]),
+            _ => other.ok(&["image", "load", "-i", &archive.to_string_lossy()]),
+        };
         assert_eq!(loaded.lines().count(), 2, "{format}: {loaded}");
         let out = other.ok(&["run", "--rm", "web:1"]);
         assert_eq!(out.trim(), "hello-from-pushed-image", "{format}");
@@ -810,7 +820,7 @@ fn zstd_layers_in_and_out_and_a_platform_from_an_index() {
     );
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{raw}");
     let arm = Berth::new();
-    arm.ok(&["pull", "--platform", "linux/arm64", &pushed_index]);
+    arm.ok(&["image", "pull", "--platform", "linux/arm64", &pushed_index]);
     assert_eq!(
         arm.ok(&[
             "image",
