@@ -144,9 +144,10 @@ enum Command {
         #[arg(value_name = "CONTAINER", required = true)]
         containers: Vec<String>,
     },
-    /// Show what berth knows about a container, as JSON.
+    /// Show what berth knows about a container, as JSON (or, for a name
+    /// that is no container's, the image's, as `image inspect` shows it).
     Inspect {
-        #[arg(value_name = "CONTAINER")]
+        #[arg(value_name = "CONTAINER|IMAGE")]
         container: String,
     },
     /// Stop containers, then start them again in the background.
@@ -848,9 +849,14 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             let record = engine.containers.find(&container)?;
             show::logs(&engine, &record, follow, &options).map(|()| 0)
         }
-        Command::Inspect { container } => {
-            show::inspect(&engine, &engine.containers.find(&container)?).map(|()| 0)
-        }
+        Command::Inspect { container } => match engine.containers.find(&container) {
+            Ok(record) => show::inspect(&engine, &record).map(|()| 0),
+            // Docker's inspect takes images too.
+            Err(not_a_container) => match berth::image_ops::Details::find(&engine, &container) {
+                Ok(_) => berth::image_ops::inspect(&engine, &[container], None).map(|()| 0),
+                Err(_) => Err(not_a_container),
+            },
+        },
         Command::Start { containers } => {
             for_each(&engine, &containers, |record| run::restart(&engine, record))
         }

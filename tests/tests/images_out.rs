@@ -397,6 +397,10 @@ fn tag_history_inspect_prune_and_rmi_by_id() {
         format!("{id} echo,hello-from-pushed-image [\"web:1\"]")
     );
 
+    // docker inspect takes images too, where no container has the name.
+    let plain: serde_json::Value = serde_json::from_str(&berth.ok(&["inspect", "web:1"])).unwrap();
+    assert_eq!(plain[0]["Id"], id);
+
     // tag by an ID prefix: a second name for the same manifest.
     let short = &id[7..19];
     berth.ok(&["tag", short, "127.0.0.1:5999/team/web:2"]);
