@@ -40,10 +40,12 @@ BERTH_LAB_PACKAGES=(busybox-static libc6-dev gcc docker-registry skopeo umoci cu
     iproute2 nftables procps util-linux)
 # Everything scripts/test runs.
 BERTH_TEST_PACKAGES=(busybox-static libc6-dev gcc iproute2 iputils-ping procps util-linux
-    nftables docker-registry skopeo umoci curl openssl tmux podman conmon containerd chromium
+    nftables docker-registry skopeo umoci curl tmux podman conmon containerd chromium
     qemu-system-x86)
 # scripts/v2-vm, a cgroup v2 host in a VM (and a kernel: berth_install_vm_kernel).
 BERTH_V2VM_PACKAGES=(qemu-system-x86 busybox-static)
+# The push tests' token server signs its tokens with openssl.
+BERTH_TEST_PACKAGES+=(openssl)
 
 # The book's builder, pinned to the series the book is written for.
 BERTH_MDBOOK_VERSION=0.5.4
