@@ -429,7 +429,7 @@ pub fn prune(engine: &Engine, force: bool, all_images: bool) -> Result<(), Error
 }
 
 /// Ask on the terminal; refuse, with the way out, when there is none.
-fn confirm(question: &str) -> Result<bool, Error> {
+pub fn confirm(question: &str) -> Result<bool, Error> {
     if !std::io::stdin().is_terminal() {
         return Err(Error::Other(format!(
             "{question} There is no terminal to answer on: add -f to go ahead"

@@ -8,7 +8,10 @@
 //! - [`guard`]: first of all, what berth is made of (its open files, its
 //!   own binary) is kept out of the containers' reach;
 //! - [`record`]: what berth remembers about each container;
-//! - [`images`]: images named by reference or by ID;
+//! - [`images`]: images named by reference or by ID; [`image_ops`] looks
+//!   after them (`tag`, `history`, `image inspect`, `image prune`), and they
+//!   leave the host by [`push`] (logins from [`login`]) or [`archive`]
+//!   (`save`), all on the command line through [`image_cli`];
 //! - [`run`]: make one and run it, in the foreground or under a monitor
 //!   process (`-d`), with [`harden`]'s secure defaults and, with `-t`, a
 //!   [`terminal`] of its own, which a detached one serves to `berth
@@ -24,6 +27,7 @@
 //! - [`runtime`]: the OCI runtime commands of `berth-runtime`, for
 //!   bundles, which `run` and `build` drive too.
 
+pub mod archive;
 pub mod attach;
 pub mod build;
 pub mod bundle;
@@ -39,10 +43,14 @@ pub mod format;
 pub mod fuzzing;
 pub mod guard;
 pub mod harden;
+pub mod image_cli;
+pub mod image_ops;
 pub mod images;
 pub mod launch;
 pub mod layer;
 pub mod logfile;
+pub mod login;
+pub mod push;
 pub mod record;
 pub mod restart;
 pub mod run;

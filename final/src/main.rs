@@ -18,7 +18,6 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use nix::sys::signal::Signal;
 use stage01_chroot::{Error, checks, exit};
 use stage04_images::cli::{ImageCommand, RunArgs, UserNsArgs, image_command};
-use stage04_images::reference::Reference;
 use stage04_images::root::DEFAULT_ROOT;
 use stage05_networks::cli::{NetworkCommand, network_command};
 use stage05_networks::network::DEFAULT_NETWORK;
@@ -152,9 +151,10 @@ enum Command {
         #[arg(value_name = "CONTAINER", required = true)]
         containers: Vec<String>,
     },
-    /// Show what berth knows about a container, as JSON.
+    /// Show what berth knows about a container, as JSON (or, for a name
+    /// that is no container's, the image's, as `image inspect` shows it).
     Inspect {
-        #[arg(value_name = "CONTAINER")]
+        #[arg(value_name = "CONTAINER|IMAGE")]
         container: String,
     },
     /// Stop containers, then start them again in the background.
@@ -294,6 +294,8 @@ enum Command {
     Build(BuildArgs),
     #[command(flatten)]
     Image(ImageCommand),
+    #[command(flatten)]
+    EngineImage(berth::image_cli::EngineImageCommand),
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommands),
@@ -421,6 +423,10 @@ struct EngineRunArgs {
     /// but what --cap-add names.
     #[arg(long = "cap-drop", value_name = "CAP", value_parser = berth::harden::parse_capability)]
     cap_drop: Vec<String>,
+    /// The image must be for this platform, OS/ARCH[/VARIANT] (pull one
+    /// from a multi-platform image with berth pull --platform).
+    #[arg(long, value_name = "OS/ARCH", value_parser = stage04_images::spec::Platform::parse)]
+    platform: Option<stage04_images::spec::Platform>,
     #[command(flatten)]
     mounts: MountArgs,
     #[command(flatten)]
@@ -624,7 +630,10 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         &["load"],
         "berth load busybox.tar\n  berth load --tag mine:1 ./oci-layout",
     ),
-    (&["rmi"], "berth rmi web:1"),
+    (
+        &["rmi"],
+        "berth rmi web:1\n  berth rmi 3f2a9c   (by image ID prefix)",
+    ),
     (
         &["network"],
         "berth network create shop --subnet 10.88.0.0/24\n  berth network ls\n  berth network rm shop",
@@ -780,6 +789,9 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             commands::version();
             return Ok(0);
         }
+        Command::EngineImage(command) if command.needs_no_state() => {
+            return berth::image_cli::stateless_command(command);
+        }
         _ => {}
     }
     checks::require_root("containers, images and networks need root")?;
@@ -846,9 +858,14 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             let record = engine.containers.find(&container)?;
             show::logs(&engine, &record, follow, &options).map(|()| 0)
         }
-        Command::Inspect { container } => {
-            show::inspect(&engine, &engine.containers.find(&container)?).map(|()| 0)
-        }
+        Command::Inspect { container } => match engine.containers.find(&container) {
+            Ok(record) => show::inspect(&engine, &record).map(|()| 0),
+            // Docker's inspect takes images too.
+            Err(not_a_container) => match berth::image_ops::Details::find(&engine, &container) {
+                Ok(_) => berth::image_ops::inspect(&engine, &[container], None).map(|()| 0),
+                Err(_) => Err(not_a_container),
+            },
+        },
         Command::Start { containers } => {
             for_each(&engine, &containers, |record| run::restart(&engine, record))
         }
@@ -876,7 +893,8 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             build(&engine, options).map(|_| 0)
         }
         Command::Image(ImageCommand::Rmi { image }) => {
-            refuse_image_in_use(&engine, &image)?;
+            let image = berth::image_ops::names_to_remove(&engine, &image)?;
+            berth::image_ops::refuse_in_use(&engine, &image)?;
             image_command(&engine.root, ImageCommand::Rmi { image }, "berth")
         }
         Command::Image(ImageCommand::Images) => {
@@ -885,6 +903,7 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             show::images(&engine, format, &filters).map(|()| 0)
         }
         Command::Image(command) => image_command(&engine.root, command, "berth"),
+        Command::EngineImage(command) => berth::image_cli::image_command(&engine, command),
         Command::Network(NetworkCommands::Stage(NetworkCommand::Ls)) => {
             let filters = Filters::new(&listing.filters, show::NETWORK_FILTERS)?;
             let format = Format::new(listing.quiet, listing.format.as_deref());
@@ -1026,8 +1045,12 @@ fn run_command(engine: &Engine, args: EngineRunArgs) -> Result<u8, Error> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let image = berth::images::resolve(engine, &run.image)?;
+    if let Some(platform) = &args.platform {
+        berth::image_ops::check_platform(engine, &image, platform)?;
+    }
     let spec = Spec {
-        image: berth::images::resolve(engine, &run.image)?,
+        image,
         entrypoint: run.entrypoint,
         command,
         env,
@@ -1105,28 +1128,4 @@ fn for_each(
         }
     }
     first_error.map_or(Ok(0), Err)
-}
-
-/// `rmi` must not pull an image from under a container that uses it.
-fn refuse_image_in_use(engine: &Engine, image: &str) -> Result<(), Error> {
-    let wanted = image.parse::<Reference>()?.to_string();
-    let users: Vec<String> = engine
-        .containers
-        .list()?
-        .into_iter()
-        .filter(|r| {
-            r.spec
-                .image
-                .parse::<Reference>()
-                .is_ok_and(|i| i.to_string() == wanted)
-        })
-        .map(|r| r.display_name().to_string())
-        .collect();
-    if users.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Other(format!(
-        "image {wanted} is used by container(s) {}: remove them first (berth rm)",
-        users.join(", ")
-    )))
 }

@@ -21,6 +21,7 @@
 #                    registries and layouts (stage 04's peers)
 #   docker-registry  a real registry on 127.0.0.1 (tests, the lab)
 #   curl             speaks to the registry by hand (chapter 4)
+#   openssl          signs the tokens of the tests' token server (push tests)
 #   iproute2 nftables  what stage 05 builds and the host is checked with
 #   procps util-linux  ps, pgrep, unshare, nsenter on the host side
 #   iputils-ping     the ping the escape tests run without CAP_NET_RAW
@@ -43,6 +44,8 @@ BERTH_TEST_PACKAGES=(busybox-static libc6-dev gcc iproute2 iputils-ping procps u
     qemu-system-x86)
 # scripts/v2-vm, a cgroup v2 host in a VM (and a kernel: berth_install_vm_kernel).
 BERTH_V2VM_PACKAGES=(qemu-system-x86 busybox-static)
+# The push tests' token server signs its tokens with openssl.
+BERTH_TEST_PACKAGES+=(openssl)
 
 # The book's builder, pinned to the series the book is written for.
 BERTH_MDBOOK_VERSION=0.5.4

@@ -34,6 +34,19 @@ pub struct TestRegistry {
 
 impl TestRegistry {
     pub fn start() -> TestRegistry {
+        TestRegistry::start_with_auth(|_| String::new())
+    }
+
+    /// A registry that wants Bearer tokens from a [`TokenServer`] of its
+    /// own, which hands them out for the login `user`:`password` only.
+    pub fn start_with_tokens(user: &str, password: &str) -> (TestRegistry, TokenServer) {
+        let tokens = TokenServer::start(user, password);
+        let auth = tokens.registry_config();
+        (TestRegistry::start_with_auth(|_| auth.clone()), tokens)
+    }
+
+    /// `auth` gives the config's `auth:` section (with its key), if any.
+    fn start_with_auth(auth: impl Fn(&Path) -> String) -> TestRegistry {
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-")
             .tempdir()
@@ -44,8 +57,9 @@ impl TestRegistry {
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
-                 delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
+                 delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{}",
+                dir.path().join("data").display(),
+                auth(dir.path())
             ),
         )
         .unwrap();
@@ -68,6 +82,11 @@ impl TestRegistry {
         registry
     }
 
+    /// The registry's own log (what it received and refused).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("registry.log")).unwrap_or_default()
+    }
+
     /// `127.0.0.1:PORT`, as it appears in image references.
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -76,7 +95,8 @@ impl TestRegistry {
     fn wait_until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if http_get_status(&self.host(), "/v2/") == Some(200) {
+            // 401: up, and wanting a token.
+            if matches!(http_get_status(&self.host(), "/v2/"), Some(200 | 401)) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -259,4 +279,236 @@ impl PulledImage {
             image,
         }
     }
+}
+
+/// A token service in the shape of Docker Hub's `auth.docker.io/token`, for
+/// a real `docker-registry` configured with `auth: token:`. It checks the
+/// Basic login, and signs a JWT (RS256, with its certificate in the `x5c`
+/// header, which the registry checks against its `rootcertbundle`) granting
+/// every scope asked for. Counts the tokens it gave.
+pub struct TokenServer {
+    dir: TempDir,
+    host: String,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const TOKEN_SERVICE: &str = "berth-test-registry";
+const TOKEN_ISSUER: &str = "berth-test-issuer";
+
+impl TokenServer {
+    pub fn start(user: &str, password: &str) -> TokenServer {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-tokens-")
+            .tempdir()
+            .unwrap();
+        let key = dir.path().join("key.pem");
+        let cert = dir.path().join("cert.pem");
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=berth-test-token-issuer",
+                "-keyout",
+                &key.to_string_lossy(),
+                "-out",
+                &cert.to_string_lossy(),
+            ],
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = base64(&der, false);
+        let login = format!(
+            "Basic {}",
+            base64(format!("{user}:{password}").as_bytes(), false)
+        );
+        let user = user.to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = issued.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (path, authorization) = read_request(&stream);
+                let reply = if authorization != login {
+                    (
+                        "401 Unauthorized",
+                        String::from("{\"details\":\"bad login\"}"),
+                    )
+                } else {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let token = sign_token(&key, &x5c, &user, &scopes_in(&path));
+                    (
+                        "200 OK",
+                        format!("{{\"token\":\"{token}\",\"expires_in\":300}}"),
+                    )
+                };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    reply.0,
+                    reply.1.len(),
+                    reply.1
+                );
+            }
+        });
+        TokenServer { dir, host, issued }
+    }
+
+    /// The registry config's `auth:` section that trusts this server.
+    pub fn registry_config(&self) -> String {
+        format!(
+            "auth:\n  token:\n    realm: http://{}/token\n    service: {TOKEN_SERVICE}\n    \
+             issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+            self.host,
+            self.dir.path().join("cert.pem").display()
+        )
+    }
+
+    /// How many tokens it handed out so far.
+    pub fn issued(&self) -> usize {
+        self.issued.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The path and the Authorization header of one HTTP request.
+fn read_request(stream: &TcpStream) -> (String, String) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut request = String::new();
+    let _ = reader.read_line(&mut request);
+    let mut authorization = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("authorization")
+        {
+            authorization = value.trim().to_string();
+        }
+    }
+    let path = request.split(' ').nth(1).unwrap_or("").to_string();
+    (path, authorization)
+}
+
+/// The `scope=` parameters of a token request, percent-decoded, each split
+/// on spaces (one parameter may carry several).
+fn scopes_in(path: &str) -> Vec<String> {
+    let query = path.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("scope="))
+        .flat_map(|value| {
+            percent_decode(value)
+                .split(' ')
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A JWT granting each `type:name:actions` scope, signed with `key`.
+fn sign_token(key: &Path, x5c: &str, user: &str, scopes: &[String]) -> String {
+    use serde_json::json;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let access: Vec<serde_json::Value> = scopes
+        .iter()
+        .filter_map(|scope| {
+            // `repository:a/b:pull,push`; a name may hold a port's colon.
+            let (kind, rest) = scope.split_once(':')?;
+            let (name, actions) = rest.rsplit_once(':')?;
+            Some(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+        })
+        .collect();
+    let header = json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+    let claims = json!({
+        "iss": TOKEN_ISSUER, "sub": user, "aud": TOKEN_SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now,
+        "jti": format!("berth-{now}-{}", std::process::id()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        base64(header.to_string().as_bytes(), true),
+        base64(claims.to_string().as_bytes(), true)
+    );
+    let mut openssl = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    openssl
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(signing_input.as_bytes())
+        .unwrap();
+    let signature = openssl.wait_with_output().unwrap().stdout;
+    format!("{signing_input}.{}", base64(&signature, true))
+}
+
+/// base64, standard or (for JWTs) URL-safe without padding.
+pub fn base64(bytes: &[u8], url: bool) -> String {
+    let alphabet: &[u8; 64] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(alphabet[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else if !url {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

@@ -39,10 +39,13 @@ impl Credentials {
 
     /// The value of an `Authorization: Basic ...` header.
     pub fn basic_header(&self) -> String {
-        format!(
-            "Basic {}",
-            base64_encode(format!("{}:{}", self.username, self.password).as_bytes())
-        )
+        format!("Basic {}", self.encoded())
+    }
+
+    /// base64 of `user:password`: a Basic header's value, and what a
+    /// config.json's `auth` field holds.
+    pub fn encoded(&self) -> String {
+        base64_encode(format!("{}:{}", self.username, self.password).as_bytes())
     }
 }
 

@@ -13,6 +13,7 @@ use crate::image::{self, Image, Overrides};
 use crate::reference::Reference;
 use crate::registry::RegistryOptions;
 use crate::root::Root;
+use crate::spec::Platform;
 use crate::{load, pull};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -92,11 +93,15 @@ pub enum ImageCommand {
     Pull(PullArgs),
     /// List the images in the store.
     Images,
-    /// Load an image from a docker-archive or oci-archive file, or an OCI layout directory.
+    /// Load images from a docker-archive or oci-archive file (or stdin), or an OCI layout directory.
     Load {
-        /// The archive or directory (e.g. made by `skopeo copy ... docker-archive:FILE`).
-        #[arg(value_name = "FILE")]
-        path: PathBuf,
+        /// The archive or directory (e.g. made by `skopeo copy ... docker-archive:FILE`);
+        /// without it, the archive is read from stdin.
+        #[arg(value_name = "FILE", conflicts_with = "input")]
+        path: Option<PathBuf>,
+        /// The archive to read (as FILE; Docker's spelling).
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<PathBuf>,
         /// Name to tag the image with, when the archive carries none.
         #[arg(long, value_name = "NAME")]
         tag: Option<String>,
@@ -113,8 +118,13 @@ pub fn image_command(root: &Root, command: ImageCommand, program: &str) -> Resul
     match command {
         ImageCommand::Pull(args) => pull_image(root, args),
         ImageCommand::Images => list_images(root),
-        ImageCommand::Load { path, tag } => {
-            for name in load::load(&root.store()?, &path, tag.as_deref())? {
+        ImageCommand::Load { path, input, tag } => {
+            let store = root.store()?;
+            let names = match path.or(input) {
+                Some(path) => load::load(&store, &path, tag.as_deref())?,
+                None => load::load_stdin(&store, tag.as_deref())?,
+            };
+            for name in names {
                 println!("Loaded image: {name}");
             }
             Ok(0)
@@ -139,6 +149,10 @@ pub struct PullArgs {
     /// 127.0.0.1 always may.
     #[arg(long, value_name = "HOST")]
     pub insecure_registry: Vec<String>,
+    /// From a multi-platform image, take this one: OS/ARCH[/VARIANT], e.g.
+    /// linux/arm64 (default: this host's).
+    #[arg(long, value_name = "OS/ARCH", value_parser = Platform::parse)]
+    pub platform: Option<Platform>,
 }
 
 fn parse_creds(text: &str) -> Result<Credentials, String> {
@@ -152,7 +166,8 @@ pub fn pull_image(root: &Root, args: PullArgs) -> Result<u8, Error> {
         credentials: args.creds,
         auth_file: args.auth_file,
     };
-    let descriptor = pull::pull(&root.store()?, &reference, &options)?;
+    let descriptor =
+        pull::pull_platform(&root.store()?, &reference, &options, args.platform.as_ref())?;
     println!("{reference}");
     println!("Digest: {}", descriptor.digest);
     Ok(0)

@@ -115,7 +115,8 @@ fn too_large(diff_id: &Digest, blob: Option<&Digest>, limit: u64) -> Error {
 // ANCHOR_END: too_large
 
 /// The layer media types we can read: tar, plain or gzip-compressed, in
-/// their OCI and Docker spellings.
+/// their OCI and Docker spellings, and (with the `zstd` feature, as the
+/// engine has it) zstd-compressed.
 fn check_media_type(media_type: &str) -> Result<(), Error> {
     match media_type {
         "application/vnd.oci.image.layer.v1.tar"
@@ -124,18 +125,42 @@ fn check_media_type(media_type: &str) -> Result<(), Error> {
         | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
         | "application/vnd.docker.image.rootfs.diff.tar.gzip"
         | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Ok(()),
-        zstd if zstd.ends_with("+zstd") || zstd.ends_with(".zstd") => Err(zstd_error()),
+        zstd if zstd.ends_with("+zstd") || zstd.ends_with(".zstd") => {
+            if cfg!(feature = "zstd") {
+                Ok(())
+            } else {
+                Err(zstd_error())
+            }
+        }
         other => Err(Error::Other(format!(
             "layer media type {other:?} is not a tar layer berth can unpack \
-             (expected an OCI or Docker tar, plain or gzip)"
+             (expected an OCI or Docker tar, plain, gzip or zstd)"
         ))),
     }
 }
 
+#[cfg_attr(feature = "zstd", allow(dead_code))]
 fn zstd_error() -> Error {
     Error::Other(
-        "zstd-compressed layers are not supported yet; pull a gzip variant of the image".into(),
+        "zstd-compressed layers need the stage's `zstd` feature (cargo build --features zstd; \
+         the engine has it); or pull a gzip variant of the image"
+            .into(),
     )
+}
+
+/// The first bytes of every zstd frame.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+#[cfg(feature = "zstd")]
+fn zstd_reader<'a>(stream: impl Read + 'a, dest: &Path) -> Result<Box<dyn Read + 'a>, Error> {
+    zstd::stream::read::Decoder::new(stream)
+        .map(|decoder| Box::new(decoder) as Box<dyn Read>)
+        .map_err(|e| Error::io("start zstd decompression of", dest, e))
+}
+
+#[cfg(not(feature = "zstd"))]
+fn zstd_reader<'a>(_stream: impl Read + 'a, _dest: &Path) -> Result<Box<dyn Read + 'a>, Error> {
+    Err(zstd_error())
 }
 
 /// The cache holds images' setuid-root programs: host users must not be
@@ -180,15 +205,16 @@ fn unpack_verified(
 /// Chooses the decompressor from the stream's first bytes, not only the
 /// media type: some registries label gzip layers as plain tar. A wrong
 /// guess cannot slip through, since the diff ID is checked afterwards.
-fn decompress<'a>(mut input: impl Read + 'a, dest: &Path) -> Result<Box<dyn Read + 'a>, Error> {
+/// (The engine's `save` reads layers back to plain tars with it too.)
+pub fn decompress<'a>(mut input: impl Read + 'a, dest: &Path) -> Result<Box<dyn Read + 'a>, Error> {
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut input, &mut magic).map_err(|e| Error::io("read layer", dest, e))?;
     let head = &magic[..n];
     let stream = Cursor::new(head.to_vec()).chain(input);
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok(Box::new(MultiGzDecoder::new(stream)))
-    } else if head == [0x28, 0xb5, 0x2f, 0xfd] {
-        Err(zstd_error())
+    } else if head == ZSTD_MAGIC {
+        zstd_reader(stream, dest)
     } else {
         Ok(Box::new(stream))
     }
@@ -413,6 +439,27 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "zstd")]
+    fn zstd_layers_unpack() {
+        let cache = tempfile::tempdir().unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "z.txt", &b"zstd\n"[..])
+            .unwrap();
+        let tar = builder.into_inner().unwrap();
+        let diff_id = Digest::of(&tar);
+        let blob = zstd::encode_all(&tar[..], 3).unwrap();
+        let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+        let dir = ensure_unpacked(cache.path(), &diff_id, zstd, &blob[..]).unwrap();
+        assert_eq!(fs::read(dir.join("z.txt")).unwrap(), b"zstd\n");
+    }
+
+    #[test]
+    #[cfg(not(feature = "zstd"))]
     fn zstd_and_unknown_media_types_are_refused() {
         let cache = tempfile::tempdir().unwrap();
         let diff_id = Digest::of(b"");
@@ -420,7 +467,7 @@ mod tests {
         let err = ensure_unpacked(cache.path(), &diff_id, zstd, MustNotRead).unwrap_err();
         assert!(
             err.to_string()
-                .contains("zstd-compressed layers are not supported yet")
+                .contains("zstd-compressed layers need the stage's `zstd` feature")
         );
         let err = ensure_unpacked(cache.path(), &diff_id, "text/plain", MustNotRead).unwrap_err();
         assert!(err.to_string().contains("text/plain"));
@@ -429,5 +476,13 @@ mod tests {
         let err = ensure_unpacked(cache.path(), &diff_id, TAR, &blob[..]).unwrap_err();
         assert!(err.to_string().contains("zstd"));
         assert!(names(cache.path()).is_empty());
+    }
+
+    #[test]
+    fn unknown_media_types_are_refused() {
+        let cache = tempfile::tempdir().unwrap();
+        let diff_id = Digest::of(b"");
+        let err = ensure_unpacked(cache.path(), &diff_id, "text/plain", MustNotRead).unwrap_err();
+        assert!(err.to_string().contains("text/plain"));
     }
 }

@@ -49,6 +49,25 @@ pub fn load(store: &Store, path: &Path, tag: Option<&str>) -> Result<Vec<String>
     }
 }
 
+/// Load an archive piped to stdin (`berth save web | berth load`): it is
+/// copied to a scratch file beside the store first, since a tar's members
+/// can't be read twice from a pipe.
+pub fn load_stdin(store: &Store, tag: Option<&str>) -> Result<Vec<String>, Error> {
+    let stdin = io::stdin();
+    if io::IsTerminal::is_terminal(&stdin) {
+        return Err(Error::Other(format!(
+            "no archive given and stdin is a terminal; {LOAD_TAKES}: name the file, \
+             or pipe it in"
+        )));
+    }
+    let scratch = Scratch::new(store)?;
+    let path = scratch.0.join("stdin.tar");
+    let mut file = File::create(&path).map_err(|e| Error::io("create", &path, e))?;
+    io::copy(&mut stdin.lock(), &mut file).map_err(|e| Error::io("write", &path, e))?;
+    drop(file);
+    load(store, &path, tag)
+}
+
 /// What `load` reads, for errors about what a file is not.
 const LOAD_TAKES: &str = "load takes a docker-archive or oci-archive tar file (as `docker save` \
      or `skopeo copy ... docker-archive:FILE` write them) or an OCI layout directory";
@@ -111,7 +130,9 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new(store: &Store) -> Result<Scratch, Error> {
         let parent = store.dir().parent().unwrap_or(store.dir());
-        let dir = parent.join(format!(".load-{}", std::process::id()));
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = parent.join(format!(".load-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).map_err(|e| Error::io("create", &dir, e))?;
         Ok(Scratch(dir))
@@ -280,14 +301,14 @@ fn archive_path(dir: &Path, name: &str) -> Result<PathBuf, Error> {
 pub fn put_file(store: &Store, path: &Path) -> Result<Descriptor, Error> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let mut hashing = HashingReader::new(file);
-    let mut magic = [0u8; 2];
-    let gzipped = hashing.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    let mut magic = [0u8; 4];
+    let whole = hashing.read_exact(&mut magic).is_ok();
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| Error::io("read", path, e))?;
     let (digest, size) = hashing.finish();
-    let media_type = if gzipped {
-        spec::MEDIA_TYPE_OCI_LAYER_GZIP
-    } else {
-        spec::MEDIA_TYPE_OCI_LAYER
+    let media_type = match magic {
+        [0x1f, 0x8b, ..] if whole => spec::MEDIA_TYPE_OCI_LAYER_GZIP,
+        [0x28, 0xb5, 0x2f, 0xfd] if whole => spec::MEDIA_TYPE_OCI_LAYER_ZSTD,
+        _ => spec::MEDIA_TYPE_OCI_LAYER,
     };
     let descriptor = Descriptor {
         media_type: media_type.into(),
@@ -380,10 +401,12 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
             platform: None,
             ..manifest_desc
         };
-        let ref_name = entry
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(spec::ANNOTATION_REF_NAME));
+        // containerd and Docker put the full name in an annotation of their
+        // own, and maybe only the tag in the OCI one.
+        let ref_name = entry.annotations.as_ref().and_then(|a| {
+            a.get(CONTAINERD_IMAGE_NAME)
+                .or_else(|| a.get(spec::ANNOTATION_REF_NAME))
+        });
         let name = match (tag, ref_name) {
             (Some(tag), _) => tag.to_string(),
             (None, Some(name)) if name.parse::<Reference>().is_ok() && name.contains('/') => {
@@ -404,6 +427,9 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
     }
     Ok(names)
 }
+
+/// The annotation containerd and Docker name an image with in a layout.
+const CONTAINERD_IMAGE_NAME: &str = "io.containerd.image.name";
 
 // ANCHOR: read_described
 /// The manifest, config or index `desc` names in the layout `dir`: read to

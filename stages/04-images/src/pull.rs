@@ -15,20 +15,33 @@ use stage01_chroot::Error;
 use crate::bounds::check_document_size;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryOptions};
-use crate::spec::{self, Descriptor, ImageConfig, Index, Manifest};
+use crate::spec::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
 use crate::store::Store;
 
-// ANCHOR: pull
-/// Pull `reference` into `store`; the descriptor of the stored manifest.
+/// Pull `reference` for this host's platform into `store`.
 pub fn pull(
     store: &Store,
     reference: &Reference,
     options: &RegistryOptions,
 ) -> Result<Descriptor, Error> {
+    pull_platform(store, reference, options, None)
+}
+
+// ANCHOR: pull
+/// Pull `reference` into `store`; the descriptor of the stored manifest.
+/// From an index, the manifest for `platform` (default: the host's) is
+/// taken; a single image that was asked for a platform must be that one.
+pub fn pull_platform(
+    store: &Store,
+    reference: &Reference,
+    options: &RegistryOptions,
+    platform: Option<&Platform>,
+) -> Result<Descriptor, Error> {
     let mut registry = Registry::connect(reference, options)?;
     let (mut bytes, mut media_type) = registry.manifest(&reference.reference_for_api(), None)?;
+    let host = spec::host_platform();
     if spec::is_index(&media_type) {
-        let chosen = pick_platform(&bytes, reference)?;
+        let chosen = pick_platform(&bytes, reference, platform.unwrap_or(&host))?;
         let declared = Some(chosen.size);
         (bytes, media_type) = registry.manifest(&chosen.digest.to_string(), declared)?;
     }
@@ -54,7 +67,7 @@ pub fn pull(
         let (reader, _length) = registry.blob(&blob.digest)?;
         store.put_blob(progress.track(blob, reader), blob)?; // verifies the digest
     }
-    check_config(store, &manifest, reference)?;
+    check_config(store, &manifest, reference, platform)?;
 
     let digest = store.put_bytes(&bytes)?;
     let descriptor = Descriptor {
@@ -75,15 +88,18 @@ fn blob_size(store: &Store, blob: &Descriptor) -> Option<u64> {
         .map(|m| m.len())
 }
 
-/// The manifest for this host's platform in an index.
-fn pick_platform(bytes: &[u8], reference: &Reference) -> Result<Descriptor, Error> {
+/// The manifest for `platform` in an index.
+fn pick_platform(
+    bytes: &[u8],
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<Descriptor, Error> {
     let index: Index = serde_json::from_slice(bytes).map_err(|e| {
         Error::Other(format!(
             "{reference}: the image index is not valid JSON: {e}"
         ))
     })?;
-    let platform = spec::host_platform();
-    index.pick(&platform).cloned().ok_or_else(|| {
+    index.pick(platform).cloned().ok_or_else(|| {
         let offered: Vec<String> = index
             .manifests
             .iter()
@@ -115,10 +131,32 @@ fn parse_manifest(
 }
 
 /// The config must be readable and name one diff ID per layer: we key the
-/// layer cache by them.
-fn check_config(store: &Store, manifest: &Manifest, reference: &Reference) -> Result<(), Error> {
-    let config: ImageConfig = serde_json::from_slice(&store.read_blob(&manifest.config.digest)?)
+/// layer cache by them. And be for the platform asked for, if one was.
+fn check_config(
+    store: &Store,
+    manifest: &Manifest,
+    reference: &Reference,
+    platform: Option<&Platform>,
+) -> Result<(), Error> {
+    let bytes = store.read_blob(&manifest.config.digest)?;
+    let config: ImageConfig = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Other(format!("{reference}: the image config is not valid: {e}")))?;
+    if let Some(platform) = platform {
+        #[derive(serde::Deserialize)]
+        struct Variant {
+            variant: Option<String>,
+        }
+        let variant = serde_json::from_slice::<Variant>(&bytes)
+            .ok()
+            .and_then(|v| v.variant);
+        if !platform.matches(&config.os, &config.architecture, variant.as_deref()) {
+            return Err(Error::Other(format!(
+                "{reference} is an image for {}/{}, not {platform} (it is no multi-platform \
+                 index to choose from)",
+                config.os, config.architecture
+            )));
+        }
+    }
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(Error::Other(format!(
             "{reference}: the manifest has {} layers but the config lists {} diff IDs",

@@ -47,6 +47,8 @@ pub const MANIFEST_ACCEPT: &[&str] = &[
 /// One repository on one registry.
 pub struct Registry {
     agent: Agent,
+    /// `https://registry-1.docker.io`
+    origin: String,
     /// `https://registry-1.docker.io/v2/library/busybox`
     base: String,
     registry: String,
@@ -74,13 +76,11 @@ impl Registry {
                 None => None,
             },
         };
+        let origin = format!("{scheme}://{}", reference.registry_host());
         Ok(Registry {
             agent,
-            base: format!(
-                "{scheme}://{}/v2/{}",
-                reference.registry_host(),
-                reference.repository
-            ),
+            base: format!("{origin}/v2/{}", reference.repository),
+            origin,
             registry: reference.registry.clone(),
             credentials,
             authorization: None,
@@ -161,22 +161,79 @@ impl Registry {
 
     /// GET below the repository, answering an auth challenge once.
     fn get(&mut self, path: &str, accept: &str) -> Result<Response<Body>, Error> {
-        let url = format!("{}/{path}", self.base);
-        let response = self.send(&url, accept)?;
+        let url = self.url(path);
+        self.call_authorized(&url, |agent, authorization| {
+            let mut request = agent.get(&url).header("Accept", accept);
+            if let Some(authorization) = authorization {
+                request = request.header("Authorization", authorization);
+            }
+            request.call()
+        })
+    }
+
+    /// Make a request to `url` with `call` (given our agent and the
+    /// `Authorization` value, if we have one); if the registry answers 401,
+    /// answer its challenge and make it once more. `call` may run twice, so
+    /// it builds the request (and its body) afresh each time. A URL on
+    /// another host (an upload location on a storage service) gets no login
+    /// or token, and its challenges are not answered. The engine's `push`
+    /// sends its HEAD, POST, PATCH and PUT requests through here.
+    pub fn call_authorized(
+        &mut self,
+        url: &str,
+        mut call: impl FnMut(&Agent, Option<&str>) -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<Response<Body>, Error> {
+        if !self.same_origin(url) {
+            return call(&self.agent, None).map_err(|e| self.failed(url, e));
+        }
+        let response =
+            call(&self.agent, self.authorization.as_deref()).map_err(|e| self.failed(url, e))?;
         if response.status() != 401 {
             return Ok(response);
         }
         let challenge = header(&response, "www-authenticate").unwrap_or_default();
         self.authorization = Some(self.answer(&challenge)?);
-        self.send(&url, accept)
+        call(&self.agent, self.authorization.as_deref()).map_err(|e| self.failed(url, e))
     }
 
-    fn send(&self, url: &str, accept: &str) -> Result<Response<Body>, Error> {
-        let mut request = self.agent.get(url).header("Accept", accept);
-        if let Some(authorization) = &self.authorization {
-            request = request.header("Authorization", authorization);
+    /// The URL of `path` below this repository (`blobs/uploads/`...).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+
+    /// A URL the registry sent back (an upload's `Location`), made absolute.
+    pub fn resolve_location(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else {
+            format!("{}{location}", self.origin)
         }
-        request.call().map_err(|e| self.failed(url, e))
+    }
+
+    /// Whether `url` is on the registry itself (same scheme, host and
+    /// port): only there may our login or token go.
+    pub fn same_origin(&self, url: &str) -> bool {
+        url.strip_prefix(&self.origin)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// The registry's name, as in references (`127.0.0.1:5000`).
+    pub fn name(&self) -> &str {
+        &self.registry
+    }
+
+    /// Check that we may talk to the registry at all (`GET /v2/`): what
+    /// `login` does to test a password before saving it.
+    pub fn ping(&mut self) -> Result<(), Error> {
+        let v2 = format!("{}/v2/", self.origin);
+        let response = self.call_authorized(&v2, |agent, authorization| {
+            let mut request = agent.get(&v2);
+            if let Some(authorization) = authorization {
+                request = request.header("Authorization", authorization);
+            }
+            request.call()
+        })?;
+        self.expect_ok(&response, "the API root /v2/")
     }
 
     // ANCHOR: answer
@@ -201,9 +258,16 @@ impl Registry {
             )));
         };
         let mut url = bearer.realm.clone();
-        let query: Vec<String> = [("service", &bearer.service), ("scope", &bearer.scope)]
-            .into_iter()
-            .filter_map(|(key, value)| Some(format!("{key}={}", percent_encode(value.as_ref()?))))
+        // One challenge may ask for several scopes, space-separated (a push
+        // that mounts a blob needs `pull` on the repository it comes from):
+        // each becomes a `scope=` parameter of its own.
+        let scopes = bearer.scope.iter().flat_map(|s| s.split_whitespace());
+        let query: Vec<String> = bearer
+            .service
+            .iter()
+            .map(|service| ("service", service.as_str()))
+            .chain(scopes.map(|scope| ("scope", scope)))
+            .map(|(key, value)| format!("{key}={}", percent_encode(value)))
             .collect();
         if !query.is_empty() {
             url = format!(
@@ -305,6 +369,26 @@ fn percent_encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locations_are_made_absolute() {
+        let reference: Reference = "127.0.0.1:5000/team/app:1".parse().unwrap();
+        let registry = Registry::connect(&reference, &RegistryOptions::default()).unwrap();
+        assert_eq!(
+            registry.url("blobs/uploads/"),
+            "http://127.0.0.1:5000/v2/team/app/blobs/uploads/"
+        );
+        assert_eq!(
+            registry.resolve_location("/v2/team/app/blobs/uploads/u1?_state=x"),
+            "http://127.0.0.1:5000/v2/team/app/blobs/uploads/u1?_state=x"
+        );
+        let absolute = "https://cdn.example/upload/u1";
+        assert_eq!(registry.resolve_location(absolute), absolute);
+        assert!(registry.same_origin("http://127.0.0.1:5000/v2/x"));
+        assert!(!registry.same_origin(absolute));
+        assert!(!registry.same_origin("http://127.0.0.1:50001/v2/x"));
+        assert!(!registry.same_origin("http://127.0.0.1:5000.evil/v2/x"));
+    }
 
     #[test]
     fn scopes_are_percent_encoded() {

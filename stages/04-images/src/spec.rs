@@ -189,6 +189,56 @@ pub struct RootFs {
     pub diff_ids: Vec<Digest>,
 }
 
+impl Platform {
+    /// `os/arch[/variant]` as `--platform` takes it (`linux/arm64`,
+    /// `linux/arm/v7`); Rust's and uname's names (`x86_64`, `aarch64`) are
+    /// turned into Go's, which images use.
+    pub fn parse(text: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let (os, arch, variant) = match parts.as_slice() {
+            [os, arch] => (*os, *arch, None),
+            [os, arch, variant] => (*os, *arch, Some(variant.to_string())),
+            _ => {
+                return Err(format!(
+                    "{text:?} is not a platform: use OS/ARCH[/VARIANT], e.g. linux/arm64"
+                ));
+            }
+        };
+        if os.is_empty() || arch.is_empty() {
+            return Err(format!(
+                "{text:?} is not a platform: use OS/ARCH[/VARIANT], e.g. linux/arm64"
+            ));
+        }
+        Ok(Platform {
+            os: os.to_lowercase(),
+            architecture: go_arch(&arch.to_lowercase()).to_string(),
+            variant,
+        })
+    }
+
+    /// Whether an image config's os, architecture and variant are this platform.
+    pub fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
+        let other = Platform {
+            os: os.into(),
+            architecture: architecture.into(),
+            variant: variant.map(String::from),
+        };
+        self.os == other.os
+            && self.architecture == other.architecture
+            && (self.variant.is_none() || same_variant(self, &other))
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        match &self.variant {
+            Some(variant) => write!(f, "/{variant}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// This machine's platform in Go's names, to pick from an index.
 pub fn host_platform() -> Platform {
     Platform {
@@ -201,7 +251,7 @@ pub fn host_platform() -> Platform {
 /// Rust's architecture names -> Go's (which images use).
 fn go_arch(rust_arch: &str) -> &str {
     match rust_arch {
-        "x86_64" => "amd64",
+        "x86_64" | "x86-64" => "amd64",
         "x86" => "386",
         "aarch64" => "arm64",
         "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
@@ -244,6 +294,27 @@ mod tests {
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
     const D3: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+    #[test]
+    fn platforms_parse_with_go_names() {
+        let arm = Platform::parse("linux/arm64").unwrap();
+        assert_eq!(
+            (arm.os.as_str(), arm.architecture.as_str()),
+            ("linux", "arm64")
+        );
+        assert_eq!(
+            Platform::parse("linux/x86_64").unwrap().architecture,
+            "amd64"
+        );
+        assert_eq!(
+            Platform::parse("linux/arm/v7").unwrap().to_string(),
+            "linux/arm/v7"
+        );
+        assert!(Platform::parse("linux").is_err());
+        assert!(Platform::parse("linux/").is_err());
+        assert!(arm.matches("linux", "arm64", Some("v8")));
+        assert!(!arm.matches("linux", "amd64", None));
+    }
 
     #[test]
     fn a_docker_manifest_parses() {
