@@ -14,8 +14,9 @@
 //!   image named in index.json by its full reference.
 //!
 //! Several images go into one archive; a layer or blob they share goes in
-//! once. The archive is written to a temp file renamed over `-o FILE` at
-//! the end, so a killed save leaves no half archive under that name.
+//! once. The archive is written to an unnamed file (`O_TMPFILE`) that is
+//! named and renamed over `-o FILE` at the end, so a killed save leaves no
+//! half archive, under that name or another.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -72,14 +73,18 @@ pub fn save(
     let _lock = store.lock()?;
     match output {
         Some(path) => {
+            remove_killed_temps(path);
             let temp = temp_beside(path);
-            let written = File::create(&temp)
-                .map_err(|e| Error::io("create", &temp, e))
-                .and_then(|file| write_archive(&store, &saved, format, io::BufWriter::new(file)))
+            let (file, named) = unnamed_file_beside(path, &temp)?;
+            let written = write_archive(&store, &saved, format, io::BufWriter::new(&file))
+                .and_then(|()| match named {
+                    true => Ok(()),
+                    false => name_it(&file, &temp),
+                })
                 .and_then(|()| {
                     std::fs::rename(&temp, path).map_err(|e| Error::io("rename", path, e))
                 });
-            if written.is_err() {
+            if written.is_err() && named {
                 let _ = std::fs::remove_file(&temp);
             }
             written
@@ -96,6 +101,72 @@ pub fn save(
     }
 }
 // ANCHOR_END: save
+
+/// A file to write the archive into, in `path`'s directory. Unnamed if
+/// the file system can (`O_TMPFILE`): a save killed while it writes then
+/// leaves nothing at all, and the file gets `temp` as its name only once
+/// it is whole, just before the rename over `path`. Else it is `temp`
+/// from the start (the `bool`: named already).
+fn unnamed_file_beside(path: &Path, temp: &Path) -> Result<(File, bool), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let unnamed = std::fs::OpenOptions::new()
+        .write(true)
+        .mode(0o644)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir);
+    match unnamed {
+        Ok(file) => Ok((file, false)),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => File::create(temp)
+            .map(|file| (file, true))
+            .map_err(|e| Error::io("create", temp, e)),
+        Err(e) => Err(Error::io("create a file in", dir, e)),
+    }
+}
+
+/// Give the unnamed `file` the name `temp` (`linkat` of its /proc/self/fd).
+fn name_it(file: &File, temp: &Path) -> Result<(), Error> {
+    use std::os::fd::AsRawFd;
+    let source = format!("/proc/self/fd/{}", file.as_raw_fd());
+    nix::unistd::linkat(
+        nix::fcntl::AT_FDCWD,
+        source.as_str(),
+        nix::fcntl::AT_FDCWD,
+        temp,
+        nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(|e| Error::io("name the archive", temp, e.into()))
+}
+
+/// A save killed in the moment between naming its archive and renaming it
+/// into place left `.NAME.berth-tmp-PID`: the next save to NAME removes
+/// those whose process is gone.
+fn remove_killed_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.berth-tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let pid = file_name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
 
 fn temp_beside(path: &Path) -> PathBuf {
     let name = path

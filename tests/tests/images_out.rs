@@ -901,3 +901,48 @@ fn an_upload_location_elsewhere_over_plain_http_is_refused() {
         "the other host was reached"
     );
 }
+
+#[test]
+fn a_save_killed_at_any_moment_leaves_no_half_archive() {
+    if !root_or_skip("a_save_killed_at_any_moment_leaves_no_half_archive") {
+        return;
+    }
+    let fx = Fixture::new();
+    let berth = berth_with_image(&fx);
+    let out = fx.dir().join("bth-killed-save");
+    std::fs::create_dir(&out).unwrap();
+    let archive = out.join("web.tar");
+    // How long a whole save takes, to spread the kills over it.
+    let started = std::time::Instant::now();
+    berth.ok(&["save", "-o", &archive.to_string_lossy(), "web:1"]);
+    let took = started.elapsed();
+    let whole = std::fs::read(&archive).unwrap();
+    std::fs::remove_file(&archive).unwrap();
+    const KILLS: u32 = 12;
+    for n in 0..KILLS {
+        let mut save = berth.command();
+        save.args(["save", "-o", &archive.to_string_lossy(), "web:1"]);
+        let mut save = save
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(took * n / KILLS);
+        let _ = save.kill();
+        let _ = save.wait();
+        // Either no archive, or the whole one; never a part, nor a stray.
+        let names: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.is_empty() || names == ["web.tar"],
+            "after a kill at {n}/{KILLS}: {names:?}"
+        );
+        if let Ok(bytes) = std::fs::read(&archive) {
+            assert_eq!(bytes.len(), whole.len(), "a part of the archive");
+            std::fs::remove_file(&archive).unwrap();
+        }
+    }
+}
