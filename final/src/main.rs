@@ -892,10 +892,25 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             };
             build(&engine, options).map(|_| 0)
         }
-        Command::Image(ImageCommand::Rmi { image }) => {
-            let image = berth::image_ops::names_to_remove(&engine, &image)?;
-            berth::image_ops::refuse_in_use(&engine, &image)?;
-            image_command(&engine.root, ImageCommand::Rmi { image }, "berth")
+        Command::Image(ImageCommand::Rmi { images }) => {
+            // Each in turn, as Docker: one that fails doesn't stop the rest.
+            let mut code = 0;
+            for key in images {
+                let removed = berth::image_ops::names_to_remove(&engine, &key).and_then(|image| {
+                    berth::image_ops::refuse_in_use(&engine, &image)?;
+                    let images = vec![image];
+                    image_command(&engine.root, ImageCommand::Rmi { images }, "berth")
+                });
+                match removed {
+                    Ok(0) => {}
+                    Ok(failed) => code = failed,
+                    Err(err) => {
+                        eprintln!("berth: {err}");
+                        code = err.exit_code();
+                    }
+                }
+            }
+            Ok(code)
         }
         Command::Image(ImageCommand::Images) => {
             let filters = Filters::new(&listing.filters, show::IMAGE_FILTERS)?;

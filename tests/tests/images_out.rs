@@ -475,6 +475,14 @@ fn tag_history_inspect_prune_and_rmi_by_id() {
     berth.ok(&["image", "rm", "gone:1"]);
     assert_eq!(tags_in(&berth).len(), 1);
 
+    // Several at once; one that fails doesn't stop the others.
+    berth.ok(&["tag", "web:1", "one:1"]);
+    berth.ok(&["tag", "web:1", "two:1"]);
+    let out = berth.output(&["rmi", "one:1", "nosuch:1", "two:1"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch"));
+    assert_eq!(tags_in(&berth).len(), 1, "one:1 and two:1 are gone");
+
     // rmi by a unique ID prefix.
     let id = berth.ok(&["image", "inspect", "--format", "{{.Id}}", "web:1"]);
     berth.ok(&["rmi", &id.trim()[7..15]]);

@@ -106,10 +106,10 @@ pub enum ImageCommand {
         #[arg(long, value_name = "NAME")]
         tag: Option<String>,
     },
-    /// Remove an image's tag, then every blob and layer nothing else uses.
+    /// Remove images' tags, then every blob and layer nothing else uses.
     Rmi {
-        #[arg(value_name = "IMAGE")]
-        image: String,
+        #[arg(value_name = "IMAGE", required = true)]
+        images: Vec<String>,
     },
 }
 
@@ -129,7 +129,17 @@ pub fn image_command(root: &Root, command: ImageCommand, program: &str) -> Resul
             }
             Ok(0)
         }
-        ImageCommand::Rmi { image } => remove_image(root, &image, program),
+        ImageCommand::Rmi { images } => {
+            // Each in turn; one that fails doesn't stop the others.
+            let mut code = 0;
+            for image in images {
+                if let Err(err) = remove_image(root, &image, program) {
+                    eprintln!("{program}: {err}");
+                    code = err.exit_code();
+                }
+            }
+            Ok(code)
+        }
     }
 }
 
