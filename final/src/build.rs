@@ -828,7 +828,7 @@ impl Builder<'_> {
         };
         let made = match &mount.from {
             Some(from) => {
-                let (layers, _) = self.from_layers(from)?;
+                let (layers, _) = self.layers_of(from)?;
                 let scratch = self.work.dir.join(format!("{name}-from"));
                 let job = layer::CopyJob {
                     root: Path::new("/"),
@@ -839,21 +839,18 @@ impl Builder<'_> {
             }
             None => layer::copy_layer(&job, &out)?,
         };
-        let dir = self.work.dir.join(name);
         let file = File::open(&made.gzipped).map_err(|e| Error::io("open", &made.gzipped, e))?;
-        let unpacked = layers::ensure_unpacked(
+        layers::ensure_unpacked(
             &self.work.dir.join("binds"),
             &made.diff_id,
             spec::MEDIA_TYPE_OCI_LAYER_GZIP,
             file,
-        )?;
-        let _ = dir;
-        Ok(unpacked)
+        )
     }
 
     /// `--from=NAME`: an earlier stage's layers (unpacked) and cache key,
     /// or an image's.
-    fn from_layers(&self, from: &str) -> Result<(Vec<PathBuf>, Digest), Error> {
+    fn layers_of(&self, from: &str) -> Result<(Vec<PathBuf>, Digest), Error> {
         let from = substitute(from, &self.globals);
         let stage = self.stage_named(&from).or_else(|| {
             from.parse::<usize>()
@@ -927,7 +924,7 @@ impl Builder<'_> {
             dest_info: layer::DestInfo::default(),
         };
         let from = match &copy.from {
-            Some(from) => Some(self.from_layers(from)?),
+            Some(from) => Some(self.layers_of(from)?),
             None => None,
         };
         let empty = Ignore::default();

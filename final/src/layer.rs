@@ -364,7 +364,13 @@ fn expand(root: &Path, ignore: &Ignore, source: &str) -> Result<Vec<(PathBuf, St
     let mut found = Vec::new();
     for relative in candidates {
         let path = root.join(&relative);
-        if std::fs::symlink_metadata(&path).is_err() || ignore.excluded(&relative) {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        // An excluded directory may still hold what an exception brings
+        // back: `walk` sorts that out inside it.
+        let dir_with_exceptions = meta.is_dir() && ignore.has_exceptions();
+        if ignore.excluded(&relative) && !dir_with_exceptions {
             continue;
         }
         let resolved = inside_root(root, &relative)?;
@@ -373,7 +379,7 @@ fn expand(root: &Path, ignore: &Ignore, source: &str) -> Result<Vec<(PathBuf, St
             .unwrap_or(&resolved)
             .to_string_lossy()
             .into_owned();
-        if ignore.excluded(&relative) {
+        if ignore.excluded(&relative) && !dir_with_exceptions {
             continue;
         }
         found.push((resolved, relative));
