@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use stage01_chroot::Error;
-use stage02_namespaces::hostname;
+use stage02_namespaces::{hostname, supervise};
 use stage04_images::digest::Digest;
 use stage04_images::image::{self, Image, Overrides};
 use stage04_images::layers;
@@ -31,6 +31,10 @@ use stage04_images::spec::{
     self, ContainerConfig, Descriptor, HealthConfig, ImageConfig, Manifest,
 };
 use stage04_images::store::{Store, write_atomic};
+
+use stage05_networks::attach::{Plug, attach};
+use stage05_networks::hosts::NameFiles;
+use stage05_networks::network::DEFAULT_NETWORK;
 
 use crate::Engine;
 use crate::bundle::{self, EngineContainer};
@@ -60,7 +64,7 @@ pub struct BuildOptions {
     pub labels: Vec<(String, String)>,
     /// `--pull`: fetch every base image again, even one in the store.
     pub pull: bool,
-    /// `--network` for RUN: `default` (the default), `none` or `host`.
+    /// `--network` for RUN: `default` (the default), `none`, or a network.
     pub network: Option<String>,
     /// `--secret id=ID,src=FILE`: files RUN may mount, never stored.
     pub secrets: BTreeMap<String, PathBuf>,
@@ -706,9 +710,33 @@ impl Builder<'_> {
         };
         let process = image::process(&state.config, &overrides)?;
         let mounts = self.run_mounts(run, &id)?;
+        // On a network, it resolves names like any container: berth's
+        // /etc/hosts, /etc/hostname and /etc/resolv.conf are bound in.
+        // `--network NAME` on `berth build` may also name a berth network.
+        let on_network = match network.as_str() {
+            "none" => None,
+            "default" => Some(DEFAULT_NETWORK.to_string()),
+            "host" => {
+                return Err(Error::Other(
+                    "RUN --network=host needs an entitlement berth does not grant: use \
+                     default (the default network) or none"
+                        .into(),
+                ));
+            }
+            name => Some(name.to_string()),
+        };
+        let files = NameFiles::in_dir(&dirs.dir);
+        let binds = match on_network {
+            Some(_) => {
+                files.write(&id)?;
+                files.binds()
+            }
+            None => Vec::new(),
+        };
         // The step is a container like any other: written down as a bundle,
-        // then made, run, waited for and removed by the runtime's lifecycle,
-        // with its state in the build's scratch directory.
+        // then made, plugged in, run, waited for, unplugged and removed by
+        // the runtime's lifecycle, with its state in the build's scratch
+        // directory.
         let spec = bundle::spec_of(&EngineContainer {
             id: &id,
             process: &process,
@@ -716,7 +744,7 @@ impl Builder<'_> {
             layers: &layers,
             rootfs: &dirs.merged,
             root_mount: &overlay_mount(&layers, &dirs)?,
-            binds: &[],
+            binds: &binds,
             mounts: &mounts,
             keep: harden::capabilities(&[], &[])?,
             limits: Default::default(),
@@ -725,13 +753,7 @@ impl Builder<'_> {
             extras: &Default::default(),
         })?;
         bundle::write(&dirs.dir, &spec)?;
-        let options = runtime::CreateOptions {
-            bundle: &dirs.dir,
-            id: &id,
-            pid_file: None,
-            console_socket: None,
-        };
-        let code = runtime::run(&self.work.dir, &options, false)?;
+        let code = self.run_container(&dirs.dir, &id, on_network.as_deref())?;
         if code != 0 {
             return Err(Error::Other(format!("failed with exit code {code}")));
         }
@@ -739,7 +761,9 @@ impl Builder<'_> {
         // Mount points are the mounts', not the image's.
         let skip: Vec<PathBuf> = mounts
             .iter()
-            .map(|(target, _)| target.strip_prefix("/").unwrap_or(target).to_path_buf())
+            .map(|(target, _)| target.clone())
+            .chain(binds.iter().map(|(_, inside)| inside.clone()))
+            .map(|target| target.strip_prefix("/").unwrap_or(&target).to_path_buf())
             .collect();
         let made = layer::from_upper_dir(&dirs.upper, &self.work.dir.join(&id), &skip)?;
         dirs.remove()?;
@@ -751,6 +775,71 @@ impl Builder<'_> {
         Ok(())
     }
     // ANCHOR_END: run_step
+
+    // ANCHOR: run_container
+    /// Create the step's container (its init waits, as our child: it dies
+    /// with us), plug it into the default network as `berth run` does,
+    /// start it, wait, and unplug it. Nothing is written down first: the
+    /// veth goes with the container's network namespace and the address
+    /// lease with our process, so even a SIGKILLed build leaves nothing.
+    fn run_container(&self, bundle: &Path, id: &str, network: Option<&str>) -> Result<u8, Error> {
+        let root = &self.work.dir;
+        let options = runtime::CreateOptions {
+            bundle,
+            id,
+            pid_file: None,
+            console_socket: None,
+        };
+        let init = runtime::create_staying(root, &options)?;
+        let result = self.plugged_in(id, init, network, || {
+            runtime::start(root, id)?;
+            let status = supervise::supervise(init)
+                .map_err(|e| Error::Other(format!("wait for the RUN container: {e}")))?;
+            Ok(stage01_chroot::exit::exit_code(status))
+        });
+        if result.is_err() {
+            let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+            let _ = supervise::supervise(init);
+        }
+        runtime::delete(root, id, true)?;
+        result
+    }
+
+    /// `run` with the container `init` on `network` (if any), unplugged
+    /// again afterwards, whatever happened.
+    fn plugged_in(
+        &self,
+        id: &str,
+        init: nix::unistd::Pid,
+        network: Option<&str>,
+        run: impl FnOnce() -> Result<u8, Error>,
+    ) -> Result<u8, Error> {
+        let Some(name) = network else {
+            return run();
+        };
+        let networks = &self.engine.networks;
+        let network = match name == DEFAULT_NETWORK {
+            true => networks.get(name)?, // made on first use
+            false => networks.get_existing(name)?,
+        };
+        let plug = Plug {
+            program: "berth",
+            networks,
+            network: Some(&network),
+            id,
+            name: None,
+            publish: &[],
+            containers: &self.work.dir,
+            lease_owner: std::process::id() as i32, // we wait for it
+        };
+        let attachment = attach(&plug, &network, 0, init)?;
+        let result = run();
+        if let Err(err) = attachment.detach() {
+            eprintln!("berth: warning: unplug the RUN container from {name}: {err}");
+        }
+        result
+    }
+    // ANCHOR_END: run_container
 
     // ANCHOR: run_mounts
     /// `RUN --mount`s as OCI mounts: a cache directory kept under the berth

@@ -447,8 +447,9 @@ struct BuildArgs {
     /// Pull every base image again, even one already in the store.
     #[arg(long)]
     pull: bool,
-    /// The network of RUN steps: default (the default bridge) or none.
-    #[arg(long, value_name = "MODE", value_parser = ["default", "none", "host"])]
+    /// The network of RUN steps: default (berth's default network), none, or
+    /// a network's name.
+    #[arg(long, value_name = "NETWORK")]
     network: Option<String>,
     /// A file RUN --mount=type=secret may mount (never stored in the image).
     #[arg(long = "secret", value_name = "id=ID,src=FILE", value_parser = parse_secret)]

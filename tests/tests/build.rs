@@ -443,3 +443,91 @@ fn cache_mounts_persist_between_builds_and_stay_out_of_the_image() {
         "the cache's content went into the image"
     );
 }
+
+#[test]
+fn run_steps_reach_the_network_and_leave_nothing_plugged_in() {
+    if !root_or_skip("run_steps_reach_the_network_and_leave_nothing_plugged_in") {
+        return;
+    }
+    let mut lab = Lab::new();
+    // A web server of the test's own, on a network of its own: no internet.
+    lab.network("t-build", "10.251.40.0/24");
+    lab.detach(
+        &["--name", "web", "--network", "t-build"],
+        &["httpd", "-f", "-p", "8080", "-h", "/srv/www"],
+    );
+    let record: serde_json::Value = serde_json::from_str(&lab.ok(&["inspect", "web"])).unwrap();
+    let address = record["state"]["address"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        &format!(
+            "FROM {}\nRUN for i in 1 2 3 4 5 6 7 8 9 10; do \
+             printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {address} 8080 > /raw; \
+             grep -q 'hello from web' /raw && break; sleep 0.3; done; \
+             grep 'hello from web' /raw > /fetched && rm /raw\n\
+             RUN --network=none cat /proc/net/dev | grep -c : > /interfaces\n",
+            lab.pulled.image
+        ),
+        &[],
+    );
+    let ctx = ctx.to_string_lossy();
+    let veths_before = host_veths();
+    lab.ok(&["build", "-t", "fetched:1", "--network", "t-build", &ctx]);
+    let out = lab
+        .berth()
+        .args(["run", "--rm", "--network", "none", "fetched:1", "sh", "-c"])
+        .arg("cat /fetched /interfaces")
+        .output()
+        .unwrap();
+    // RUN --network=none has only its loopback (and the header lines).
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from web\n1\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without the network the same step fails: it really used it.
+    lab.berth()
+        .args([
+            "build",
+            "-t",
+            "offline:1",
+            "--no-cache",
+            "--network",
+            "none",
+            &ctx,
+        ])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains("failed with exit code 1"));
+    assert!(!lab.ok(&["images"]).contains("offline"));
+
+    // Nothing of the steps is left: no veth, no address lease but web's.
+    assert_eq!(host_veths(), veths_before, "a RUN step's veth was left");
+    let leases = lab.pulled.root.path().join("networks/t-build/leases");
+    let leased: Vec<_> = std::fs::read_dir(&leases)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+        .collect();
+    assert_eq!(leased.len(), 1, "{leased:?}");
+    let builds = lab.pulled.root.path().join("build");
+    assert!(
+        std::fs::read_dir(&builds).map_or(true, |mut d| d.next().is_none()),
+        "the build's scratch directory was left"
+    );
+}
+
+/// The host's veth interfaces (berth's are named bth...).
+fn host_veths() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("bth"))
+        .collect();
+    names.sort();
+    names
+}
