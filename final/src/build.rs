@@ -43,7 +43,7 @@ use crate::dockerfile::{
 };
 use crate::dockerignore::Ignore;
 use crate::layer::{self, LayerFile};
-use crate::record::Record;
+use crate::record::{Proc, Record};
 use crate::{harden, runtime};
 
 /// What `berth build` was asked for.
@@ -1166,11 +1166,19 @@ struct WorkDir {
     pending: PathBuf,
 }
 
+// ANCHOR: workdir
 impl WorkDir {
+    /// A new scratch directory, with its owner (our process) written in
+    /// it first; what killed builds left is removed on the way.
     fn create(builds: &Path) -> Result<WorkDir, Error> {
+        remove_abandoned(builds);
         let id = hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?;
         let dir = builds.join(&id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        let me = Proc::of(std::process::id() as i32)
+            .ok_or_else(|| Error::Other("read the start time of our own process".into()))?;
+        let owner = serde_json::to_vec(&me).map_err(|e| Error::Other(e.to_string()))?;
+        write_atomic(&dir.join(OWNER), &owner)?;
         let pending = dir.join("cache");
         Ok(WorkDir { dir, pending })
     }
@@ -1194,6 +1202,34 @@ impl WorkDir {
         write_atomic(&self.pending.join(format!("{}.json", key.hex())), &bytes)
     }
 }
+
+/// The file naming the process a scratch directory belongs to.
+const OWNER: &str = "owner.json";
+
+/// Scratch directories of builds that were killed (their owner is gone):
+/// the runtime's state of their RUN containers (cgroups included) is
+/// deleted, then the directory. A directory without an owner file yet is
+/// being made, and left alone.
+fn remove_abandoned(builds: &Path) {
+    let Ok(entries) = std::fs::read_dir(builds) else {
+        return;
+    };
+    for dir in entries.flatten().map(|e| e.path()) {
+        let owner: Option<Proc> = std::fs::read(dir.join(OWNER))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        if owner.is_none_or(|owner| owner.alive()) {
+            continue;
+        }
+        if let Ok(containers) = std::fs::read_dir(dir.join("runtime")) {
+            for id in containers.flatten().map(|e| e.file_name()) {
+                let _ = runtime::delete(&dir, &id.to_string_lossy(), true);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+// ANCHOR_END: workdir
 
 impl Drop for WorkDir {
     fn drop(&mut self) {

@@ -472,7 +472,6 @@ fn run_steps_reach_the_network_and_leave_nothing_plugged_in() {
         &[],
     );
     let ctx = ctx.to_string_lossy();
-    let veths_before = host_veths();
     lab.ok(&["build", "-t", "fetched:1", "--network", "t-build", &ctx]);
     let out = lab
         .berth()
@@ -505,7 +504,11 @@ fn run_steps_reach_the_network_and_leave_nothing_plugged_in() {
     assert!(!lab.ok(&["images"]).contains("offline"));
 
     // Nothing of the steps is left: no veth, no address lease but web's.
-    assert_eq!(host_veths(), veths_before, "a RUN step's veth was left");
+    assert_eq!(
+        bridge_ports(&lab, "t-build").len(),
+        1,
+        "a RUN step's veth was left on the bridge"
+    );
     let leases = lab.pulled.root.path().join("networks/t-build/leases");
     let leased: Vec<_> = std::fs::read_dir(&leases)
         .unwrap()
@@ -520,14 +523,110 @@ fn run_steps_reach_the_network_and_leave_nothing_plugged_in() {
     );
 }
 
-/// The host's veth interfaces (berth's are named bth...).
-fn host_veths() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("bth"))
-        .collect();
-    names.sort();
-    names
+/// The interfaces plugged into the bridge of berth network `name`.
+fn bridge_ports(lab: &Lab, name: &str) -> Vec<String> {
+    let inspect: serde_json::Value =
+        serde_json::from_str(&lab.ok(&["network", "inspect", name])).unwrap();
+    let network = if inspect.is_array() {
+        &inspect[0]
+    } else {
+        &inspect
+    };
+    let bridge = network["Bridge"]
+        .as_str()
+        .or_else(|| network["Options"]["com.docker.network.bridge.name"].as_str())
+        .unwrap_or_else(|| panic!("no bridge in {inspect}"));
+    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_build_killed_in_a_run_step_leaves_nothing_after_the_next() {
+    if !root_or_skip("a_build_killed_in_a_run_step_leaves_nothing_after_the_next") {
+        return;
+    }
+    let mut lab = Lab::new();
+    lab.network("t-killed", "10.251.41.0/24");
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = context(
+        dir.path(),
+        &format!("FROM {}\nRUN sleep 60\n", lab.pulled.image),
+        &[],
+    );
+    let mut build = lab
+        .berth()
+        .args(["build", "-t", "killed:1", "--network", "t-killed"])
+        .arg(&ctx)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the step's container runs (its runtime state exists).
+    let builds = lab.pulled.root.path().join("build");
+    let mut step = None;
+    berth_tests::lab::eventually("the RUN step runs", || {
+        step = std::fs::read_dir(&builds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|d| {
+                std::fs::read_dir(d.path().join("runtime"))
+                    .into_iter()
+                    .flatten()
+            })
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .next();
+        step.is_some() && !bridge_ports(&lab, "t-killed").is_empty()
+    });
+    let step = step.unwrap();
+    assert!(!berth_tests::lab::cgroups_of(&step).is_empty());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(build.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    build.wait().unwrap();
+    // The step's container dies with the build, and its veth with it.
+    berth_tests::lab::eventually("the veth is gone", || {
+        bridge_ports(&lab, "t-killed").is_empty()
+    });
+    // The next build removes the rest: scratch directory and cgroups.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {}\nRUN true\n", lab.pulled.image),
+    )
+    .unwrap();
+    lab.ok(&[
+        "build",
+        "-t",
+        "next:1",
+        "--network",
+        "none",
+        &ctx.to_string_lossy(),
+    ]);
+    assert!(
+        std::fs::read_dir(&builds).map_or(true, |mut d| d.next().is_none()),
+        "the killed build's scratch directory was left"
+    );
+    assert!(
+        berth_tests::lab::cgroups_of(&step).is_empty(),
+        "its cgroup was left"
+    );
+    let leases = lab.pulled.root.path().join("networks/t-killed/leases");
+    let leased = std::fs::read_dir(&leases)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+                .count()
+        })
+        .unwrap_or(0);
+    assert!(
+        leased <= 1,
+        "stale leases are reclaimed on the next allocation"
+    );
 }
