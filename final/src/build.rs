@@ -962,14 +962,17 @@ impl Builder<'_> {
     fn copy_step(&mut self, state: &mut State, copy: &Copy, add: bool) -> Result<(), Error> {
         let vars = state.vars.clone();
         let dest_text = substitute(&copy.dest, &vars);
-        if copy.sources.len() > 1 && !dest_text.ends_with('/') {
+        if copy.sources.len() > 1 && !(dest_text.ends_with('/') || dest_text.ends_with('.')) {
             return Err(Error::Other(format!(
                 "with more than one source the destination must be a directory ending in /, \
                  not {dest_text}"
             )));
         }
+        // `dir/`, `.` and `dir/.` all mean "into this directory".
+        let into_dir =
+            dest_text.ends_with('/') || dest_text == "." || dest_text.ends_with("/.");
         let mut dest = Path::new(&state.workdir()).join(&dest_text);
-        if dest_text.ends_with('/') {
+        if into_dir {
             dest.push(""); // keep "into this directory"
         }
         let sources: Vec<layer::CopySource> = copy
@@ -999,7 +1002,6 @@ impl Builder<'_> {
             })
             .collect::<Result<_, Error>>()?;
         let chown = copy.chown.as_ref().map(|c| substitute(c, &vars));
-        let into_dir = dest_text.ends_with('/');
         // Numbers need no lookup; names are looked up in the image.
         let numeric = chown.as_ref().and_then(|c| numeric_owner(c));
         let mut job = layer::CopyJob {

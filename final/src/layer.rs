@@ -143,6 +143,10 @@ struct Pick {
     meta: std::fs::Metadata,
     /// ADD: a tar archive to unpack at `to`.
     archive: bool,
+    /// The destination directory a directory's content goes into: made
+    /// (mode 755, owned by `--chown`'s user) if the image lacks it, left as
+    /// it is otherwise.
+    dest_dir: bool,
 }
 
 // ANCHOR: copy
@@ -299,6 +303,7 @@ fn pick(job: &CopyJob) -> Result<(Vec<Pick>, Vec<(PathBuf, Vec<u8>)>), Error> {
                 to: dest.clone(),
                 meta,
                 archive: false,
+                dest_dir: true,
             });
             walk(job, &path, &relative, &dest, &mut picks)?;
         } else if job.unpack_archives && is_tar_archive(&path.to_string_lossy()) {
@@ -307,6 +312,7 @@ fn pick(job: &CopyJob) -> Result<(Vec<Pick>, Vec<(PathBuf, Vec<u8>)>), Error> {
                 to: dest.clone(),
                 meta,
                 archive: true,
+                dest_dir: false,
             });
         } else {
             let to = match into_dir {
@@ -318,6 +324,7 @@ fn pick(job: &CopyJob) -> Result<(Vec<Pick>, Vec<(PathBuf, Vec<u8>)>), Error> {
                 to,
                 meta,
                 archive: false,
+                dest_dir: false,
             });
         }
     }
@@ -414,6 +421,7 @@ fn walk(
                 to: to.join(&name),
                 meta,
                 archive: false,
+                dest_dir: false,
             });
             walk(job, &path, &rel, &to.join(&name), picks)?;
             // An excluded directory is kept only for what an exception
@@ -427,6 +435,7 @@ fn walk(
                 to: to.join(&name),
                 meta,
                 archive: false,
+                dest_dir: false,
             });
         }
     }
@@ -449,8 +458,8 @@ fn write_picks(
             .map_err(|e| Error::io("write layer entry", dir, e))?;
     }
     for p in picks {
-        if p.to.as_os_str().is_empty() {
-            continue; // the image's root itself keeps its metadata
+        if p.to.as_os_str().is_empty() || (p.dest_dir && job.dest_info.is_dir) {
+            continue; // what the image has keeps its metadata
         }
         if p.archive {
             add_archive(builder, &p.from, &p.to)?;
@@ -462,6 +471,8 @@ fn write_picks(
         header.set_gid(job.owner.1.into());
         if let Some(mode) = job.chmod {
             header.set_mode(mode);
+        } else if p.dest_dir {
+            header.set_mode(0o755);
         }
         let failed = |e| Error::io("add to layer", &p.from, e);
         if p.meta.file_type().is_symlink() {
