@@ -448,10 +448,13 @@ fn write_picks(
     picks: &[Pick],
     inline: &[(PathBuf, Vec<u8>)],
 ) -> Result<(), Error> {
+    // Directories the COPY makes belong to its owner, as with BuildKit.
     for dir in &job.dest_info.missing {
         let mut header = Header::new_gnu();
         header.set_entry_type(EntryType::Directory);
         header.set_mode(0o755);
+        header.set_uid(job.owner.0.into());
+        header.set_gid(job.owner.1.into());
         header.set_size(0);
         builder
             .append_data(&mut header, relative_inside(dir)?, std::io::empty())
