@@ -291,13 +291,40 @@ impl Builder<'_> {
     fn build_stage(&mut self, index: usize, stage: &Stage) -> Result<State, Error> {
         let base = substitute(&stage.base, &self.globals);
         println!("[stage {index}] {}", stage.text);
+        check_platform(stage.platform.as_deref(), &self.globals)?;
+        let from_stage = self.stage_named(&base).is_some();
         let mut state = self.base_state(&base)?;
+        if !from_stage {
+            self.run_onbuild(&mut state)?;
+        }
         let count = stage.steps.len();
         for (n, step) in stage.steps.iter().enumerate() {
             println!("STEP {}/{}: {}", n + 1, count, step.text);
             self.step(&mut state, step).map_err(|e| at_line(step, e))?;
         }
         Ok(state)
+    }
+
+    /// The base image's ONBUILD instructions run first, as Docker runs
+    /// them, and are not passed on to this image.
+    fn run_onbuild(&mut self, state: &mut State) -> Result<(), Error> {
+        let triggers = state
+            .config
+            .config
+            .as_mut()
+            .and_then(|c| c.on_build.take())
+            .unwrap_or_default();
+        for trigger in triggers {
+            println!("ONBUILD {trigger}");
+            let steps = dockerfile::parse_changes(&trigger)
+                .map_err(|e| Error::Other(format!("the base image's ONBUILD {trigger}: {e}")))?;
+            for step in &steps {
+                self.step(state, step).map_err(|e| {
+                    Error::Other(format!("the base image's ONBUILD {trigger}: {e}"))
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// The state a FROM starts with: an earlier stage, `scratch`, or an
@@ -365,6 +392,21 @@ impl Builder<'_> {
                 Ok(())
             }
         }
+    }
+}
+
+/// `FROM --platform=...`: berth builds for this machine's platform only.
+fn check_platform(platform: Option<&str>, globals: &BTreeMap<String, String>) -> Result<(), Error> {
+    let Some(platform) = platform.map(|p| substitute(p, globals)) else {
+        return Ok(());
+    };
+    let host = stage04_images::spec::host_platform();
+    let ours = format!("{}/{}", host.os, host.architecture);
+    match platform == ours || platform.starts_with(&format!("{ours}/")) {
+        true => Ok(()),
+        false => Err(Error::Other(format!(
+            "FROM --platform={platform}: berth builds for this machine's platform, {ours}, only"
+        ))),
     }
 }
 
@@ -969,8 +1011,7 @@ impl Builder<'_> {
             )));
         }
         // `dir/`, `.` and `dir/.` all mean "into this directory".
-        let into_dir =
-            dest_text.ends_with('/') || dest_text == "." || dest_text.ends_with("/.");
+        let into_dir = dest_text.ends_with('/') || dest_text == "." || dest_text.ends_with("/.");
         let mut dest = Path::new(&state.workdir()).join(&dest_text);
         if into_dir {
             dest.push(""); // keep "into this directory"

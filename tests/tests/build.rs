@@ -254,6 +254,7 @@ FROM build AS runtime
 COPY --from=build /out/ /srv/
 COPY --from=0 --chown=app:app /out/message /home/app/
 COPY --chown=1234:5678 --link *.txt /texts/
+COPY --from={image} /srv/www/index.html /from-image/
 SHELL ["/bin/sh", "-ec"]
 RUN cat <<EOF > /shell-form
 shell is $0
@@ -329,6 +330,11 @@ CMD ["sh", "-c", "cat /home/app/message; id -u"]
     );
     assert_eq!(run("multi:1", "cat /srv/app.conf"), "greeting=hi\n");
     assert_eq!(run("multi:1", "ls /texts"), "a.txt\nb.txt\n");
+    assert_eq!(
+        run("multi:1", "cat /from-image/index.html"),
+        "hello from web\n",
+        "COPY --from an image"
+    );
     assert_eq!(run("multi:1", "cat /shell-form"), "shell is /bin/sh\n");
 
     let config = image_config(&lab, "multi:1");
@@ -373,7 +379,7 @@ CMD ["sh", "-c", "cat /home/app/message; id -u"]
     ]);
     let built = again.lines().filter(|l| l.starts_with("--> "));
     assert!(built.clone().all(|l| l.contains("Using cache")), "{again}");
-    assert_eq!(built.count(), 7, "{again}");
+    assert_eq!(built.count(), 8, "{again}");
     assert_eq!(digest(&first), digest(&again));
 
     // A changed file makes its COPY run again.
@@ -384,6 +390,45 @@ CMD ["sh", "-c", "cat /home/app/message; id -u"]
         "b changed\n",
         "{changed}"
     );
+
+    // An image built FROM multi:1 runs its ONBUILD first, and does not
+    // pass it on; --pull fetches the base again (here from the registry).
+    let child = dir.path().join("child");
+    std::fs::create_dir_all(&child).unwrap();
+    std::fs::write(child.join("Dockerfile"), "FROM multi:1\nUSER 0\n").unwrap();
+    let out = lab.ok(&["build", "-t", "child:1", &child.to_string_lossy()]);
+    assert!(out.contains("ONBUILD RUN echo built on top"), "{out}");
+    assert!(out.contains("built on top\n"), "{out}");
+    assert!(
+        image_config(&lab, "child:1")["config"]
+            .get("OnBuild")
+            .is_none()
+    );
+    std::fs::write(
+        child.join("Dockerfile"),
+        format!("FROM --platform=$BUILDPLATFORM {}\n", lab.pulled.image),
+    )
+    .unwrap();
+    let out = lab.ok(&[
+        "build",
+        "--pull",
+        "-t",
+        "pulled:1",
+        &child.to_string_lossy(),
+    ]);
+    assert!(out.contains("Pulling"), "{out}");
+    std::fs::write(
+        child.join("Dockerfile"),
+        "FROM --platform=linux/s390x scratch\n",
+    )
+    .unwrap();
+    lab.berth()
+        .args(["build", "-t", "s390x:1", &child.to_string_lossy()])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "berth builds for this machine's platform",
+        ));
 
     // `-f -`: the Dockerfile from stdin; mistakes name line and column.
     assert_cmd::Command::from_std(lab.berth())
