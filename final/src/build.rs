@@ -725,8 +725,9 @@ impl Builder<'_> {
             .clone()
             .or_else(|| self.options.network.clone())
             .unwrap_or_else(|| "default".into());
+        let binds = self.bind_keys(run)?;
         state.advance(&format!(
-            "RUN {command:?} {:?} {:?} {network}",
+            "RUN {command:?} {:?} {:?} {binds:?} {network}",
             state.build_env, run.mounts
         ));
         let cache = BuildCache::new(self.engine);
@@ -942,21 +943,9 @@ impl Builder<'_> {
     /// .dockerignore leaves out) or of a stage's, read-only; the copy
     /// keeps the build's changes away from the originals.
     fn bind_source(&self, mount: &dockerfile::Mount, name: &str) -> Result<PathBuf, Error> {
-        let source = mount.source.clone().unwrap_or_else(|| ".".into());
         let out = self.work.dir.join(format!("{name}.tar"));
-        let job = layer::CopyJob {
-            root: &self.context,
-            ignore: &self.ignore,
-            sources: &[layer::CopySource::Path(source)],
-            dest: Path::new("/"),
-            unpack_archives: false,
-            owner: (0, 0),
-            chmod: None,
-            dest_info: layer::DestInfo {
-                is_dir: true,
-                missing: Vec::new(),
-            },
-        };
+        let sources = [mount_source(mount)];
+        let job = self.bind_job(&sources);
         let made = match &mount.from {
             Some(from) => {
                 let (layers, _) = self.layers_of(from)?;
@@ -971,17 +960,58 @@ impl Builder<'_> {
             None => layer::copy_layer(&job, &out)?,
         };
         let file = File::open(&made.gzipped).map_err(|e| Error::io("open", &made.gzipped, e))?;
-        layers::ensure_unpacked(
+        let unpacked = layers::ensure_unpacked(
             &self.work.dir.join("binds"),
             &made.diff_id,
             spec::MEDIA_TYPE_OCI_LAYER_GZIP,
             file,
-        )
+        )?;
+        // A single file is bound as that file, not as a directory holding it.
+        let name = mount
+            .source
+            .as_deref()
+            .map(Path::new)
+            .and_then(Path::file_name);
+        let single = name.map(|name| unpacked.join(name));
+        match single {
+            Some(file) if file.is_file() => Ok(file),
+            _ => Ok(unpacked),
+        }
     }
 
-    /// `--from=NAME`: an earlier stage's layers (unpacked) and cache key,
-    /// or an image's.
-    fn layers_of(&self, from: &str) -> Result<(Vec<PathBuf>, Digest), Error> {
+    /// What each `type=bind` mount shows, as cache keys: a stat-only
+    /// fingerprint of the context's files, or the other stage's key. A
+    /// changed file under a bind mount runs the step again.
+    fn bind_keys(&self, run: &Run) -> Result<Vec<Digest>, Error> {
+        let mut keys = Vec::new();
+        for mount in run.mounts.iter().filter(|m| m.kind == MountKind::Bind) {
+            keys.push(match &mount.from {
+                Some(from) => self.source_state(from)?.chain,
+                None => layer::fingerprint(&self.bind_job(&[mount_source(mount)]))?,
+            });
+        }
+        Ok(keys)
+    }
+
+    /// The COPY that makes a bind mount's files from the context.
+    fn bind_job<'a>(&'a self, sources: &'a [layer::CopySource]) -> layer::CopyJob<'a> {
+        layer::CopyJob {
+            root: &self.context,
+            ignore: &self.ignore,
+            sources,
+            dest: Path::new("/"),
+            unpack_archives: false,
+            owner: (0, 0),
+            chmod: None,
+            dest_info: layer::DestInfo {
+                is_dir: true,
+                missing: Vec::new(),
+            },
+        }
+    }
+
+    /// `--from=NAME`: an earlier stage, or an image.
+    fn source_state(&self, from: &str) -> Result<State, Error> {
         let from = substitute(from, &self.globals);
         let stage = self.stage_named(&from).or_else(|| {
             from.parse::<usize>()
@@ -989,10 +1019,16 @@ impl Builder<'_> {
                 .and_then(|i| self.built.get(i))
                 .and_then(Option::as_ref)
         });
-        let state = match stage {
-            Some(state) => state.clone(),
-            None => State::from_image(self.image(&from)?),
-        };
+        match stage {
+            Some(state) => Ok(state.clone()),
+            None => Ok(State::from_image(self.image(&from)?)),
+        }
+    }
+
+    /// `--from=NAME`: an earlier stage's layers (unpacked) and cache key,
+    /// or an image's.
+    fn layers_of(&self, from: &str) -> Result<(Vec<PathBuf>, Digest), Error> {
+        let state = self.source_state(from)?;
         let layers = state.unpacked(&self.store, &self.engine.root.layers())?;
         Ok((layers, state.chain))
     }
@@ -1107,6 +1143,11 @@ impl Builder<'_> {
         Ok(())
     }
     // ANCHOR_END: copy_step
+}
+
+/// A bind mount's `source=` (the whole context or stage by default).
+fn mount_source(mount: &dockerfile::Mount) -> layer::CopySource {
+    layer::CopySource::Path(mount.source.clone().unwrap_or_else(|| ".".into()))
 }
 
 /// `--chown=1000:1000` (or `1000`): no lookup needed.

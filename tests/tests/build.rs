@@ -452,10 +452,11 @@ fn cache_mounts_persist_between_builds_and_stay_out_of_the_image() {
         dir.path(),
         &format!(
             "FROM {}\nRUN --mount=type=cache,target=/var/cache/app \
-             echo run >> /var/cache/app/runs && wc -l < /var/cache/app/runs > /runs\n",
+             echo run >> /var/cache/app/runs && wc -l < /var/cache/app/runs > /runs\n\
+             RUN --mount=type=bind,source=data.txt,target=/mnt/data.txt cp /mnt/data.txt /copied\n",
             lab.pulled.image
         ),
-        &[],
+        &[("data.txt", "first\n")],
     );
     let ctx = ctx.to_string_lossy();
     lab.ok(&["build", "-t", "cached:1", &ctx]);
@@ -478,6 +479,11 @@ fn cache_mounts_persist_between_builds_and_stay_out_of_the_image() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     assert_eq!(read("cached:1", "cat /runs"), "1");
+    assert_eq!(read("cached:2", "cat /copied"), "first");
+    // What a bind mount shows is part of the step's cache key.
+    std::fs::write(dir.path().join("ctx/data.txt"), "second\n").unwrap();
+    lab.ok(&["build", "-t", "cached:3", &ctx]);
+    assert_eq!(read("cached:3", "cat /copied; cat /runs"), "second\n2");
     assert_eq!(read("cached:2", "cat /runs"), "2", "the cache was not kept");
     assert_eq!(
         read(
