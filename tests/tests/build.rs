@@ -574,6 +574,22 @@ fn run_steps_reach_the_network_and_leave_nothing_plugged_in() {
     );
 }
 
+/// On drop, a build of `FROM scratch` in the context: the next build
+/// removes what a killed one left.
+struct Sweep<'a>(&'a Lab, PathBuf);
+
+impl Drop for Sweep<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.1.join("Dockerfile"), "FROM scratch\nLABEL sweep=1\n");
+        let _ = self
+            .0
+            .berth()
+            .args(["build", "-t", "sweep:1"])
+            .arg(&self.1)
+            .output();
+    }
+}
+
 /// The interfaces plugged into the bridge of berth network `name`.
 fn bridge_ports(lab: &Lab, name: &str) -> Vec<String> {
     let inspect: serde_json::Value =
@@ -609,6 +625,9 @@ fn a_build_killed_in_a_run_step_leaves_nothing_after_the_next() {
         &format!("FROM {}\nRUN sleep 60\n", lab.pulled.image),
         &[],
     );
+    // If this test fails halfway, a build still sweeps up the killed one
+    // (its RUN container's cgroups) before the lab goes.
+    let _sweep = Sweep(&lab, ctx.clone());
     let mut build = lab
         .berth()
         .args(["build", "-t", "killed:1", "--network", "t-killed"])
