@@ -13,40 +13,61 @@
 //! that led to the step (the base image, every step before it and this
 //! one), and a hit reuses the layer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use stage01_chroot::Error;
-use stage02_namespaces::hostname;
+use stage02_namespaces::{hostname, supervise};
 use stage04_images::digest::Digest;
 use stage04_images::image::{self, Image, Overrides};
 use stage04_images::layers;
 use stage04_images::load::{put_file, put_manifest};
 use stage04_images::overlay::{ContainerDirs, overlay_mount};
 use stage04_images::reference::Reference;
-use stage04_images::spec::{self, ContainerConfig, Descriptor, ImageConfig, Manifest};
+use stage04_images::spec::{
+    self, ContainerConfig, Descriptor, HealthConfig, ImageConfig, Manifest,
+};
 use stage04_images::store::{Store, write_atomic};
+
+use stage05_networks::attach::{Plug, attach};
+use stage05_networks::hosts::NameFiles;
+use stage05_networks::network::DEFAULT_NETWORK;
 
 use crate::Engine;
 use crate::bundle::{self, EngineContainer};
-use crate::dockerfile::{self, Instruction, Step, substitute};
+use crate::dockerfile::{
+    self, Command, Copy, Dockerfile, Instruction, MountKind, Run, Source, Stage, Step, substitute,
+};
+use crate::dockerignore::Ignore;
 use crate::layer::{self, LayerFile};
-use crate::record::Record;
+use crate::record::{Proc, Record};
 use crate::{harden, runtime};
 
 /// What `berth build` was asked for.
+#[derive(Default)]
 pub struct BuildOptions {
     /// The directory COPY and ADD read from.
     pub context: PathBuf,
-    /// Default: `Dockerfile` in the context.
+    /// Default: `Dockerfile` in the context; `-` reads it from stdin.
     pub dockerfile: Option<PathBuf>,
     pub tag: String,
     /// `--build-arg NAME=VALUE`, for the Dockerfile's ARGs.
     pub build_args: BTreeMap<String, String>,
-    /// Run every RUN step again, even with a cached layer.
+    /// Run every step again, even with a cached layer.
     pub no_cache: bool,
+    /// `--target`: the stage to build (default: the last).
+    pub target: Option<String>,
+    /// `--label KEY=VALUE` on the image.
+    pub labels: Vec<(String, String)>,
+    /// `--pull`: fetch every base image again, even one in the store.
+    pub pull: bool,
+    /// `--network` for RUN: `default` (the default), `none`, or a network.
+    pub network: Option<String>,
+    /// `--secret id=ID,src=FILE`: files RUN may mount, never stored.
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 /// A layer of the image being built.
@@ -59,7 +80,8 @@ struct BuiltLayer {
     file: Option<PathBuf>,
 }
 
-/// The image so far.
+/// The image so far, in one stage.
+#[derive(Clone)]
 struct State {
     config: ImageConfig,
     layers: Vec<BuiltLayer>,
@@ -67,6 +89,27 @@ struct State {
     chain: Digest,
     /// Whether this Dockerfile set CMD (an ENTRYPOINT then keeps it).
     cmd_set_here: bool,
+    /// ARG and ENV values, for `$substitution`.
+    vars: BTreeMap<String, String>,
+    /// ARG values, in RUN's environment only.
+    build_env: Vec<String>,
+    /// SHELL: what runs shell-form commands.
+    shell: Vec<String>,
+}
+
+/// The whole build: its inputs and the stages made so far.
+struct Builder<'a> {
+    engine: &'a Engine,
+    store: Store,
+    work: WorkDir,
+    options: &'a BuildOptions,
+    context: PathBuf,
+    ignore: Ignore,
+    /// The values of the ARGs before the first FROM.
+    globals: BTreeMap<String, String>,
+    names: Vec<Option<String>>,
+    /// Each stage's final state, once built.
+    built: Vec<Option<State>>,
 }
 
 // ANCHOR: build
@@ -76,79 +119,304 @@ pub fn build(engine: &Engine, options: BuildOptions) -> Result<String, Error> {
     let tag: Reference = options.tag.parse()?;
     let context = std::fs::canonicalize(&options.context)
         .map_err(|e| Error::io("open the build context", &options.context, e))?;
-    let dockerfile = options
+    let (file_name, text) = read_dockerfile(&context, options.dockerfile.as_deref())?;
+    let dockerfile = dockerfile::parse(&file_name, &text)?;
+    let named = options
         .dockerfile
-        .clone()
-        .unwrap_or_else(|| context.join("Dockerfile"));
-    let text =
-        std::fs::read_to_string(&dockerfile).map_err(|e| Error::io("read", &dockerfile, e))?;
-    let steps = dockerfile::parse(&text)?;
+        .as_deref()
+        .filter(|f| *f != Path::new("-"));
+    let ignore = Ignore::for_build(&context, named)?;
+    let target = target_stage(&dockerfile, options.target.as_deref())?;
+    let needed = needed_stages(&dockerfile, target);
 
-    let store = engine.root.store()?;
-    let work = WorkDir::create(&engine.root.dir().join("build"))?;
-    let mut vars = BTreeMap::new(); // ARG and ENV values, for $substitution
-    let mut build_env = Vec::new(); // ARG values, seen by RUN only
-    let mut state: Option<State> = None;
-    for (n, step) in steps.iter().enumerate() {
-        println!("STEP {}/{}: {}", n + 1, steps.len(), step.text);
-        match (&step.instruction, state.as_mut()) {
-            (Instruction::From(name), _) => {
-                let image = Image::open(&store, &substitute(name, &vars))?;
-                state = Some(State::from_image(image));
-            }
-            (Instruction::Arg { name, default }, state) => {
-                let value = options.build_args.get(name).or(default.as_ref());
-                if let Some(value) = value {
-                    vars.insert(name.clone(), value.clone());
-                    build_env.push(format!("{name}={value}"));
-                }
-                if let Some(state) = state {
-                    state.advance(&format!(
-                        "ARG {name}={}",
-                        value.cloned().unwrap_or_default()
-                    ));
-                }
-            }
-            (Instruction::Run(command), Some(state)) => {
-                run_step(
-                    engine,
-                    &store,
-                    &work,
-                    state,
-                    step,
-                    command,
-                    &build_env,
-                    options.no_cache,
-                )?;
-            }
-            (
-                Instruction::Copy { sources, dest } | Instruction::Add { sources, dest },
-                Some(state),
-            ) => {
-                let unpack = matches!(step.instruction, Instruction::Add { .. });
-                copy_step(
-                    &work,
-                    state,
-                    &context,
-                    sources,
-                    &substitute(dest, &vars),
-                    unpack,
-                )?;
-            }
-            (instruction, Some(state)) => {
-                configure(state, instruction, &mut vars);
-                state.advance(&substitute(&step.text, &vars));
-            }
-            (_, None) => unreachable!("parse puts FROM before every other step"),
+    let mut builder = Builder {
+        engine,
+        store: engine.root.store()?,
+        work: WorkDir::create(&engine.root.dir().join("build"))?,
+        options: &options,
+        context,
+        ignore,
+        globals: global_args(&dockerfile, &options.build_args),
+        names: dockerfile.stages.iter().map(|s| s.name.clone()).collect(),
+        built: vec![None; dockerfile.stages.len()],
+    };
+    // Stages the target does not need are not built at all.
+    for (index, stage) in dockerfile.stages.iter().enumerate() {
+        if !needed.contains(&index) {
+            println!("[stage {index}] skipped: the target does not need it");
+            continue;
         }
+        let state = builder.build_stage(index, stage)?;
+        builder.built[index] = Some(state);
     }
-    let state = state.ok_or_else(|| Error::Other("the Dockerfile has no FROM".into()))?;
-    let digest = commit(engine, &store, &work, &state, &tag.to_string())?;
+    let mut state = builder.built[target]
+        .take()
+        .ok_or_else(|| Error::Other("the target stage was not built".into()))?;
+    let labels = state
+        .container_config()
+        .labels
+        .get_or_insert_with(BTreeMap::new);
+    for (key, value) in &options.labels {
+        labels.insert(key.clone(), value.clone());
+    }
+    let digest = commit(
+        engine,
+        &builder.store,
+        &builder.work,
+        &state,
+        &tag.to_string(),
+    )?;
     println!("Successfully tagged {tag}");
     println!("Digest: {digest}");
     Ok(tag.to_string())
 }
 // ANCHOR_END: build
+
+/// The Dockerfile's name for messages, and its text (`-`: from stdin).
+fn read_dockerfile(context: &Path, file: Option<&Path>) -> Result<(String, String), Error> {
+    match file {
+        Some(path) if path == Path::new("-") => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| Error::io("read the Dockerfile from", "stdin", e))?;
+            Ok(("Dockerfile".into(), text))
+        }
+        _ => {
+            let path = file.map_or_else(|| context.join("Dockerfile"), Path::to_path_buf);
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            Ok((name, text))
+        }
+    }
+}
+
+/// `--target NAME`, or the last stage.
+fn target_stage(dockerfile: &Dockerfile, target: Option<&str>) -> Result<usize, Error> {
+    let Some(target) = target else {
+        return Ok(dockerfile.stages.len() - 1);
+    };
+    let lower = target.to_ascii_lowercase();
+    dockerfile
+        .stages
+        .iter()
+        .position(|s| s.name.as_deref() == Some(&lower))
+        .ok_or_else(|| {
+            let names: Vec<_> = dockerfile
+                .stages
+                .iter()
+                .filter_map(|s| s.name.clone())
+                .collect();
+            Error::Other(format!(
+                "--target {target}: the Dockerfile has no stage of that name (it has: {})",
+                names.join(", ")
+            ))
+        })
+}
+
+// ANCHOR: needed_stages
+/// The stages `target` needs: itself, and, transitively, the stages it
+/// starts FROM or copies or mounts from.
+fn needed_stages(dockerfile: &Dockerfile, target: usize) -> BTreeSet<usize> {
+    let find = |name: &str, before: usize| -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        let by_name = dockerfile.stages[..before]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(&lower));
+        by_name.or_else(|| name.parse::<usize>().ok().filter(|i| *i < before))
+    };
+    let mut needed = BTreeSet::new();
+    let mut todo = vec![target];
+    while let Some(index) = todo.pop() {
+        if !needed.insert(index) {
+            continue;
+        }
+        let stage = &dockerfile.stages[index];
+        let mut uses: Vec<&str> = vec![stage.base.as_str()];
+        for step in &stage.steps {
+            match &step.instruction {
+                Instruction::Copy(copy) => uses.extend(copy.from.as_deref()),
+                Instruction::Run(run) => {
+                    uses.extend(run.mounts.iter().filter_map(|m| m.from.as_deref()))
+                }
+                _ => {}
+            }
+        }
+        let by_name = |name: &&str| {
+            dockerfile.stages[..index]
+                .iter()
+                .any(|s| s.name.as_deref() == Some(&name.to_ascii_lowercase()))
+        };
+        todo.extend(
+            uses.iter()
+                .filter(|n| by_name(n) || n.parse::<usize>().is_ok())
+                .filter_map(|name| find(name, index)),
+        );
+    }
+    needed
+}
+// ANCHOR_END: needed_stages
+
+/// The ARGs before the first FROM, with `--build-arg` values, and the
+/// platform ARGs BuildKit predefines.
+fn global_args(
+    dockerfile: &Dockerfile,
+    build_args: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let platform = stage04_images::spec::host_platform();
+    let os_arch = format!("{}/{}", platform.os, platform.architecture);
+    let mut globals = BTreeMap::new();
+    for prefix in ["TARGET", "BUILD"] {
+        globals.insert(format!("{prefix}PLATFORM"), os_arch.clone());
+        globals.insert(format!("{prefix}OS"), platform.os.clone());
+        globals.insert(format!("{prefix}ARCH"), platform.architecture.clone());
+    }
+    for (name, default) in &dockerfile.global_args {
+        let value = build_args
+            .get(name)
+            .cloned()
+            .or_else(|| default.as_ref().map(|d| substitute(d, &globals)));
+        if let Some(value) = value {
+            globals.insert(name.clone(), value);
+        }
+    }
+    globals
+}
+
+impl Builder<'_> {
+    /// FROM, then every step of one stage.
+    fn build_stage(&mut self, index: usize, stage: &Stage) -> Result<State, Error> {
+        let base = substitute(&stage.base, &self.globals);
+        println!("[stage {index}] {}", stage.text);
+        check_platform(stage.platform.as_deref(), &self.globals)?;
+        let from_stage = self.stage_named(&base).is_some();
+        let mut state = self.base_state(&base)?;
+        if !from_stage {
+            self.run_onbuild(&mut state)?;
+        }
+        let count = stage.steps.len();
+        for (n, step) in stage.steps.iter().enumerate() {
+            println!("STEP {}/{}: {}", n + 1, count, step.text);
+            self.step(&mut state, step).map_err(|e| at_line(step, e))?;
+        }
+        Ok(state)
+    }
+
+    /// The base image's ONBUILD instructions run first, as Docker runs
+    /// them, and are not passed on to this image.
+    fn run_onbuild(&mut self, state: &mut State) -> Result<(), Error> {
+        let triggers = state
+            .config
+            .config
+            .as_mut()
+            .and_then(|c| c.on_build.take())
+            .unwrap_or_default();
+        for trigger in triggers {
+            println!("ONBUILD {trigger}");
+            let steps = dockerfile::parse_changes(&trigger)
+                .map_err(|e| Error::Other(format!("the base image's ONBUILD {trigger}: {e}")))?;
+            for step in &steps {
+                self.step(state, step).map_err(|e| {
+                    Error::Other(format!("the base image's ONBUILD {trigger}: {e}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The state a FROM starts with: an earlier stage, `scratch`, or an
+    /// image (pulled if it isn't in the store, or with `--pull`).
+    fn base_state(&self, base: &str) -> Result<State, Error> {
+        if let Some(state) = self.stage_named(base) {
+            return Ok(state.clone());
+        }
+        if base == "scratch" {
+            return Ok(State::scratch());
+        }
+        Ok(State::from_image(self.image(base)?))
+    }
+
+    fn stage_named(&self, name: &str) -> Option<&State> {
+        let lower = name.to_ascii_lowercase();
+        let index = self.names.iter().position(|n| n.as_deref() == Some(&lower));
+        index.and_then(|i| self.built[i].as_ref())
+    }
+
+    fn image(&self, name: &str) -> Result<Image, Error> {
+        let reference: Reference = name.parse()?;
+        let in_store = self.store.resolve(&reference.to_string())?.is_some();
+        if self.options.pull || !in_store {
+            println!("Pulling {reference}");
+            let options = stage04_images::registry::RegistryOptions {
+                insecure_registries: Vec::new(),
+                credentials: None,
+                auth_file: None,
+            };
+            stage04_images::pull::pull(&self.store, &reference, &options)?;
+        }
+        Image::open(&self.store, name)
+    }
+
+    fn step(&mut self, state: &mut State, step: &Step) -> Result<(), Error> {
+        match &step.instruction {
+            Instruction::Arg(args) => {
+                for (name, default) in args {
+                    let value = self
+                        .options
+                        .build_args
+                        .get(name)
+                        .cloned()
+                        .or_else(|| default.as_ref().map(|d| substitute(d, &state.vars)))
+                        .or_else(|| self.globals.get(name).cloned());
+                    if let Some(value) = &value {
+                        state.vars.insert(name.clone(), value.clone());
+                        state
+                            .build_env
+                            .retain(|e| e.split('=').next() != Some(name));
+                        state.build_env.push(format!("{name}={value}"));
+                    }
+                    state.advance(&format!("ARG {name}={}", value.unwrap_or_default()));
+                }
+                Ok(())
+            }
+            Instruction::Run(run) => self.run_step(state, run),
+            Instruction::Copy(copy) => self.copy_step(state, copy, false),
+            Instruction::Add(copy) => self.copy_step(state, copy, true),
+            instruction => {
+                configure(state, instruction);
+                let text = substitute(&step.text, &state.vars);
+                state.advance(&text);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `FROM --platform=...`: berth builds for this machine's platform only.
+fn check_platform(platform: Option<&str>, globals: &BTreeMap<String, String>) -> Result<(), Error> {
+    let Some(platform) = platform.map(|p| substitute(p, globals)) else {
+        return Ok(());
+    };
+    let host = stage04_images::spec::host_platform();
+    let ours = format!("{}/{}", host.os, host.architecture);
+    match platform == ours || platform.starts_with(&format!("{ours}/")) {
+        true => Ok(()),
+        false => Err(Error::Other(format!(
+            "FROM --platform={platform}: berth builds for this machine's platform, {ours}, only"
+        ))),
+    }
+}
+
+/// An error in a step, with the step's line.
+fn at_line(step: &Step, error: Error) -> Error {
+    Error::Other(format!(
+        "Dockerfile line {}: `{}`: {error}",
+        step.line, step.text
+    ))
+}
 
 /// `berth commit`: a container's writable layer on top of its image, as
 /// the image `tag`. Like Docker's, the new image runs what the container
@@ -166,9 +434,8 @@ pub fn commit_container(
     let store = engine.root.store()?;
     let mut state = State::from_image(Image::open(&store, &record.spec.image)?);
     apply_run_options(&mut state, &record.spec.overrides());
-    let mut vars = BTreeMap::new();
     for change in &changes {
-        configure(&mut state, change, &mut vars);
+        configure(&mut state, change);
     }
     let work = WorkDir::create(&engine.root.dir().join("build"))?;
     let out = work.dir.join("layer.tar.gz");
@@ -193,16 +460,12 @@ pub fn commit_container(
 
 /// `-c` lines: the Dockerfile instructions that change only the config.
 fn parse_changes(changes: &[String]) -> Result<Vec<Instruction>, Error> {
-    let text = changes.join("\n");
-    let steps = dockerfile::parse(&format!("FROM scratch\n{text}\n"))?;
-    steps
+    dockerfile::parse_changes(&changes.join("\n"))?
         .into_iter()
-        .skip(1)
         .map(|step| match step.instruction {
             Instruction::Run(_)
             | Instruction::Copy { .. }
             | Instruction::Add { .. }
-            | Instruction::From(_)
             | Instruction::Arg { .. } => Err(Error::Other(format!(
                 "commit -c {:?}: only ENV, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE and LABEL \
                  change an image's config",
@@ -251,11 +514,44 @@ impl State {
                 file: None,
             })
             .collect();
+        let mut vars = BTreeMap::new();
+        let env = image.config.config.as_ref().and_then(|c| c.env.clone());
+        for pair in env.unwrap_or_default() {
+            if let Some((name, value)) = pair.split_once('=') {
+                vars.insert(name.to_string(), value.to_string());
+            }
+        }
+        let shell = image.config.config.as_ref().and_then(|c| c.shell.clone());
         State {
             config: image.config,
             layers,
             chain: image.descriptor.digest,
             cmd_set_here: false,
+            vars,
+            build_env: Vec::new(),
+            shell: shell.unwrap_or_else(default_shell),
+        }
+    }
+
+    /// `FROM scratch`: no layers, an empty config for this machine.
+    fn scratch() -> State {
+        let platform = stage04_images::spec::host_platform();
+        State {
+            config: ImageConfig {
+                architecture: platform.architecture,
+                os: platform.os,
+                config: None,
+                rootfs: spec::RootFs {
+                    r#type: "layers".into(),
+                    diff_ids: Vec::new(),
+                },
+            },
+            layers: Vec::new(),
+            chain: Digest::of(b"scratch"),
+            cmd_set_here: false,
+            vars: BTreeMap::new(),
+            build_env: Vec::new(),
+            shell: default_shell(),
         }
     }
 
@@ -268,6 +564,15 @@ impl State {
         self.config
             .config
             .get_or_insert_with(ContainerConfig::default)
+    }
+
+    fn workdir(&self) -> String {
+        let dir = self
+            .config
+            .config
+            .as_ref()
+            .and_then(|c| c.working_dir.clone());
+        dir.filter(|d| !d.is_empty()).unwrap_or_else(|| "/".into())
     }
 
     fn push_layer(&mut self, descriptor: Descriptor, diff_id: Digest, file: Option<PathBuf>) {
@@ -293,35 +598,58 @@ impl State {
             })
             .collect()
     }
+
+    /// A shell-form command under the SHELL in effect.
+    fn command(&self, command: &Command) -> Vec<String> {
+        match command {
+            Command::Exec(words) => words.clone(),
+            Command::Shell(script) => [self.shell.clone(), vec![script.clone()]].concat(),
+        }
+    }
 }
 
-/// ENV, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, LABEL, VOLUME: the config
-/// changes.
-fn configure(state: &mut State, instruction: &Instruction, vars: &mut BTreeMap<String, String>) {
+fn default_shell() -> Vec<String> {
+    vec!["/bin/sh".into(), "-c".into()]
+}
+
+// ANCHOR: configure
+/// ENV, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, LABEL, VOLUME, SHELL,
+/// HEALTHCHECK, STOPSIGNAL, ONBUILD: the config changes.
+fn configure(state: &mut State, instruction: &Instruction) {
     let cmd_set_here = state.cmd_set_here;
+    let command = |c: &Command| state.command(c);
+    let (cmd, entrypoint) = match instruction {
+        Instruction::Cmd(c) => (Some(command(c)), None),
+        Instruction::Entrypoint(c) => (None, Some(command(c))),
+        _ => (None, None),
+    };
+    let vars = state.vars.clone();
+    let mut new_vars = Vec::new();
     let config = state.container_config();
     match instruction {
         Instruction::Env(pairs) => {
             let env = config.env.get_or_insert_with(Vec::new);
+            let mut scope = vars;
             for (name, value) in pairs {
-                let value = substitute(value, vars);
+                let value = substitute(value, &scope);
                 env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(name.as_str()));
                 env.push(format!("{name}={value}"));
-                vars.insert(name.clone(), value);
+                scope.insert(name.clone(), value.clone());
+                new_vars.push((name.clone(), value));
             }
         }
         Instruction::Workdir(dir) => {
-            let dir = substitute(dir, vars);
+            let dir = substitute(dir, &vars);
             let base = config.working_dir.clone().unwrap_or_else(|| "/".into());
             config.working_dir = Some(Path::new(&base).join(dir).to_string_lossy().into_owned());
         }
-        Instruction::User(user) => config.user = Some(substitute(user, vars)),
-        Instruction::Cmd(command) => {
-            config.cmd = Some(command.clone());
+        Instruction::User(user) => config.user = Some(substitute(user, &vars)),
+        Instruction::Cmd(_) => {
+            config.cmd = cmd;
             state.cmd_set_here = true;
         }
-        Instruction::Entrypoint(command) => {
-            config.entrypoint = Some(command.clone());
+        Instruction::Entrypoint(_) => {
+            config.entrypoint = entrypoint;
             if !cmd_set_here {
                 config.cmd = None; // an inherited CMD was meant for the old entrypoint
             }
@@ -329,7 +657,7 @@ fn configure(state: &mut State, instruction: &Instruction, vars: &mut BTreeMap<S
         Instruction::Expose(ports) => {
             let exposed = config.exposed_ports.get_or_insert_with(BTreeMap::new);
             for port in ports {
-                let port = substitute(port, vars);
+                let port = substitute(port, &vars);
                 let port = match port.contains('/') {
                     true => port,
                     false => format!("{port}/tcp"),
@@ -340,137 +668,492 @@ fn configure(state: &mut State, instruction: &Instruction, vars: &mut BTreeMap<S
         Instruction::Label(pairs) => {
             let labels = config.labels.get_or_insert_with(BTreeMap::new);
             for (key, value) in pairs {
-                labels.insert(substitute(key, vars), substitute(value, vars));
+                labels.insert(substitute(key, &vars), substitute(value, &vars));
             }
         }
         Instruction::Volume(dirs) => {
             // Checked when a container is made from the image (`volume`).
             let volumes = config.volumes.get_or_insert_with(BTreeMap::new);
             for dir in dirs {
-                volumes.insert(substitute(dir, vars), serde_json::json!({}));
+                volumes.insert(substitute(dir, &vars), serde_json::json!({}));
             }
         }
-        Instruction::From(_)
-        | Instruction::Arg { .. }
+        Instruction::Shell(shell) => {
+            config.shell = Some(shell.clone());
+            state.shell = shell.clone();
+        }
+        Instruction::Healthcheck(health) => {
+            config.healthcheck = Some(match health {
+                None => HealthConfig {
+                    test: vec!["NONE".into()],
+                    ..HealthConfig::default()
+                },
+                Some(h) => HealthConfig {
+                    test: h.test.clone(),
+                    interval: h.interval,
+                    timeout: h.timeout,
+                    start_period: h.start_period,
+                    start_interval: h.start_interval,
+                    retries: h.retries,
+                },
+            });
+        }
+        Instruction::StopSignal(signal) => config.stop_signal = Some(substitute(signal, &vars)),
+        Instruction::OnBuild(line) => config
+            .on_build
+            .get_or_insert_with(Vec::new)
+            .push(line.clone()),
+        Instruction::Maintainer(_)
+        | Instruction::Arg(_)
         | Instruction::Run(_)
-        | Instruction::Copy { .. }
-        | Instruction::Add { .. } => {}
+        | Instruction::Copy(_)
+        | Instruction::Add(_) => {}
     }
+    state.vars.extend(new_vars);
+}
+// ANCHOR_END: configure
+
+impl Builder<'_> {
+    // ANCHOR: run_step
+    /// RUN: the command in a container on the layers so far; its changes
+    /// are the new layer. A cached layer is used instead when the key
+    /// matches.
+    fn run_step(&mut self, state: &mut State, run: &Run) -> Result<(), Error> {
+        let command = state.command(&run.command);
+        let network = run
+            .network
+            .clone()
+            .or_else(|| self.options.network.clone())
+            .unwrap_or_else(|| "default".into());
+        let binds = self.bind_keys(run)?;
+        state.advance(&format!(
+            "RUN {command:?} {:?} {:?} {binds:?} {network}",
+            state.build_env, run.mounts
+        ));
+        let cache = BuildCache::new(self.engine);
+        if !self.options.no_cache
+            && let Some(hit) = cache.get(&state.chain, &self.store)
+        {
+            println!("--> Using cache {}", &hit.diff_id.hex()[..12]);
+            state.push_layer(hit.descriptor, hit.diff_id, None);
+            return Ok(());
+        }
+
+        let layers = state.unpacked(&self.store, &self.engine.root.layers())?;
+        let id = hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?;
+        let dirs = ContainerDirs::create(&self.work.dir, &id)?;
+        let (program, args) = command
+            .split_first()
+            .ok_or_else(|| Error::Other("RUN needs a command".into()))?;
+        let overrides = Overrides {
+            entrypoint: Some(program.clone()),
+            command: args.iter().map(Into::into).collect(),
+            env: state.build_env.clone(),
+            ..Overrides::default()
+        };
+        let process = image::process(&state.config, &overrides)?;
+        let mounts = self.run_mounts(run, &id)?;
+        // On a network, it resolves names like any container: berth's
+        // /etc/hosts, /etc/hostname and /etc/resolv.conf are bound in.
+        // `--network NAME` on `berth build` may also name a berth network.
+        let on_network = match network.as_str() {
+            "none" => None,
+            "default" => Some(DEFAULT_NETWORK.to_string()),
+            "host" => {
+                return Err(Error::Other(
+                    "RUN --network=host needs an entitlement berth does not grant: use \
+                     default (the default network) or none"
+                        .into(),
+                ));
+            }
+            name => Some(name.to_string()),
+        };
+        let files = NameFiles::in_dir(&dirs.dir);
+        let binds = match on_network {
+            Some(_) => {
+                files.write(&id)?;
+                files.binds()
+            }
+            None => Vec::new(),
+        };
+        // The step is a container like any other: written down as a bundle,
+        // then made, plugged in, run, waited for, unplugged and removed by
+        // the runtime's lifecycle, with its state in the build's scratch
+        // directory.
+        let spec = bundle::spec_of(&EngineContainer {
+            id: &id,
+            process: &process,
+            hostname: &id,
+            layers: &layers,
+            rootfs: &dirs.merged,
+            root_mount: &overlay_mount(&layers, &dirs)?,
+            binds: &binds,
+            mounts: &mounts,
+            keep: harden::capabilities(&[], &[])?,
+            limits: Default::default(),
+            privileged: false,
+            user_map: None,
+            extras: &Default::default(),
+        })?;
+        bundle::write(&dirs.dir, &spec)?;
+        let code = self.run_container(&dirs.dir, &id, on_network.as_deref())?;
+        if code != 0 {
+            return Err(Error::Other(format!("failed with exit code {code}")));
+        }
+
+        // Mount points are the mounts', not the image's.
+        let skip: Vec<PathBuf> = mounts
+            .iter()
+            .map(|(target, _)| target.clone())
+            .chain(binds.iter().map(|(_, inside)| inside.clone()))
+            .map(|target| target.strip_prefix("/").unwrap_or(&target).to_path_buf())
+            .collect();
+        let made = layer::from_upper_dir(&dirs.upper, &self.work.dir.join(&id), &skip)?;
+        dirs.remove()?;
+        let descriptor = describe(&made)?;
+        println!("--> {}", &made.diff_id.hex()[..12]);
+        self.work
+            .remember(&state.chain, &descriptor, &made.diff_id)?;
+        state.push_layer(descriptor, made.diff_id, Some(made.gzipped));
+        Ok(())
+    }
+    // ANCHOR_END: run_step
+
+    // ANCHOR: run_container
+    /// Create the step's container (its init waits, as our child: it dies
+    /// with us), plug it into the default network as `berth run` does,
+    /// start it, wait, and unplug it. Nothing is written down first: the
+    /// veth goes with the container's network namespace and the address
+    /// lease with our process, so even a SIGKILLed build leaves nothing.
+    fn run_container(&self, bundle: &Path, id: &str, network: Option<&str>) -> Result<u8, Error> {
+        let root = &self.work.dir;
+        let options = runtime::CreateOptions {
+            bundle,
+            id,
+            pid_file: None,
+            console_socket: None,
+        };
+        let init = runtime::create_staying(root, &options)?;
+        let result = self.plugged_in(id, init, network, || {
+            runtime::start(root, id)?;
+            let status = supervise::supervise(init)
+                .map_err(|e| Error::Other(format!("wait for the RUN container: {e}")))?;
+            Ok(stage01_chroot::exit::exit_code(status))
+        });
+        if result.is_err() {
+            let _ = nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL);
+            let _ = supervise::supervise(init);
+        }
+        runtime::delete(root, id, true)?;
+        result
+    }
+
+    /// `run` with the container `init` on `network` (if any), unplugged
+    /// again afterwards, whatever happened.
+    fn plugged_in(
+        &self,
+        id: &str,
+        init: nix::unistd::Pid,
+        network: Option<&str>,
+        run: impl FnOnce() -> Result<u8, Error>,
+    ) -> Result<u8, Error> {
+        let Some(name) = network else {
+            return run();
+        };
+        let networks = &self.engine.networks;
+        let network = match name == DEFAULT_NETWORK {
+            true => networks.get(name)?, // made on first use
+            false => networks.get_existing(name)?,
+        };
+        let plug = Plug {
+            program: "berth",
+            networks,
+            network: Some(&network),
+            id,
+            name: None,
+            publish: &[],
+            containers: &self.work.dir,
+            lease_owner: std::process::id() as i32, // we wait for it
+        };
+        let attachment = attach(&plug, &network, 0, init)?;
+        let result = run();
+        if let Err(err) = attachment.detach() {
+            eprintln!("berth: warning: unplug the RUN container from {name}: {err}");
+        }
+        result
+    }
+    // ANCHOR_END: run_container
+
+    // ANCHOR: run_mounts
+    /// `RUN --mount`s as OCI mounts: a cache directory kept under the berth
+    /// root, a file or directory of the context or a stage, a secret file
+    /// (bound read-only, never in a layer), a tmpfs.
+    fn run_mounts(&self, run: &Run, id: &str) -> Result<Vec<(PathBuf, Value)>, Error> {
+        let mut listed = Vec::new();
+        for (n, mount) in run.mounts.iter().enumerate() {
+            let target = PathBuf::from(&mount.target);
+            let bind = |source: &Path, writable: bool| {
+                let mut options = vec!["rbind", "rprivate", "nosuid", "nodev"];
+                if !writable {
+                    options.push("ro");
+                }
+                json!({"destination": target, "type": "bind", "source": source, "options": options})
+            };
+            let spec = match mount.kind {
+                MountKind::Cache => {
+                    let key = mount.id.clone().unwrap_or_else(|| mount.target.clone());
+                    let dir = self
+                        .engine
+                        .root
+                        .dir()
+                        .join("build-cache-mounts")
+                        .join(Digest::of(key.as_bytes()).hex());
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+                    bind(&dir, true)
+                }
+                MountKind::Secret => {
+                    let secret_id = mount.id.clone().unwrap_or_default();
+                    match self.options.secrets.get(&secret_id) {
+                        Some(file) => bind(file, false),
+                        None if mount.required => {
+                            return Err(Error::Other(format!(
+                                "the secret {secret_id} is required: pass it with \
+                                 --secret id={secret_id},src=FILE"
+                            )));
+                        }
+                        None => continue,
+                    }
+                }
+                MountKind::Tmpfs => json!({
+                    "destination": target, "type": "tmpfs", "source": "tmpfs",
+                    "options": ["nosuid", "nodev"],
+                }),
+                MountKind::Bind => {
+                    let source = self.bind_source(mount, &format!("{id}-mount{n}"))?;
+                    bind(&source, false)
+                }
+            };
+            listed.push((target, spec));
+        }
+        Ok(listed)
+    }
+    // ANCHOR_END: run_mounts
+
+    /// `type=bind`: a copy of the context's files (without what
+    /// .dockerignore leaves out) or of a stage's, read-only; the copy
+    /// keeps the build's changes away from the originals.
+    fn bind_source(&self, mount: &dockerfile::Mount, name: &str) -> Result<PathBuf, Error> {
+        let out = self.work.dir.join(format!("{name}.tar"));
+        let sources = [mount_source(mount)];
+        let job = self.bind_job(&sources);
+        let made = match &mount.from {
+            Some(from) => {
+                let (layers, _) = self.layers_of(from)?;
+                let scratch = self.work.dir.join(format!("{name}-from"));
+                let job = layer::CopyJob {
+                    root: Path::new("/"),
+                    ignore: &Ignore::default(),
+                    ..job
+                };
+                layer::copy_layer_from(&layers, &scratch, &job, &out)?
+            }
+            None => layer::copy_layer(&job, &out)?,
+        };
+        let file = File::open(&made.gzipped).map_err(|e| Error::io("open", &made.gzipped, e))?;
+        let unpacked = layers::ensure_unpacked(
+            &self.work.dir.join("binds"),
+            &made.diff_id,
+            spec::MEDIA_TYPE_OCI_LAYER_GZIP,
+            file,
+        )?;
+        // A single file is bound as that file, not as a directory holding it.
+        let name = mount
+            .source
+            .as_deref()
+            .map(Path::new)
+            .and_then(Path::file_name);
+        let single = name.map(|name| unpacked.join(name));
+        match single {
+            Some(file) if file.is_file() => Ok(file),
+            _ => Ok(unpacked),
+        }
+    }
+
+    /// What each `type=bind` mount shows, as cache keys: a stat-only
+    /// fingerprint of the context's files, or the other stage's key. A
+    /// changed file under a bind mount runs the step again.
+    fn bind_keys(&self, run: &Run) -> Result<Vec<Digest>, Error> {
+        let mut keys = Vec::new();
+        for mount in run.mounts.iter().filter(|m| m.kind == MountKind::Bind) {
+            keys.push(match &mount.from {
+                Some(from) => self.source_state(from)?.chain,
+                None => layer::fingerprint(&self.bind_job(&[mount_source(mount)]))?,
+            });
+        }
+        Ok(keys)
+    }
+
+    /// The COPY that makes a bind mount's files from the context.
+    fn bind_job<'a>(&'a self, sources: &'a [layer::CopySource]) -> layer::CopyJob<'a> {
+        layer::CopyJob {
+            root: &self.context,
+            ignore: &self.ignore,
+            sources,
+            dest: Path::new("/"),
+            unpack_archives: false,
+            owner: (0, 0),
+            chmod: None,
+            dest_info: layer::DestInfo {
+                is_dir: true,
+                missing: Vec::new(),
+            },
+        }
+    }
+
+    /// `--from=NAME`: an earlier stage, or an image.
+    fn source_state(&self, from: &str) -> Result<State, Error> {
+        let from = substitute(from, &self.globals);
+        let stage = self.stage_named(&from).or_else(|| {
+            from.parse::<usize>()
+                .ok()
+                .and_then(|i| self.built.get(i))
+                .and_then(Option::as_ref)
+        });
+        match stage {
+            Some(state) => Ok(state.clone()),
+            None => Ok(State::from_image(self.image(&from)?)),
+        }
+    }
+
+    /// `--from=NAME`: an earlier stage's layers (unpacked) and cache key,
+    /// or an image's.
+    fn layers_of(&self, from: &str) -> Result<(Vec<PathBuf>, Digest), Error> {
+        let state = self.source_state(from)?;
+        let layers = state.unpacked(&self.store, &self.engine.root.layers())?;
+        Ok((layers, state.chain))
+    }
+
+    // ANCHOR: copy_step
+    /// COPY and ADD: a layer of files from the build context, here-documents
+    /// or another stage. The cache key is a stat-only fingerprint of the
+    /// sources (or the other stage's key), so a cached COPY reads nothing.
+    fn copy_step(&mut self, state: &mut State, copy: &Copy, add: bool) -> Result<(), Error> {
+        let vars = state.vars.clone();
+        let dest_text = substitute(&copy.dest, &vars);
+        if copy.sources.len() > 1 && !(dest_text.ends_with('/') || dest_text.ends_with('.')) {
+            return Err(Error::Other(format!(
+                "with more than one source the destination must be a directory ending in /, \
+                 not {dest_text}"
+            )));
+        }
+        // `dir/`, `.` and `dir/.` all mean "into this directory".
+        let into_dir = dest_text.ends_with('/') || dest_text == "." || dest_text.ends_with("/.");
+        let mut dest = Path::new(&state.workdir()).join(&dest_text);
+        if into_dir {
+            dest.push(""); // keep "into this directory"
+        }
+        let sources: Vec<layer::CopySource> = copy
+            .sources
+            .iter()
+            .map(|source| match source {
+                Source::Path(path) => {
+                    let path = substitute(path, &vars);
+                    if add && (path.starts_with("http://") || path.starts_with("https://") || path.starts_with("git@")) {
+                        return Err(Error::Other(format!(
+                            "ADD {path}: berth adds local files and archives only; fetch it in a RUN step (RUN has the network)"
+                        )));
+                    }
+                    Ok(layer::CopySource::Path(path))
+                }
+                Source::Inline {
+                    name,
+                    content,
+                    expand,
+                } => Ok(layer::CopySource::Inline {
+                    name: name.clone(),
+                    content: match expand {
+                        true => substitute(content, &vars).into_bytes(),
+                        false => content.clone().into_bytes(),
+                    },
+                }),
+            })
+            .collect::<Result<_, Error>>()?;
+        let chown = copy.chown.as_ref().map(|c| substitute(c, &vars));
+        // Numbers need no lookup; names are looked up in the image.
+        let numeric = chown.as_ref().and_then(|c| numeric_owner(c));
+        let mut job = layer::CopyJob {
+            root: &self.context,
+            ignore: &self.ignore,
+            sources: &sources,
+            dest: &dest,
+            unpack_archives: add,
+            owner: numeric.unwrap_or((0, 0)),
+            chmod: copy.chmod,
+            dest_info: layer::DestInfo::default(),
+        };
+        let from = match &copy.from {
+            Some(from) => Some(self.layers_of(from)?),
+            None => None,
+        };
+        let empty = Ignore::default();
+        let key_part = match &from {
+            Some((_, chain)) => {
+                job.root = Path::new("/");
+                job.ignore = &empty;
+                format!("{chain} {:?} {:?} {:?}", copy.sources, chown, copy.chmod)
+            }
+            None => layer::fingerprint(&job)?.to_string(),
+        };
+        state.advance(&format!(
+            "{} {key_part} {}",
+            if add { "ADD" } else { "COPY" },
+            dest.display()
+        ));
+        let cache = BuildCache::new(self.engine);
+        if !self.options.no_cache
+            && let Some(hit) = cache.get(&state.chain, &self.store)
+        {
+            println!("--> Using cache {}", &hit.diff_id.hex()[..12]);
+            state.push_layer(hit.descriptor, hit.diff_id, None);
+            return Ok(());
+        }
+
+        let lower = state.unpacked(&self.store, &self.engine.root.layers())?;
+        job.dest_info = layer::dest_info(&lower, &dest, into_dir);
+        if let (Some(chown), None) = (&chown, numeric) {
+            job.owner = bundle::user_in_layers(&lower, chown)
+                .map_err(|e| Error::Other(format!("--chown={chown}: {e}")))?;
+        }
+        let out = self.work.dir.join(format!(
+            "copy-{}",
+            Digest::of(state.chain.hex().as_bytes()).hex()
+        ));
+        let made = match &from {
+            Some((layers, _)) => {
+                let scratch = out.with_extension("from");
+                layer::copy_layer_from(layers, &scratch, &job, &out)?
+            }
+            None => layer::copy_layer(&job, &out)?,
+        };
+        let descriptor = describe(&made)?;
+        println!("--> {}", &made.diff_id.hex()[..12]);
+        self.work
+            .remember(&state.chain, &descriptor, &made.diff_id)?;
+        state.push_layer(descriptor, made.diff_id, Some(made.gzipped));
+        Ok(())
+    }
+    // ANCHOR_END: copy_step
 }
 
-// ANCHOR: run_step
-/// RUN: the command in a container on the layers so far; its changes are
-/// the new layer. A cached layer is used instead when the key matches.
-#[allow(clippy::too_many_arguments)]
-fn run_step(
-    engine: &Engine,
-    store: &Store,
-    work: &WorkDir,
-    state: &mut State,
-    step: &Step,
-    command: &[String],
-    build_env: &[String],
-    no_cache: bool,
-) -> Result<(), Error> {
-    state.advance(&format!("RUN {command:?} {build_env:?}"));
-    let cache = BuildCache::new(engine);
-    if !no_cache && let Some(hit) = cache.get(&state.chain, store) {
-        println!("--> Using cache {}", &hit.diff_id.hex()[..12]);
-        state.push_layer(hit.descriptor, hit.diff_id, None);
-        return Ok(());
-    }
-
-    let layers = state.unpacked(store, &engine.root.layers())?;
-    let id = hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?;
-    let dirs = ContainerDirs::create(&work.dir, &id)?;
-    let (program, args) = command.split_first().ok_or_else(|| {
-        Error::Other(format!(
-            "Dockerfile line {}: RUN needs a command",
-            step.line
-        ))
-    })?;
-    let overrides = Overrides {
-        entrypoint: Some(program.clone()),
-        command: args.iter().map(Into::into).collect(),
-        env: build_env.to_vec(),
-        ..Overrides::default()
-    };
-    let process = image::process(&state.config, &overrides)?;
-    // The step is a container like any other: written down as a bundle,
-    // then made, run, waited for and removed by the runtime's lifecycle,
-    // with its state in the build's scratch directory.
-    let spec = bundle::spec_of(&EngineContainer {
-        id: &id,
-        process: &process,
-        hostname: &id,
-        layers: &layers,
-        rootfs: &dirs.merged,
-        root_mount: &overlay_mount(&layers, &dirs)?,
-        binds: &[],
-        mounts: &[],
-        keep: harden::capabilities(&[], &[])?,
-        limits: Default::default(),
-        privileged: false,
-        user_map: None,
-        extras: &Default::default(),
-    })?;
-    bundle::write(&dirs.dir, &spec)?;
-    let options = runtime::CreateOptions {
-        bundle: &dirs.dir,
-        id: &id,
-        pid_file: None,
-        console_socket: None,
-    };
-    let code = runtime::run(&work.dir, &options, false).map_err(|err| {
-        Error::Other(format!(
-            "Dockerfile line {}: `{}`: {err}",
-            step.line, step.text
-        ))
-    })?;
-    if code != 0 {
-        return Err(Error::Other(format!(
-            "Dockerfile line {}: `{}` failed with exit code {code}",
-            step.line, step.text
-        )));
-    }
-
-    let made = layer::from_upper_dir(&dirs.upper, &work.dir.join(&id), &[])?;
-    dirs.remove()?;
-    let descriptor = describe(&made)?;
-    println!("--> {}", &made.diff_id.hex()[..12]);
-    work.remember(&state.chain, &descriptor, &made.diff_id)?;
-    state.push_layer(descriptor, made.diff_id, Some(made.gzipped));
-    Ok(())
+/// A bind mount's `source=` (the whole context or stage by default).
+fn mount_source(mount: &dockerfile::Mount) -> layer::CopySource {
+    layer::CopySource::Path(mount.source.clone().unwrap_or_else(|| ".".into()))
 }
-// ANCHOR_END: run_step
 
-/// COPY and ADD: a layer of files from the build context.
-fn copy_step(
-    work: &WorkDir,
-    state: &mut State,
-    context: &Path,
-    sources: &[String],
-    dest: &str,
-    unpack_archives: bool,
-) -> Result<(), Error> {
-    // A relative destination is relative to WORKDIR.
-    let workdir = state
-        .config
-        .config
-        .as_ref()
-        .and_then(|c| c.working_dir.clone())
-        .unwrap_or_else(|| "/".into());
-    let mut dest_path = Path::new(&workdir).join(dest);
-    if dest.ends_with('/') {
-        dest_path.push(""); // keep "into this directory"
-    }
-    let out = work.dir.join(format!("copy-{}", state.layers.len()));
-    let made = layer::from_context(context, sources, &dest_path, unpack_archives, &out)?;
-    state.advance(&format!("COPY {} {}", made.diff_id, dest_path.display()));
-    let descriptor = describe(&made)?;
-    println!("--> {}", &made.diff_id.hex()[..12]);
-    state.push_layer(descriptor, made.diff_id, Some(made.gzipped));
-    Ok(())
+/// `--chown=1000:1000` (or `1000`): no lookup needed.
+fn numeric_owner(chown: &str) -> Option<(u32, u32)> {
+    let (user, group) = chown.split_once(':').unwrap_or((chown, chown));
+    Some((user.parse().ok()?, group.parse().ok()?))
 }
 
 fn describe(made: &LayerFile) -> Result<Descriptor, Error> {
@@ -567,11 +1250,19 @@ struct WorkDir {
     pending: PathBuf,
 }
 
+// ANCHOR: workdir
 impl WorkDir {
+    /// A new scratch directory, with its owner (our process) written in
+    /// it first; what killed builds left is removed on the way.
     fn create(builds: &Path) -> Result<WorkDir, Error> {
+        remove_abandoned(builds);
         let id = hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?;
         let dir = builds.join(&id);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        let me = Proc::of(std::process::id() as i32)
+            .ok_or_else(|| Error::Other("read the start time of our own process".into()))?;
+        let owner = serde_json::to_vec(&me).map_err(|e| Error::Other(e.to_string()))?;
+        write_atomic(&dir.join(OWNER), &owner)?;
         let pending = dir.join("cache");
         Ok(WorkDir { dir, pending })
     }
@@ -595,6 +1286,34 @@ impl WorkDir {
         write_atomic(&self.pending.join(format!("{}.json", key.hex())), &bytes)
     }
 }
+
+/// The file naming the process a scratch directory belongs to.
+const OWNER: &str = "owner.json";
+
+/// Scratch directories of builds that were killed (their owner is gone):
+/// the runtime's state of their RUN containers (cgroups included) is
+/// deleted, then the directory. A directory without an owner file yet is
+/// being made, and left alone.
+fn remove_abandoned(builds: &Path) {
+    let Ok(entries) = std::fs::read_dir(builds) else {
+        return;
+    };
+    for dir in entries.flatten().map(|e| e.path()) {
+        let owner: Option<Proc> = std::fs::read(dir.join(OWNER))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        if owner.is_none_or(|owner| owner.alive()) {
+            continue;
+        }
+        if let Ok(containers) = std::fs::read_dir(dir.join("runtime")) {
+            for id in containers.flatten().map(|e| e.file_name()) {
+                let _ = runtime::delete(&dir, &id.to_string_lossy(), true);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+// ANCHOR_END: workdir
 
 impl Drop for WorkDir {
     fn drop(&mut self) {

@@ -17,6 +17,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use stage01_chroot::Error;
 use stage04_images::digest::{Digest, HashingReader};
+
+use crate::dockerignore::Ignore;
 use tar::{Builder, EntryType, Header, HeaderMode};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -97,63 +99,478 @@ fn is_opaque(dir: &Path) -> bool {
     n == 1 && value[0] == b'y'
 }
 
-/// The layer of a `COPY` (or `ADD`) step: `sources`, relative to `context`,
-/// at `dest` inside the image. Owned by root, with no times, so the same
-/// files always make the same layer (and the cache can trust it).
-pub fn from_context(
-    context: &Path,
-    sources: &[String],
-    dest: &Path,
-    unpack_archives: bool,
+/// One COPY or ADD: what to copy from where to where, and as whom.
+pub struct CopyJob<'a> {
+    /// Where source paths are looked up: the build context, or `/` in a
+    /// thread chrooted into another stage (`COPY --from`).
+    pub root: &'a Path,
+    /// The `.dockerignore` rules (empty for `--from`).
+    pub ignore: &'a Ignore,
+    pub sources: &'a [CopySource],
+    /// Where in the image; ends with `/` for "into this directory".
+    pub dest: &'a Path,
+    pub unpack_archives: bool,
+    /// `--chown`, resolved to numbers (root's otherwise).
+    pub owner: (u32, u32),
+    /// `--chmod`.
+    pub chmod: Option<u32>,
+    /// What the image already has at and above `dest`.
+    pub dest_info: DestInfo,
+}
+
+/// A source of COPY: a path or glob, or a here-document's bytes.
+#[derive(Debug, Clone)]
+pub enum CopySource {
+    Path(String),
+    Inline { name: String, content: Vec<u8> },
+}
+
+/// The destination as the image so far has it.
+#[derive(Debug, Clone, Default)]
+pub struct DestInfo {
+    /// `dest` is a directory already: a file is copied into it.
+    pub is_dir: bool,
+    /// Directories from `/` down to `dest` that must be made, top first.
+    pub missing: Vec<PathBuf>,
+}
+
+/// One file to put in a COPY layer.
+struct Pick {
+    /// Where it is read from (a host path, or inside a chroot).
+    from: PathBuf,
+    /// Where it goes, relative to the image's root.
+    to: PathBuf,
+    meta: std::fs::Metadata,
+    /// ADD: a tar archive to unpack at `to`.
+    archive: bool,
+    /// The destination directory a directory's content goes into: made
+    /// (mode 755, owned by `--chown`'s user) if the image lacks it, left as
+    /// it is otherwise.
+    dest_dir: bool,
+}
+
+// ANCHOR: copy
+/// The layer of a `COPY` or `ADD` step: what `job` picks, owned by
+/// `job.owner`, with modes and times as in the context.
+pub fn copy_layer(job: &CopyJob, out: &Path) -> Result<LayerFile, Error> {
+    let (picks, inline) = pick(job)?;
+    write_layer(out, HeaderMode::Complete, |builder| {
+        write_picks(builder, job, &picks, &inline)
+    })
+}
+// ANCHOR_END: copy
+
+/// `COPY --from`: the same, with sources read from the overlay of `layers`
+/// (another stage or image), mounted read-only in a mount namespace and
+/// chroot of one thread, so that its absolute symlinks can't point at the
+/// host's files and the mount is gone when the thread (or berth) ends.
+pub fn copy_layer_from(
+    layers: &[PathBuf],
+    scratch: &Path,
+    job: &CopyJob,
     out: &Path,
 ) -> Result<LayerFile, Error> {
-    let dest_inside = relative_inside(dest)?;
-    let into_dir = sources.len() > 1 || dest.as_os_str().to_string_lossy().ends_with('/');
-    let mut resolved = Vec::new();
-    for source in sources {
-        resolved.push(inside_context(context, source)?);
+    let mountpoint = scratch.join("from");
+    let empty = scratch.join("empty");
+    for dir in [&mountpoint, &empty] {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
     }
-    write_layer(out, HeaderMode::Deterministic, |builder| {
-        for (source, path) in sources.iter().zip(&resolved) {
-            let meta = std::fs::metadata(path).map_err(|e| Error::io("stat", path, e))?;
-            if meta.is_dir() {
-                // Docker copies a directory's content, not the directory.
-                if let Some(parent) = dest_inside.parent() {
-                    add_parents(builder, parent)?;
-                }
-                append(builder, path, &dest_inside)?;
-                add_tree(builder, path, &dest_inside)?;
-            } else if unpack_archives && is_tar_archive(source) {
-                add_parents(builder, &dest_inside)?;
-                add_archive(builder, path, &dest_inside)?;
-            } else {
-                let target = match into_dir {
-                    true => dest_inside.join(path.file_name().unwrap_or_default()),
-                    false => dest_inside.clone(),
-                };
-                if let Some(parent) = target.parent() {
-                    add_parents(builder, parent)?;
-                }
-                append(builder, path, &target)?;
-            }
-        }
-        Ok(())
+    write_layer(out, HeaderMode::Complete, |builder| {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    enter_read_only_root(layers, &empty, &mountpoint)?;
+                    let (picks, inline) = pick(job)?;
+                    write_picks(builder, job, &picks, &inline)
+                })
+                .join()
+                .unwrap_or_else(|_| Err(Error::Other("the COPY --from thread panicked".into())))
+        })
     })
 }
 
-/// `source` must name something inside the build context, even through
-/// `..` or symlinks: a build must not read the host's other files.
-fn inside_context(context: &Path, source: &str) -> Result<PathBuf, Error> {
-    let path = context.join(source);
+/// This thread only: a mount namespace of its own, the overlay of
+/// `layers` mounted read-only at `at`, and `at` as its root.
+fn enter_read_only_root(layers: &[PathBuf], empty: &Path, at: &Path) -> Result<(), Error> {
+    use nix::mount::{MsFlags, mount};
+    use nix::sched::{CloneFlags, unshare};
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS)
+        .map_err(|e| Error::Other(format!("unshare(CLONE_NEWNS) for COPY --from: {e}")))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| Error::Other(format!("make / private for COPY --from: {e}")))?;
+    // overlayfs wants two lower directories at least without an upper one.
+    let lower: Vec<String> = layers
+        .iter()
+        .rev()
+        .chain([&empty.to_path_buf()])
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let options = format!("lowerdir={}", lower.join(":"));
+    mount(
+        Some("overlay"),
+        at,
+        Some("overlay"),
+        MsFlags::MS_RDONLY,
+        Some(options.as_str()),
+    )
+    .map_err(|e| {
+        Error::Other(format!(
+            "mount the stage for COPY --from at {}: {e}",
+            at.display()
+        ))
+    })?;
+    nix::unistd::chroot(at).map_err(|e| Error::Other(format!("chroot {}: {e}", at.display())))?;
+    std::env::set_current_dir("/").map_err(|e| Error::io("chdir", "/", e))
+}
+
+/// A stat-only fingerprint of what `job` would copy: the paths, sizes,
+/// modes, owners, times and inode numbers of every source file. Equal
+/// fingerprints on the same image mean the same layer, so a cached build
+/// neither reads nor hashes nor archives the files again.
+pub fn fingerprint(job: &CopyJob) -> Result<Digest, Error> {
+    let (picks, inline) = pick(job)?;
+    let mut text = format!(
+        "{:?} {:?} {} {}\n",
+        job.owner,
+        job.chmod,
+        job.dest.display(),
+        job.unpack_archives
+    );
+    for p in &picks {
+        let link = std::fs::read_link(&p.from).ok();
+        text.push_str(&format!(
+            "{} {} {:o} {} {}:{} {}.{} {}:{} {link:?} {}\n",
+            p.from.display(),
+            p.to.display(),
+            p.meta.mode(),
+            p.meta.size(),
+            p.meta.uid(),
+            p.meta.gid(),
+            p.meta.mtime(),
+            p.meta.mtime_nsec(),
+            p.meta.dev(),
+            p.meta.ino(),
+            p.archive,
+        ));
+    }
+    for (to, content) in &inline {
+        text.push_str(&format!("{} {}\n", to.display(), Digest::of(content)));
+    }
+    Ok(Digest::of(text.as_bytes()))
+}
+
+/// Every file, directory and symlink `job` copies, in order, and the
+/// here-documents with their places.
+#[allow(clippy::type_complexity)]
+fn pick(job: &CopyJob) -> Result<(Vec<Pick>, Vec<(PathBuf, Vec<u8>)>), Error> {
+    let dest = relative_inside(job.dest)?;
+    let mut matched = Vec::new();
+    let mut inline = Vec::new();
+    for source in job.sources {
+        match source {
+            CopySource::Path(path) => {
+                let found = expand(job.root, job.ignore, path)?;
+                if found.is_empty() {
+                    return Err(Error::Other(format!(
+                        "{path}: no such file in the build context{}",
+                        match job.ignore.is_empty() {
+                            true => "",
+                            false => " (or .dockerignore leaves it out)",
+                        }
+                    )));
+                }
+                matched.extend(found);
+            }
+            CopySource::Inline { name, content } => inline.push((name.clone(), content.clone())),
+        }
+    }
+    let into_dir = job.dest_info.is_dir
+        || job.dest.as_os_str().to_string_lossy().ends_with('/')
+        || matched.len() + inline.len() > 1;
+    let mut picks = Vec::new();
+    for (path, relative) in matched {
+        let meta = std::fs::metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+        if meta.is_dir() {
+            // Docker copies a directory's content, not the directory.
+            picks.push(Pick {
+                from: path.clone(),
+                to: dest.clone(),
+                meta,
+                archive: false,
+                dest_dir: true,
+            });
+            walk(job, &path, &relative, &dest, &mut picks)?;
+        } else if job.unpack_archives && is_tar_archive(&path.to_string_lossy()) {
+            picks.push(Pick {
+                from: path,
+                to: dest.clone(),
+                meta,
+                archive: true,
+                dest_dir: false,
+            });
+        } else {
+            let to = match into_dir {
+                true => dest.join(path.file_name().unwrap_or_default()),
+                false => dest.clone(),
+            };
+            picks.push(Pick {
+                from: path,
+                to,
+                meta,
+                archive: false,
+                dest_dir: false,
+            });
+        }
+    }
+    let inline = inline
+        .into_iter()
+        .map(|(name, content)| match into_dir {
+            true => (dest.join(name), content),
+            false => (dest.clone(), content),
+        })
+        .collect();
+    Ok((picks, inline))
+}
+
+/// A source path or glob, resolved inside `root`: each match's real path
+/// and its path relative to the root (for .dockerignore). A symlink may
+/// lead anywhere inside the root, never out of it.
+fn expand(root: &Path, ignore: &Ignore, source: &str) -> Result<Vec<(PathBuf, String)>, Error> {
+    let cleaned = crate::dockerignore::clean(source);
+    let mut candidates = vec![String::new()];
+    for part in cleaned.split('/').filter(|p| *p != ".") {
+        let mut next = Vec::new();
+        for base in candidates {
+            let join = |name: &str| match base.is_empty() {
+                true => name.to_string(),
+                false => format!("{base}/{name}"),
+            };
+            if !part.contains(['*', '?', '[']) {
+                next.push(join(part));
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(root.join(&base)) else {
+                continue;
+            };
+            let mut names: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| crate::dockerignore::glob_match(part, name))
+                .collect();
+            names.sort();
+            next.extend(names.iter().map(|n| join(n)));
+        }
+        candidates = next;
+    }
+    let mut found = Vec::new();
+    for relative in candidates {
+        let path = root.join(&relative);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        // An excluded directory may still hold what an exception brings
+        // back: `walk` sorts that out inside it.
+        let dir_with_exceptions = meta.is_dir() && ignore.has_exceptions();
+        if ignore.excluded(&relative) && !dir_with_exceptions {
+            continue;
+        }
+        let resolved = inside_root(root, &relative)?;
+        let relative = resolved
+            .strip_prefix(root)
+            .unwrap_or(&resolved)
+            .to_string_lossy()
+            .into_owned();
+        if ignore.excluded(&relative) && !dir_with_exceptions {
+            continue;
+        }
+        found.push((resolved, relative));
+    }
+    Ok(found)
+}
+
+/// The entries below the directory `dir` (context path `relative`), at
+/// `to`, without those .dockerignore leaves out.
+fn walk(
+    job: &CopyJob,
+    dir: &Path,
+    relative: &str,
+    to: &Path,
+    picks: &mut Vec<Pick>,
+) -> Result<(), Error> {
+    for (name, path) in sorted_entries(dir)? {
+        let name_str = name.to_string_lossy();
+        let rel = match relative.is_empty() {
+            true => name_str.to_string(),
+            false => format!("{relative}/{name_str}"),
+        };
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
+        let excluded = job.ignore.excluded(&rel);
+        if meta.is_dir() {
+            if excluded && !job.ignore.has_exceptions() {
+                continue;
+            }
+            let at = picks.len();
+            picks.push(Pick {
+                from: path.clone(),
+                to: to.join(&name),
+                meta,
+                archive: false,
+                dest_dir: false,
+            });
+            walk(job, &path, &rel, &to.join(&name), picks)?;
+            // An excluded directory is kept only for what an exception
+            // brought back inside it.
+            if excluded && picks.len() == at + 1 {
+                picks.pop();
+            }
+        } else if !excluded && (meta.is_file() || meta.file_type().is_symlink()) {
+            picks.push(Pick {
+                from: path,
+                to: to.join(&name),
+                meta,
+                archive: false,
+                dest_dir: false,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn write_picks(
+    builder: &mut Builder<File>,
+    job: &CopyJob,
+    picks: &[Pick],
+    inline: &[(PathBuf, Vec<u8>)],
+) -> Result<(), Error> {
+    // Directories the COPY makes belong to its owner, as with BuildKit.
+    for dir in &job.dest_info.missing {
+        let mut header = Header::new_gnu();
+        header.set_entry_type(EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_uid(job.owner.0.into());
+        header.set_gid(job.owner.1.into());
+        header.set_size(0);
+        builder
+            .append_data(&mut header, relative_inside(dir)?, std::io::empty())
+            .map_err(|e| Error::io("write layer entry", dir, e))?;
+    }
+    for p in picks {
+        if p.to.as_os_str().is_empty() || (p.dest_dir && job.dest_info.is_dir) {
+            continue; // what the image has keeps its metadata
+        }
+        if p.archive {
+            add_archive(builder, &p.from, &p.to)?;
+            continue;
+        }
+        let mut header = Header::new_gnu();
+        header.set_metadata_in_mode(&p.meta, HeaderMode::Complete);
+        header.set_uid(job.owner.0.into());
+        header.set_gid(job.owner.1.into());
+        if let Some(mode) = job.chmod {
+            header.set_mode(mode);
+        } else if p.dest_dir {
+            header.set_mode(0o755);
+        }
+        let failed = |e| Error::io("add to layer", &p.from, e);
+        if p.meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&p.from).map_err(failed)?;
+            header.set_size(0);
+            builder
+                .append_link(&mut header, &p.to, target)
+                .map_err(failed)?;
+        } else if p.meta.is_dir() {
+            header.set_size(0);
+            builder
+                .append_data(&mut header, &p.to, std::io::empty())
+                .map_err(failed)?;
+        } else {
+            let file = File::open(&p.from).map_err(failed)?;
+            builder
+                .append_data(&mut header, &p.to, file)
+                .map_err(failed)?;
+        }
+    }
+    for (to, content) in inline {
+        let mut header = Header::new_gnu();
+        header.set_entry_type(EntryType::Regular);
+        header.set_mode(job.chmod.unwrap_or(0o644));
+        header.set_uid(job.owner.0.into());
+        header.set_gid(job.owner.1.into());
+        header.set_size(content.len() as u64);
+        builder
+            .append_data(&mut header, to, &content[..])
+            .map_err(|e| Error::io("write layer entry", to, e))?;
+    }
+    Ok(())
+}
+
+/// `relative` resolved inside `root`, symlinks included: it must stay
+/// inside, so a build can't read the host's other files.
+fn inside_root(root: &Path, relative: &str) -> Result<PathBuf, Error> {
+    let path = root.join(relative);
     let resolved = std::fs::canonicalize(&path)
         .map_err(|e| Error::io("find in the build context", &path, e))?;
-    if !resolved.starts_with(context) {
+    if !resolved.starts_with(root) {
         return Err(Error::Other(format!(
-            "{source} is outside the build context {}; copy it into the context first",
-            context.display()
+            "{relative} is outside the build context {}; copy it into the context first",
+            root.display()
         )));
     }
     Ok(resolved)
+}
+
+/// The image's files across its unpacked `layers` (bottom first), as the
+/// overlay would show them, for small lookups without a mount: the topmost
+/// layer that has `path` (or a whiteout of it) decides.
+pub fn lookup(layers: &[PathBuf], path: &Path) -> Option<std::fs::Metadata> {
+    let relative = relative_inside(path).ok()?;
+    for layer in layers.iter().rev() {
+        if let Ok(meta) = std::fs::symlink_metadata(layer.join(&relative)) {
+            let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
+            return (!whiteout).then_some(meta);
+        }
+    }
+    None
+}
+
+/// A file's content in the image (`/etc/passwd`), if it has one.
+pub fn read_in_layers(layers: &[PathBuf], path: &Path) -> Option<Vec<u8>> {
+    let relative = relative_inside(path).ok()?;
+    let meta = lookup(layers, path)?;
+    if !meta.is_file() {
+        return None;
+    }
+    let layer = layers
+        .iter()
+        .rev()
+        .find(|l| std::fs::symlink_metadata(l.join(&relative)).is_ok())?;
+    std::fs::read(layer.join(relative)).ok()
+}
+
+/// What the image has at `dest`: a directory already, and the directories
+/// above it (and it, for `into_dir`) that a COPY must make.
+pub fn dest_info(layers: &[PathBuf], dest: &Path, into_dir: bool) -> DestInfo {
+    let is_dir = lookup(layers, dest).is_some_and(|m| m.is_dir());
+    let mut missing = Vec::new();
+    let mut path = PathBuf::from("/");
+    let parts: Vec<_> = dest.components().skip(1).collect();
+    let upto = match into_dir || is_dir {
+        true => parts.len(),
+        false => parts.len().saturating_sub(1),
+    };
+    for part in &parts[..upto] {
+        path.push(part);
+        if !lookup(layers, &path).is_some_and(|m| m.is_dir() || m.file_type().is_symlink()) {
+            missing.push(path.clone());
+        }
+    }
+    DestInfo { is_dir, missing }
 }
 
 fn is_tar_archive(name: &str) -> bool {
@@ -178,33 +595,6 @@ fn relative_inside(path: &Path) -> Result<PathBuf, Error> {
         }
     }
     Ok(relative)
-}
-
-fn add_parents(builder: &mut Builder<File>, dir: &Path) -> Result<(), Error> {
-    let mut path = PathBuf::new();
-    for part in dir.components() {
-        path.push(part);
-        let mut header = Header::new_gnu();
-        header.set_entry_type(EntryType::Directory);
-        header.set_mode(0o755);
-        header.set_size(0);
-        builder
-            .append_data(&mut header, &path, std::io::empty())
-            .map_err(|e| Error::io("write layer entry", &path, e))?;
-    }
-    Ok(())
-}
-
-fn add_tree(builder: &mut Builder<File>, dir: &Path, inside: &Path) -> Result<(), Error> {
-    for (name, path) in sorted_entries(dir)? {
-        let name_inside = inside.join(&name);
-        append(builder, &path, &name_inside)?;
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("stat", &path, e))?;
-        if meta.is_dir() {
-            add_tree(builder, &path, &name_inside)?;
-        }
-    }
-    Ok(())
 }
 
 /// `ADD archive.tar.gz /dest`: the archive's entries, moved under `/dest`.
@@ -307,86 +697,4 @@ fn write_layer(
     let (diff_id, _) = tar.finish();
     std::fs::remove_file(&tar_path).map_err(|e| Error::io("remove", &tar_path, e))?;
     Ok(LayerFile { gzipped, diff_id })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn names(layer: &LayerFile) -> Vec<String> {
-        let file = File::open(&layer.gzipped).unwrap();
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-        archive
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-            .collect()
-    }
-
-    #[test]
-    fn copies_are_reproducible_and_stay_in_the_context() {
-        let dir = tempfile::tempdir().unwrap();
-        let context = dir.path().join("ctx");
-        std::fs::create_dir_all(context.join("site/css")).unwrap();
-        std::fs::write(context.join("site/index.html"), "hi").unwrap();
-        std::fs::write(context.join("site/css/a.css"), "a").unwrap();
-        std::fs::write(context.join("app.sh"), "echo").unwrap();
-        let context = std::fs::canonicalize(&context).unwrap();
-
-        let one = from_context(
-            &context,
-            &["site".into()],
-            Path::new("/srv/www"),
-            false,
-            &dir.path().join("one"),
-        )
-        .unwrap();
-        assert_eq!(
-            names(&one),
-            [
-                "srv",
-                "srv/www",
-                "srv/www/css",
-                "srv/www/css/a.css",
-                "srv/www/index.html"
-            ]
-        );
-        let again = from_context(
-            &context,
-            &["site".into()],
-            Path::new("/srv/www"),
-            false,
-            &dir.path().join("two"),
-        )
-        .unwrap();
-        assert_eq!(
-            one.diff_id, again.diff_id,
-            "the same files must make the same layer"
-        );
-
-        let file = from_context(
-            &context,
-            &["app.sh".into()],
-            Path::new("/usr/bin/"),
-            false,
-            &dir.path().join("three"),
-        )
-        .unwrap();
-        assert_eq!(names(&file), ["usr", "usr/bin", "usr/bin/app.sh"]);
-
-        std::fs::write(dir.path().join("secret"), "no").unwrap();
-        let outside = from_context(
-            &context,
-            &["../secret".into()],
-            Path::new("/x"),
-            false,
-            &dir.path().join("four"),
-        );
-        assert!(
-            outside
-                .unwrap_err()
-                .to_string()
-                .contains("outside the build context")
-        );
-    }
 }

@@ -37,6 +37,7 @@ pub mod connect;
 pub mod control;
 pub mod copy;
 pub mod dockerfile;
+pub mod dockerignore;
 pub mod events;
 pub mod exec;
 pub mod format;

@@ -442,15 +442,31 @@ struct BuildArgs {
     /// Name (and tag) of the image, e.g. web:1 (required).
     #[arg(short, long, value_name = "NAME[:TAG]")]
     tag: String,
-    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    /// The Dockerfile (default: CONTEXT/Dockerfile; - reads it from stdin).
     #[arg(short, long, value_name = "FILE")]
     file: Option<PathBuf>,
     /// Set a build-time variable declared with ARG.
     #[arg(long = "build-arg", value_name = "NAME=VALUE", value_parser = parse_build_arg)]
     build_args: Vec<(String, String)>,
-    /// Run every RUN step, even those with a cached layer.
+    /// Run every step, even those with a cached layer.
     #[arg(long)]
     no_cache: bool,
+    /// Build this stage of a multi-stage Dockerfile (default: the last).
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// Set a label on the image.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_build_arg)]
+    labels: Vec<(String, String)>,
+    /// Pull every base image again, even one already in the store.
+    #[arg(long)]
+    pull: bool,
+    /// The network of RUN steps: default (berth's default network), none, or
+    /// a network's name.
+    #[arg(long, value_name = "NETWORK")]
+    network: Option<String>,
+    /// A file RUN --mount=type=secret may mount (never stored in the image).
+    #[arg(long = "secret", value_name = "id=ID,src=FILE", value_parser = parse_secret)]
+    secrets: Vec<(String, PathBuf)>,
     /// The directory COPY and ADD take files from.
     #[arg(value_name = "CONTEXT")]
     context: PathBuf,
@@ -460,6 +476,25 @@ fn parse_build_arg(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("{text:?} is not NAME=VALUE"))
+}
+
+/// `id=ID,src=FILE` (also `source=`, and `env=` is refused).
+fn parse_secret(text: &str) -> Result<(String, PathBuf), String> {
+    let mut id = None;
+    let mut src = None;
+    for field in text.split(',') {
+        match field.split_once('=') {
+            Some(("id", value)) => id = Some(value.to_string()),
+            Some(("src" | "source", value)) => src = Some(PathBuf::from(value)),
+            Some(("type", "file")) => {}
+            _ => return Err(format!("{field:?}: a secret is id=ID,src=FILE")),
+        }
+    }
+    let src = src.ok_or("a secret needs src=FILE")?;
+    let id = id
+        .or_else(|| src.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .ok_or("a secret needs id=ID")?;
+    Ok((id, src))
 }
 
 #[derive(clap::Args)]
@@ -616,7 +651,7 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     ),
     (
         &["build"],
-        "berth build -t web:1 ./site\n  berth build -t web:1 -f site/Dockerfile.prod --build-arg VERSION=2 ./site",
+        "berth build -t web:1 ./site\n  berth build -t web:1 -f site/Dockerfile.prod --build-arg VERSION=2 ./site\n  berth build -t app:1 --target runtime --secret id=token,src=token.txt .",
     ),
     (
         &["pull"],
@@ -889,6 +924,11 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
                 tag: args.tag,
                 build_args: args.build_args.into_iter().collect(),
                 no_cache: args.no_cache,
+                target: args.target,
+                labels: args.labels,
+                pull: args.pull,
+                network: args.network,
+                secrets: args.secrets.into_iter().collect(),
             };
             build(&engine, options).map(|_| 0)
         }

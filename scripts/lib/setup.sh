@@ -27,6 +27,8 @@
 #   iputils-ping     the ping the escape tests run without CAP_NET_RAW
 #   tmux             the terminal the engine's -it test types into
 #   podman conmon containerd  real engines that drive berth-runtime in tests
+#   buildah          builds tests/dockerfiles too: its file trees are the
+#                    reference berth build's must match
 #   chromium         renders the book's pictures in the pictures test
 #   qemu-system-x86  the virtual machine of scripts/v2-vm, a cgroup v2 host in
 #                    which the tests replay the book's v2 sessions on v1 or
@@ -41,7 +43,7 @@ BERTH_LAB_PACKAGES=(busybox-static libc6-dev gcc docker-registry skopeo umoci cu
 # Everything scripts/test runs.
 BERTH_TEST_PACKAGES=(busybox-static libc6-dev gcc iproute2 iputils-ping procps util-linux
     nftables docker-registry skopeo umoci curl tmux podman conmon containerd chromium
-    qemu-system-x86)
+    qemu-system-x86 buildah)
 # scripts/v2-vm, a cgroup v2 host in a VM (and a kernel: berth_install_vm_kernel).
 BERTH_V2VM_PACKAGES=(qemu-system-x86 busybox-static)
 # The push tests' token server signs its tokens with openssl.

@@ -218,6 +218,13 @@ pub fn create(root: &Path, options: &CreateOptions) -> Result<Pid, Error> {
     create_for(root, options, Caller::Leaves).map_err(in_runcs_words)
 }
 
+/// `create` for a build's `RUN`: its init waits at the gate as our child
+/// (so the engine can plug it into a network first), dies with us, and
+/// becomes the command, PID 1, as under runc.
+pub fn create_staying(root: &Path, options: &CreateOptions) -> Result<Pid, Error> {
+    create_for(root, options, Caller::Stays).map_err(in_runcs_words)
+}
+
 /// `create` for a container of berth's own engine: its init waits at the
 /// gate as our child (for `start`), and dies with us.
 pub fn create_for_engine(

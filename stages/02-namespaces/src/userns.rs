@@ -327,6 +327,16 @@ pub fn read_only_layers(lower: &[PathBuf]) -> Result<OwnedFd, Error> {
     made.map_err(|e| Error::Other(format!("can't make {e}")))
 }
 
+/// A new overlay context with the layers given one `lowerdir+` each.
+fn lower_one_by_one(overlay: &Overlay, lower: &[PathBuf]) -> Result<NewFs, MountError> {
+    let fs = NewFs::open(c"overlay")?;
+    fs.set("source", Some(&overlay.source))?;
+    for layer in lower {
+        fs.set("lowerdir+", Some(&layer.to_string_lossy()))?;
+    }
+    Ok(fs)
+}
+
 /// Where a mount we hold by descriptor can be found by path, by us.
 fn fd_path(mount: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", mount.as_raw_fd()))
@@ -353,12 +363,20 @@ fn set_owner(dir: &Path, (uid, gid): (u32, u32)) -> Result<(), MountError> {
 /// sets its options one by one and creates the file system, `fsmount`
 /// gives a mount of it.
 fn detached_overlay(overlay: &Overlay, lower: &[PathBuf]) -> Result<OwnedFd, MountError> {
-    let fs = NewFs::open(c"overlay")?;
-    fs.set("source", Some(&overlay.source))?;
-    // One colon-separated list (Linux 5.19+; Linux 6.8 also takes
-    // `lowerdir+` once per layer).
-    let lower: Vec<_> = lower.iter().map(|p| p.to_string_lossy()).collect();
-    fs.set("lowerdir", Some(&lower.join(":")))?;
+    // Linux 6.8+ takes `lowerdir+` once per layer, and recent kernels
+    // refuse a `lowerdir` list longer than 256 bytes through fsconfig (three
+    // layers under a state root in /tmp are enough); older kernels know only
+    // the colon-separated list (Linux 5.19+), in a context of its own.
+    let fs = match lower_one_by_one(overlay, lower) {
+        Ok(fs) => fs,
+        Err(_) => {
+            let fs = NewFs::open(c"overlay")?;
+            fs.set("source", Some(&overlay.source))?;
+            let lower: Vec<_> = lower.iter().map(|p| p.to_string_lossy()).collect();
+            fs.set("lowerdir", Some(&lower.join(":")))?;
+            fs
+        }
+    };
     for (key, value) in &overlay.options {
         fs.set(key, value.as_deref())?;
     }

@@ -1,0 +1,3 @@
+#include "util.h"
+
+const char *greeting(void) { return "service"; }
