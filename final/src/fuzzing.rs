@@ -20,7 +20,7 @@ use stage04_images::spec::{self, ImageConfig, Index, Manifest};
 /// A Dockerfile, as `berth build` parses it.
 pub fn dockerfile(bytes: &[u8]) {
     if let Ok(text) = std::str::from_utf8(bytes) {
-        let _ = crate::dockerfile::parse(text);
+        let _ = crate::dockerfile::parse("Dockerfile", text);
     }
 }
 
