@@ -14,6 +14,18 @@ pub struct Lab {
     _fx: Fixture,
     pub pulled: PulledImage,
     pub networks: Vec<String>,
+    /// The subnet of this lab's default network (`berth`, which `run` and
+    /// a build's RUN join): one of its own, since labs run side by side
+    /// and their default bridges are routes on one host.
+    pub default_subnet: String,
+}
+
+/// A /24 for the next lab's default network, in 10.160.0.0/12 (which the
+/// tests' own networks stay out of).
+pub fn next_default_subnet() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4096;
+    format!("10.{}.{}.0/24", 160 + n / 256, n % 256)
 }
 
 impl Lab {
@@ -33,12 +45,14 @@ impl Lab {
             _fx: fx,
             pulled,
             networks: Vec::new(),
+            default_subnet: next_default_subnet(),
         }
     }
 
     pub fn berth(&self) -> Command {
         let mut command = Command::new(bin("berth"));
         command.arg("--root").arg(self.pulled.root.path());
+        command.env("BERTH_DEFAULT_SUBNET", &self.default_subnet);
         command
     }
 
@@ -112,10 +126,28 @@ impl Drop for Lab {
         for id in self.container_dirs() {
             let _ = self.berth().args(["rm", "-f", &id]).output();
         }
-        for name in &self.networks {
-            let _ = self.berth().args(["network", "rm", name]).output();
+        // The test's networks, and any the root made itself: the default
+        // one (`berth`, bridge berth0), which `run` and a build's RUN join.
+        let mut networks = self.networks.clone();
+        networks.extend(networks_in(self.pulled.root.path()));
+        for name in networks {
+            let _ = self.berth().args(["network", "rm", &name]).output();
         }
     }
+}
+
+/// The networks defined under berth state root `root`.
+pub fn networks_in(root: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(root.join("networks"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".json").map(String::from)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Wait until `check` holds, or fail after 10 s saying `what`.

@@ -34,6 +34,10 @@ impl Berth {
             .arg("--root")
             .arg(self.root.path())
             .env("DOCKER_CONFIG", self.docker_config.path())
+            .env(
+                "BERTH_DEFAULT_SUBNET",
+                berth_tests::lab::next_default_subnet(),
+            )
             .stdin(Stdio::null());
         command
     }
@@ -56,6 +60,20 @@ impl Berth {
 
     fn auth_file(&self) -> PathBuf {
         self.docker_config.path().join("config.json")
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        // Containers, then the networks they made (`run` joins the default
+        // one, whose bridge and firewall table are the host's).
+        let containers = self.output(&["ps", "-a", "-q"]);
+        for id in String::from_utf8_lossy(&containers.stdout).split_whitespace() {
+            let _ = self.output(&["rm", "-f", id]);
+        }
+        for name in berth_tests::lab::networks_in(self.root.path()) {
+            let _ = self.output(&["network", "rm", &name]);
+        }
     }
 }
 

@@ -37,8 +37,18 @@ pub const TABLE: &str = "berth";
 /// The table of the state root `root`: `berth` for /var/lib/berth, else
 /// `berth-` and 8 hex digits of a hash of the root's path.
 pub fn table_for(root: &std::path::Path) -> String {
-    if root == std::path::Path::new("/var/lib/berth") {
-        return TABLE.to_string();
+    match root_hash(root) {
+        None => TABLE.to_string(),
+        Some(hash) => format!("{TABLE}-{hash:08x}"),
+    }
+}
+
+/// A hash of the state root's path, `None` for the default root: what
+/// tells apart the host-wide names (tables, the default bridge) of roots
+/// used side by side.
+pub fn root_hash(root: &std::path::Path) -> Option<u32> {
+    if root == std::path::Path::new(stage04_images::root::DEFAULT_ROOT) {
+        return None;
     }
     // FNV-1a: stable across runs and Rust versions, unlike std's hasher.
     let hash = root
@@ -48,7 +58,7 @@ pub fn table_for(root: &std::path::Path) -> String {
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
         });
-    format!("{TABLE}-{:08x}", hash as u32)
+    Some(hash as u32)
 }
 
 /// One berth network: its bridge and its address range.

@@ -49,6 +49,10 @@ pub struct Networks {
     dir: PathBuf,
     /// berth's nftables table for this state root.
     table: String,
+    /// The default network's bridge: `berth0` for the default root, else
+    /// one of its own (`bth0-` and a hash of the root), so that two roots
+    /// never share one.
+    default_bridge: String,
 }
 
 impl Networks {
@@ -62,6 +66,10 @@ impl Networks {
         Ok(Networks {
             dir,
             table: firewall::table_for(root),
+            default_bridge: match firewall::root_hash(root) {
+                None => "berth0".into(),
+                Some(hash) => format!("bth0-{:06x}", hash & 0xff_ffff),
+            },
         })
     }
 
@@ -106,7 +114,7 @@ impl Networks {
             )));
         }
         let bridge = if name == DEFAULT_NETWORK {
-            "berth0".to_string()
+            self.default_bridge.clone()
         } else {
             bridge_for(name)
         };
@@ -521,10 +529,10 @@ mod tests {
                 .contains("already exists")
         );
         let default = networks.get(DEFAULT_NETWORK).unwrap();
-        assert_eq!(
-            (default.bridge.as_str(), default.subnet.to_string()),
-            ("berth0", DEFAULT_SUBNET.to_string())
-        );
+        assert_eq!(default.subnet.to_string(), DEFAULT_SUBNET);
+        // berth0 is the default root's; this root's default bridge is its own.
+        assert!(default.bridge.starts_with("bth0-"), "{}", default.bridge);
+        assert_eq!(default.bridge.len(), 11);
         let names: Vec<String> = networks
             .list()
             .unwrap()
