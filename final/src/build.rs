@@ -360,7 +360,21 @@ impl Builder<'_> {
         Image::open(&self.store, name)
     }
 
+    /// One step, noted in the image's history: what ran, and whether it
+    /// made a layer (`berth history` shows them). The entries carry no
+    /// time, so a rebuild from the cache is the same image, ID and all.
     fn step(&mut self, state: &mut State, step: &Step) -> Result<(), Error> {
+        let layers_before = state.layers.len();
+        self.step_itself(state, step)?;
+        state.config.history.push(spec::History {
+            created_by: Some(substitute(&step.text, &state.vars)),
+            empty_layer: state.layers.len() == layers_before,
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    fn step_itself(&mut self, state: &mut State, step: &Step) -> Result<(), Error> {
         match &step.instruction {
             Instruction::Arg(args) => {
                 for (name, default) in args {
@@ -455,6 +469,14 @@ pub fn commit_container(
     let made = made?;
     let descriptor = describe(&made)?;
     state.push_layer(descriptor, made.diff_id, Some(made.gzipped));
+    // Docker's commit notes the container's command; and when, since a
+    // commit is a moment, not a recipe.
+    state.config.history.push(spec::History {
+        created: Some(crate::logfile::rfc3339_nano(crate::logfile::now_nanos())),
+        created_by: Some(record.spec.command.join(" ")),
+        comment: Some(format!("berth commit {}", record.display_name())),
+        ..Default::default()
+    });
     commit(engine, &store, &work, &state, &tag.to_string())
 }
 
@@ -545,6 +567,8 @@ impl State {
                     r#type: "layers".into(),
                     diff_ids: Vec::new(),
                 },
+                created: None,
+                history: Vec::new(),
             },
             layers: Vec::new(),
             chain: Digest::of(b"scratch"),

@@ -185,18 +185,24 @@ pub fn history(
         .iter()
         .filter(|e| !e["empty_layer"].as_bool().unwrap_or(false))
         .count();
-    // A config without history (some tools write none): one row a layer.
-    let entries = if entries.is_empty() || made_layers != details.image.manifest.layers.len() {
-        let created = details.config["created"].clone();
-        details
+    // Layers the history doesn't tell of (some tools write none, and a
+    // build on such a base adds its own steps only): a row each, below.
+    let untold = details.image.manifest.layers.len().checked_sub(made_layers);
+    let entries = match untold {
+        Some(untold) => {
+            let created = details.config["created"].clone();
+            let mut all = vec![json!({"created": created}); untold];
+            all.extend(entries);
+            all
+        }
+        // More than there are: the history is wrong, show the layers.
+        None => details
             .image
             .manifest
             .layers
             .iter()
-            .map(|_| json!({"created": created}))
-            .collect()
-    } else {
-        entries
+            .map(|_| json!({"created": details.config["created"]}))
+            .collect(),
     };
     for entry in &entries {
         let size = match entry["empty_layer"].as_bool().unwrap_or(false) {

@@ -700,3 +700,48 @@ fn a_build_killed_in_a_run_step_leaves_nothing_after_the_next() {
         "stale leases are reclaimed on the next allocation"
     );
 }
+
+#[test]
+fn history_tells_each_step_and_a_cached_rebuild_is_the_same_image() {
+    if !root_or_skip("history_tells_each_step_and_a_cached_rebuild_is_the_same_image") {
+        return;
+    }
+    let lab = Lab::new();
+    let dir = tempfile::tempdir().unwrap();
+    let dockerfile = format!(
+        "FROM {}\nENV GREETING=hi\nCOPY hello.txt /srv/\nRUN echo built > /built\nCMD [\"cat\", \"/built\"]\n",
+        lab.pulled.image
+    );
+    let ctx = context(dir.path(), &dockerfile, &[("hello.txt", "hello\n")]);
+    let id = |lab: &Lab| lab.ok(&["image", "inspect", "--format", "{{.Id}}", "told:1"]);
+    let build = |lab: &Lab| {
+        lab.ok(&[
+            "build",
+            "--network",
+            "none",
+            "-t",
+            "told:1",
+            &ctx.to_string_lossy(),
+        ])
+    };
+    build(&lab);
+    let first = id(&lab);
+    let history = lab.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}|{{.Size}}",
+        "told:1",
+    ]);
+    let rows: Vec<&str> = history.lines().collect();
+    // Newest first: the steps, then the base image's own.
+    assert_eq!(rows[0], "CMD [\"cat\", \"/built\"]|0 B", "{history}");
+    assert!(rows[1].starts_with("RUN echo built > /built|"), "{history}");
+    assert!(!rows[1].ends_with("|0 B"), "RUN made a layer: {history}");
+    assert!(rows[2].starts_with("COPY hello.txt /srv/|"), "{history}");
+    assert_eq!(rows[3], "ENV GREETING=hi|0 B", "{history}");
+    assert_eq!(rows.len(), 5, "{history}");
+    // Nothing in it is a time: the cache gives back the very same image.
+    build(&lab);
+    assert_eq!(id(&lab), first);
+}

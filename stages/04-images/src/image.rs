@@ -249,6 +249,8 @@ mod tests {
                 r#type: "layers".into(),
                 diff_ids: vec![],
             },
+            created: None,
+            history: Vec::new(),
         }
     }
 

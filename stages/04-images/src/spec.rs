@@ -152,6 +152,28 @@ pub struct ImageConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ContainerConfig>,
     pub rootfs: RootFs,
+    /// When the image was made (RFC 3339), if its maker says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    /// How it was made, a step at a time (`docker history` shows it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<History>,
+}
+
+/// One step in an image's making: what ran, and whether it made a layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// The step changed only the config (ENV, CMD...), no files.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub empty_layer: bool,
 }
 
 /// Defaults for a container, in Docker's PascalCase JSON names. Docker
@@ -389,6 +411,8 @@ mod tests {
                 r#type: "layers".into(),
                 diff_ids: vec![D3.parse().unwrap()],
             },
+            created: None,
+            history: Vec::new(),
         };
         let value = serde_json::to_value(&config).unwrap();
         assert_eq!(value["config"], serde_json::json!({"Cmd": ["sh"]}));

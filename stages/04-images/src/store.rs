@@ -772,6 +772,8 @@ mod tests {
                 r#type: "layers".into(),
                 diff_ids: vec![diff_id],
             },
+            created: None,
+            history: Vec::new(),
         };
         let config_json = serde_json::to_vec(&config).unwrap();
         store.put_bytes(&config_json).unwrap();
