@@ -68,6 +68,8 @@ pub struct BuildOptions {
     pub network: Option<String>,
     /// `--secret id=ID,src=FILE`: files RUN may mount, never stored.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--platform`: must be this machine's (see [`check_platform`]).
+    pub platform: Option<String>,
 }
 
 /// A layer of the image being built.
@@ -117,6 +119,8 @@ struct Builder<'a> {
 pub fn build(engine: &Engine, options: BuildOptions) -> Result<String, Error> {
     // Everything that can be checked first.
     let tag: Reference = options.tag.parse()?;
+    let platform = options.platform.as_deref();
+    check_platform("--platform", platform, &BTreeMap::new())?;
     let context = std::fs::canonicalize(&options.context)
         .map_err(|e| Error::io("open the build context", &options.context, e))?;
     let (file_name, text) = read_dockerfile(&context, options.dockerfile.as_deref())?;
@@ -291,7 +295,7 @@ impl Builder<'_> {
     fn build_stage(&mut self, index: usize, stage: &Stage) -> Result<State, Error> {
         let base = substitute(&stage.base, &self.globals);
         println!("[stage {index}] {}", stage.text);
-        check_platform(stage.platform.as_deref(), &self.globals)?;
+        check_platform("FROM --platform", stage.platform.as_deref(), &self.globals)?;
         let from_stage = self.stage_named(&base).is_some();
         let mut state = self.base_state(&base)?;
         if !from_stage {
@@ -410,7 +414,11 @@ impl Builder<'_> {
 }
 
 /// `FROM --platform=...`: berth builds for this machine's platform only.
-fn check_platform(platform: Option<&str>, globals: &BTreeMap<String, String>) -> Result<(), Error> {
+fn check_platform(
+    what: &str,
+    platform: Option<&str>,
+    globals: &BTreeMap<String, String>,
+) -> Result<(), Error> {
     let Some(platform) = platform.map(|p| substitute(p, globals)) else {
         return Ok(());
     };
@@ -419,7 +427,8 @@ fn check_platform(platform: Option<&str>, globals: &BTreeMap<String, String>) ->
     match platform == ours || platform.starts_with(&format!("{ours}/")) {
         true => Ok(()),
         false => Err(Error::Other(format!(
-            "FROM --platform={platform}: berth builds for this machine's platform, {ours}, only"
+            "{what}={platform}: berth builds for this machine's platform, {ours}, only \
+             (its RUN steps run here, with no emulator)"
         ))),
     }
 }

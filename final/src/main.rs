@@ -467,6 +467,10 @@ struct BuildArgs {
     /// A file RUN --mount=type=secret may mount (never stored in the image).
     #[arg(long = "secret", value_name = "id=ID,src=FILE", value_parser = parse_secret)]
     secrets: Vec<(String, PathBuf)>,
+    /// The platform to build for: this machine's only (RUN steps run
+    /// here), e.g. linux/amd64; accepted so that scripts that name it work.
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
     /// The directory COPY and ADD take files from.
     #[arg(value_name = "CONTEXT")]
     context: PathBuf,
@@ -929,6 +933,7 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
                 pull: args.pull,
                 network: args.network,
                 secrets: args.secrets.into_iter().collect(),
+                platform: args.platform,
             };
             build(&engine, options).map(|_| 0)
         }

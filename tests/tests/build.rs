@@ -744,4 +744,32 @@ fn history_tells_each_step_and_a_cached_rebuild_is_the_same_image() {
     // Nothing in it is a time: the cache gives back the very same image.
     build(&lab);
     assert_eq!(id(&lab), first);
+
+    // --platform: this machine's is accepted (scripts name it), another
+    // refused, since RUN steps run here.
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let ours = format!("linux/{arch}");
+    let path = ctx.to_string_lossy();
+    lab.ok(&[
+        "build",
+        "--network",
+        "none",
+        "--platform",
+        &ours,
+        "-t",
+        "told:1",
+        &path,
+    ]);
+    assert_eq!(id(&lab), first);
+    lab.berth()
+        .args(["build", "--platform", "linux/s390x", "-t", "told:2", &path])
+        .assert()
+        .code(125)
+        .stderr(predicate::str::contains(
+            "builds for this machine's platform",
+        ));
 }
