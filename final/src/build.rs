@@ -364,6 +364,23 @@ impl Builder<'_> {
         Image::open(&self.store, name)
     }
 
+    /// A layer the cache has for everything so far (unless --no-cache):
+    /// taken as this step's, and true.
+    fn from_cache(&self, state: &mut State) -> bool {
+        let cache = BuildCache::new(self.engine);
+        let hit = (!self.options.no_cache)
+            .then(|| cache.get(&state.chain, &self.store))
+            .flatten();
+        match hit {
+            Some(hit) => {
+                println!("--> Using cache {}", &hit.diff_id.hex()[..12]);
+                state.push_layer(hit.descriptor, hit.diff_id, None);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// One step, noted in the image's history: what ran, and whether it
     /// made a layer (`berth history` shows them). The entries carry no
     /// time, so a rebuild from the cache is the same image, ID and all.
@@ -763,12 +780,7 @@ impl Builder<'_> {
             "RUN {command:?} {:?} {:?} {binds:?} {network}",
             state.build_env, run.mounts
         ));
-        let cache = BuildCache::new(self.engine);
-        if !self.options.no_cache
-            && let Some(hit) = cache.get(&state.chain, &self.store)
-        {
-            println!("--> Using cache {}", &hit.diff_id.hex()[..12]);
-            state.push_layer(hit.descriptor, hit.diff_id, None);
+        if self.from_cache(state) {
             return Ok(());
         }
 
@@ -1142,12 +1154,7 @@ impl Builder<'_> {
             if add { "ADD" } else { "COPY" },
             dest.display()
         ));
-        let cache = BuildCache::new(self.engine);
-        if !self.options.no_cache
-            && let Some(hit) = cache.get(&state.chain, &self.store)
-        {
-            println!("--> Using cache {}", &hit.diff_id.hex()[..12]);
-            state.push_layer(hit.descriptor, hit.diff_id, None);
+        if self.from_cache(state) {
             return Ok(());
         }
 

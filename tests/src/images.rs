@@ -383,7 +383,7 @@ impl TokenServer {
 }
 
 /// The path and the Authorization header of one HTTP request.
-fn read_request(stream: &TcpStream) -> (String, String) {
+pub fn read_request(stream: &TcpStream) -> (String, String) {
     use std::io::BufRead;
     let mut reader = std::io::BufReader::new(stream);
     let mut request = String::new();

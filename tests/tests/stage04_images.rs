@@ -406,22 +406,7 @@ fn serve_tiny_image(corrupt: bool, require_token: bool) -> String {
     );
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request = String::new();
-            reader.read_line(&mut request).unwrap();
-            let mut authorization = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':')
-                    && name.eq_ignore_ascii_case("authorization")
-                {
-                    authorization = value.trim().to_string();
-                }
-            }
-            let path = request.split(' ').nth(1).unwrap_or("").to_string();
+            let (path, authorization) = berth_tests::images::read_request(&stream);
             let token_ok = !require_token || authorization == "Bearer tiny-token";
             let (status, body, kind): (&str, &[u8], &str) = match path.as_str() {
                 p if p.starts_with("/token") && authorization == "Basic dXNlcjpwYXNz" => (
