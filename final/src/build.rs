@@ -366,7 +366,7 @@ impl Builder<'_> {
 
     /// A layer the cache has for everything so far (unless --no-cache):
     /// taken as this step's, and true.
-    fn from_cache(&self, state: &mut State) -> bool {
+    fn take_cached(&self, state: &mut State) -> bool {
         let cache = BuildCache::new(self.engine);
         let hit = (!self.options.no_cache)
             .then(|| cache.get(&state.chain, &self.store))
@@ -780,7 +780,7 @@ impl Builder<'_> {
             "RUN {command:?} {:?} {:?} {binds:?} {network}",
             state.build_env, run.mounts
         ));
-        if self.from_cache(state) {
+        if self.take_cached(state) {
             return Ok(());
         }
 
@@ -1154,7 +1154,7 @@ impl Builder<'_> {
             if add { "ADD" } else { "COPY" },
             dest.display()
         ));
-        if self.from_cache(state) {
+        if self.take_cached(state) {
             return Ok(());
         }
 
