@@ -1345,12 +1345,16 @@ fn remove_abandoned(builds: &Path) {
         if owner.is_none_or(|owner| owner.alive()) {
             continue;
         }
+        let mut all_gone = true;
         if let Ok(containers) = std::fs::read_dir(dir.join("runtime")) {
             for id in containers.flatten().map(|e| e.file_name()) {
-                let _ = runtime::delete(&dir, &id.to_string_lossy(), true);
+                all_gone &= runtime::delete(&dir, &id.to_string_lossy(), true).is_ok();
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
+        // What could not be removed stays listed, for the next build.
+        if all_gone {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }
 // ANCHOR_END: workdir
