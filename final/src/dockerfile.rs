@@ -450,7 +450,12 @@ fn heredoc_markers(rest: &str) -> Vec<(String, bool, bool)> {
                 quote.is_none(),
             ));
         }
-        i = j + name_len.max(1);
+        // Past the name, or past one whole character (which may take more
+        // than one byte) when there was none.
+        i = j + match name_len {
+            0 => rest[j..].chars().next().map_or(1, char::len_utf8),
+            n => n,
+        };
         if i >= rest.len() {
             break;
         }
