@@ -17,10 +17,21 @@ use stage04_images::image::{self, Overrides};
 use stage04_images::reference::Reference;
 use stage04_images::spec::{self, ImageConfig, Index, Manifest};
 
-/// A Dockerfile, as `berth build` parses it.
+/// A Dockerfile, as `berth build` parses it; and the same bytes as a
+/// `.dockerignore` (a context may come from anywhere), asked about a few
+/// paths, and about each of its own lines as a path.
 pub fn dockerfile(bytes: &[u8]) {
-    if let Ok(text) = std::str::from_utf8(bytes) {
-        let _ = crate::dockerfile::parse("Dockerfile", text);
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let _ = crate::dockerfile::parse("Dockerfile", text);
+    if let Ok(ignore) = crate::dockerignore::Ignore::parse(text) {
+        for path in ["Dockerfile", "a/b/c.txt", ".git/HEAD", "secret/key"] {
+            let _ = ignore.excluded(path);
+        }
+        for line in text.lines().take(16) {
+            let _ = ignore.excluded(&crate::dockerignore::clean(line));
+        }
     }
 }
 
