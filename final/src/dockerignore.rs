@@ -172,7 +172,17 @@ pub fn clean(path: &str) -> String {
     }
 }
 
+/// Patterns longer than a path can be are refused: matching recurses
+/// once a token.
+const LONGEST_PATTERN: usize = 4096;
+
 fn tokens(pattern: &str) -> Result<Vec<Token>, String> {
+    if pattern.len() > LONGEST_PATTERN {
+        return Err(format!(
+            "a pattern of {} bytes: patterns are paths, at most {LONGEST_PATTERN}",
+            pattern.len()
+        ));
+    }
     let mut out = Vec::new();
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
@@ -219,30 +229,47 @@ fn tokens(pattern: &str) -> Result<Vec<Token>, String> {
     Ok(out)
 }
 
-/// Backtracking match of the whole `text` against `tokens`.
+/// Whether the whole `text` matches `tokens`. Each (token, position) pair
+/// is decided once and remembered, so a pattern of many `*` takes
+/// polynomial time: plain backtracking takes exponential time on
+/// `**********x`, and a `.dockerignore` may come with anyone's context.
 fn matches(tokens: &[Token], text: &[char]) -> bool {
-    let Some((first, rest)) = tokens.split_first() else {
-        return text.is_empty();
-    };
-    match first {
-        Token::Char(c) => text.first() == Some(c) && matches(rest, &text[1..]),
-        Token::Question => text.first().is_some_and(|c| *c != '/') && matches(rest, &text[1..]),
-        Token::Class { negated, ranges } => text.first().is_some_and(|c| {
-            *c != '/'
-                && ranges.iter().any(|(lo, hi)| lo <= c && c <= hi) != *negated
-                && matches(rest, &text[1..])
-        }),
-        Token::Star => {
-            let run = text.iter().take_while(|c| **c != '/').count();
-            (0..=run).any(|n| matches(rest, &text[n..]))
-        }
-        Token::Anything => true,
-        // `(.*/)?`: nothing, or anything up to and including a `/`.
-        Token::AnyDirs => {
-            matches(rest, text)
-                || (0..text.len()).any(|n| text[n] == '/' && matches(rest, &text[n + 1..]))
-        }
+    let mut known = vec![None; (tokens.len() + 1) * (text.len() + 1)];
+    matches_from(tokens, text, 0, 0, &mut known)
+}
+
+/// `tokens[t..]` against `text[i..]`; `known` holds what was decided.
+fn matches_from(
+    tokens: &[Token],
+    text: &[char],
+    t: usize,
+    i: usize,
+    known: &mut [Option<bool>],
+) -> bool {
+    let key = t * (text.len() + 1) + i;
+    if let Some(answer) = known[key] {
+        return answer;
     }
+    let mut rest = |i: usize| matches_from(tokens, text, t + 1, i, known);
+    let answer = match &tokens.get(t) {
+        None => i == text.len(),
+        Some(Token::Char(c)) => text.get(i) == Some(c) && rest(i + 1),
+        Some(Token::Question) => text.get(i).is_some_and(|c| *c != '/') && rest(i + 1),
+        Some(Token::Class { negated, ranges }) => {
+            text.get(i).is_some_and(|c| {
+                *c != '/' && ranges.iter().any(|(lo, hi)| lo <= c && c <= hi) != *negated
+            }) && rest(i + 1)
+        }
+        Some(Token::Star) => {
+            let run = text[i..].iter().take_while(|c| **c != '/').count();
+            (0..=run).any(|n| rest(i + n))
+        }
+        Some(Token::Anything) => true,
+        // `(.*/)?`: nothing, or anything up to and including a `/`.
+        Some(Token::AnyDirs) => rest(i) || (i..text.len()).any(|n| text[n] == '/' && rest(n + 1)),
+    };
+    known[key] = Some(answer);
+    answer
 }
 
 #[cfg(test)]
@@ -291,5 +318,19 @@ mod tests {
         assert!(i.excluded("cb") && !i.excluded("ab"));
         assert!(i.excluded("lit*") && !i.excluded("literal"));
         assert!(Ignore::parse("[abc").is_err());
+    }
+
+    #[test]
+    fn many_stars_take_no_time() {
+        // Plain backtracking would not finish these in a lifetime (found by
+        // the fuzz target); remembered answers take microseconds.
+        let i = ignore(&format!(
+            "{}x\n**/{}/**/y\n",
+            "*".repeat(40),
+            "*a".repeat(30)
+        ));
+        assert!(!i.excluded(&"a".repeat(200)));
+        assert!(!i.excluded(&format!("{}/b", "a/".repeat(60))));
+        assert!(Ignore::parse(&"a".repeat(5000)).is_err());
     }
 }
