@@ -335,17 +335,6 @@ pub fn attach(
 }
 // ANCHOR_END: attach
 
-/// The signals `attach` passes on to a container without a terminal
-/// (`--sig-proxy`): Ctrl-C is SIGINT to the container, not to us.
-const PROXIED: &[Signal] = &[
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
-
 /// `berth attach` to a container without a terminal, as Docker's: its
 /// output as it comes (its stdout to ours, its stderr to ours, read from
 /// its log, which every container has), our signals passed on to it
@@ -357,7 +346,12 @@ fn attach_output(engine: &Engine, record: &Record, sig_proxy: bool) -> Result<u8
         // Blocked here, before any thread starts, so every thread inherits
         // the mask and one thread takes them all, in order.
         let mut proxied = SigSet::empty();
-        PROXIED.iter().for_each(|signal| proxied.add(*signal));
+        // Those a foreground run passes on (Ctrl-C is SIGINT to the
+        // container, not to us), but a resize: our window is not its.
+        let passed_on = stage02_namespaces::supervise::FORWARDED.iter();
+        passed_on
+            .filter(|signal| **signal != Signal::SIGWINCH)
+            .for_each(|signal| proxied.add(*signal));
         proxied
             .thread_block()
             .map_err(|e| Error::Other(format!("block signals: {e}")))?;

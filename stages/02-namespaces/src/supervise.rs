@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 
 /// The signals passed on to the container: the ones that ask a program to
 /// stop, reload or redraw.
-const FORWARDED: &[Signal] = &[
+pub const FORWARDED: &[Signal] = &[
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
