@@ -95,20 +95,31 @@ impl Netlink {
     /// Create a veth pair, two links joined like the ends of a cable:
     /// `name` and `peer`. Returns the index of `name`.
     pub fn create_veth(&mut self, name: &str, peer: &str) -> Result<u32, Error> {
+        self.new_veth(name, peer, None)
+    }
+
+    /// The pair, with `born_in` (a namespace) among the peer's attributes.
+    fn new_veth(
+        &mut self,
+        name: &str,
+        peer: &str,
+        born_in: Option<LinkAttribute>,
+    ) -> Result<u32, Error> {
         check_name(name)?;
         check_name(peer)?;
+        let what = format!("create veth pair {name} <-> {peer}");
         // The peer is described by a whole link message nested inside ours.
         let mut peer_message = LinkMessage::default();
         peer_message
             .attributes
             .push(LinkAttribute::IfName(peer.into()));
+        peer_message.attributes.extend(born_in);
         let mut message = LinkMessage::default();
         message.attributes.push(LinkAttribute::IfName(name.into()));
         message.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
         ]));
-        let what = format!("create veth pair {name} <-> {peer}");
         self.call(
             &what,
             NLM_F_CREATE | NLM_F_EXCL,
@@ -120,32 +131,15 @@ impl Netlink {
 
     // ANCHOR: create_veth_into
     /// The same, with `peer` born in the network namespace of process
-    /// `pid` (so its name may be one the host uses too, such as `eth0`).
-    /// It is cheaper than moving it there afterwards: a link that changes
-    /// namespace makes the kernel wait until every CPU has passed a quiet
-    /// point, tens of milliseconds.
+    /// `pid` (so its name may be one the host uses too, such as `eth0`):
+    /// `IFLA_NET_NS_PID` in the peer's message. It is cheaper than moving
+    /// it there afterwards: a link that changes namespace makes the kernel
+    /// wait until every CPU has passed a quiet point, tens of milliseconds.
     pub fn create_veth_into(&mut self, name: &str, peer: &str, pid: i32) -> Result<u32, Error> {
-        check_name(name)?;
-        check_name(peer)?;
-        let what = format!("create veth pair {name} <-> {peer} in the namespace of process {pid}");
-        let pid = u32::try_from(pid).map_err(|_| Error::Other(format!("{what}: bad pid")))?;
-        let mut peer_message = LinkMessage::default();
-        peer_message
-            .attributes
-            .push(LinkAttribute::IfName(peer.into()));
-        peer_message.attributes.push(LinkAttribute::NetNsPid(pid));
-        let mut message = LinkMessage::default();
-        message.attributes.push(LinkAttribute::IfName(name.into()));
-        message.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_message))),
-        ]));
-        self.call(
-            &what,
-            NLM_F_CREATE | NLM_F_EXCL,
-            RouteNetlinkMessage::NewLink(message),
-        )?;
-        self.created_index(name)
+        let pid = u32::try_from(pid).map_err(|_| {
+            Error::Other(format!("create veth pair {name} <-> {peer}: bad pid {pid}"))
+        })?;
+        self.new_veth(name, peer, Some(LinkAttribute::NetNsPid(pid)))
     }
     // ANCHOR_END: create_veth_into
 
