@@ -480,10 +480,8 @@ pub fn commit_container(
     let work = WorkDir::create(&engine.root.dir().join("build"))?;
     let out = work.dir.join("layer.tar.gz");
     // The files berth binds over leave empty mount points: not the container's.
-    let skip: Vec<PathBuf> = stage05_networks::hosts::NameFiles::in_dir(Path::new(""))
-        .binds()
-        .into_iter()
-        .map(|(_, inside)| inside.strip_prefix("/").unwrap_or(&inside).to_path_buf())
+    let skip: Vec<PathBuf> = (stage05_networks::hosts::TARGETS.iter())
+        .map(|inside| PathBuf::from(inside.trim_start_matches('/')))
         .collect();
     let upper = engine.containers.dirs(&record.id).upper;
     let frozen = crate::commands::state_of(engine, record) == "running"
@@ -814,9 +812,14 @@ impl Builder<'_> {
             name => Some(name.to_string()),
         };
         let files = NameFiles::in_dir(&dirs.dir);
-        let binds = match on_network {
-            Some(_) => {
+        let binds = match &on_network {
+            Some(name) => {
                 files.write(&id)?;
+                // Its /etc/hosts is its network's (see stage 05's hosts.rs).
+                let networks = &self.engine.networks;
+                if let Some(network) = networks.existing(name)? {
+                    files.share(&networks.hosts(&network).file()?)?;
+                }
                 files.binds()
             }
             None => Vec::new(),
@@ -850,7 +853,7 @@ impl Builder<'_> {
         let skip: Vec<PathBuf> = mounts
             .iter()
             .map(|(target, _)| target.clone())
-            .chain(binds.iter().map(|(_, inside)| inside.clone()))
+            .chain(binds.iter().map(|bind| bind.target.clone()))
             .map(|target| target.strip_prefix("/").unwrap_or(&target).to_path_buf())
             .collect();
         let made = layer::from_upper_dir(&dirs.upper, &self.work.dir.join(&id), &skip)?;

@@ -19,6 +19,7 @@ use stage01_chroot::Error;
 use stage02_namespaces::{IdMap, IdMaps, Process, RootMount};
 use stage03_cgroups::Limits;
 use stage04_images::store::replace_atomic;
+use stage05_networks::hosts::Bind;
 
 use crate::harden;
 use crate::record::{Extras, SeccompChoice};
@@ -39,7 +40,7 @@ pub struct EngineContainer<'a> {
     pub rootfs: &'a Path,
     pub root_mount: &'a RootMount,
     /// Host files bound over files inside (`/etc/hosts`...).
-    pub binds: &'a [(PathBuf, PathBuf)],
+    pub binds: &'a [Bind],
     /// The user's mounts, by destination, as the spec lists them
     /// (`volume::oci_mounts`): volumes, bind mounts, tmpfs.
     pub mounts: &'a [(PathBuf, Value)],
@@ -87,13 +88,16 @@ pub fn spec_of(container: &EngineContainer) -> Result<Value, Error> {
     let mut above_the_image: Vec<(&Path, Value)> = container
         .binds
         .iter()
-        .filter(|(_, destination)| !container.mounts.iter().any(|(d, _)| d == destination))
-        .map(|(source, destination)| {
-            let bind = json!({
-                "destination": destination, "type": "bind", "source": source,
-                "options": ["rbind", "nosuid", "nodev"],
+        .filter(|bind| !container.mounts.iter().any(|(d, _)| *d == bind.target))
+        .map(|bind| {
+            // A network's shared /etc/hosts is read-only (see stage 05).
+            let mut options = vec!["rbind", "nosuid", "nodev"];
+            options.extend(bind.read_only.then_some("ro"));
+            let mount = json!({
+                "destination": bind.target, "type": "bind", "source": bind.source,
+                "options": options,
             });
-            (destination.as_path(), bind)
+            (bind.target.as_path(), mount)
         })
         .chain(
             container

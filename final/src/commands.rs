@@ -96,8 +96,12 @@ pub fn rename(engine: &Engine, record: &Record, new_name: &str) -> Result<(), Er
     for plugged in plugged {
         let network = engine.networks.get(&plugged.network)?;
         let ipam = engine.networks.ipam(&network);
-        ipam.rename_container(&current.id, &new_name)?;
-        (engine.networks).update_hosts(&network, engine.containers.dir(), None)?;
+        for (address, lease) in ipam.rename_container(&current.id, &new_name)? {
+            if lease.container == current.id {
+                let (containers, id) = (engine.containers.dir(), &current.id);
+                (engine.networks).join_hosts(&network, containers, id, Some(&new_name), address)?;
+            }
+        }
     }
     Ok(())
 }
@@ -155,8 +159,8 @@ pub fn diff(engine: &Engine, record: &Record) -> Result<(), Error> {
     // The files berth binds over (/etc/hosts...) leave empty mount points
     // in the upper layer: not the container's changes (Docker keeps them
     // in a layer of its own). A directory that only holds those goes too.
-    for (_, inside) in hosts::NameFiles::in_dir(Path::new("")).binds() {
-        changes.remove(&inside);
+    for inside in hosts::TARGETS {
+        changes.remove(Path::new(inside));
     }
     let kept: Vec<(&PathBuf, &char)> = changes
         .iter()

@@ -14,9 +14,17 @@
 //! made, as `run` does). A running container is plugged in or out at
 //! once; a stopped one joins its networks when it next starts.
 
-use nix::unistd::Pid;
+use std::fs::File;
+use std::path::Path;
+
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::unistd::{Pid, chroot, fchdir};
 use stage01_chroot::Error;
+use stage02_namespaces::mounts;
+use stage02_namespaces::userns::{MountAttr, detached_copy};
 use stage05_networks::attach::{MAX_SLOTS, Plug, attach, veth_name};
+use stage05_networks::hosts::NameFiles;
+use stage05_networks::network::Network;
 
 use crate::Engine;
 use crate::control;
@@ -38,6 +46,7 @@ pub fn connect(engine: &Engine, network_name: &str, record: &Record) -> Result<(
     }
     if current.is_running() {
         undo_a_killed_connect(engine, &mut current, &network.name)?;
+        own_hosts_file(engine, &current)?;
         plug_in_now(engine, &mut current, &network)?;
     } else if current.monitor_alive() && !current.state.restarting {
         return Err(Error::Other(format!(
@@ -63,11 +72,61 @@ fn undo_a_killed_connect(engine: &Engine, record: &mut Record, network: &str) ->
     Ok(())
 }
 
+// ANCHOR: own_hosts_file
+/// A running container on one network reads that network's hosts file as
+/// its /etc/hosts (see stage 05's hosts.rs). About to be on two, it needs a
+/// file of its own, listing the peers of both: made on the host, then bound
+/// over /etc/hosts in its mount namespace (its old bind mount stays under it).
+fn own_hosts_file(engine: &Engine, record: &Record) -> Result<(), Error> {
+    let files = NameFiles::in_dir(&engine.containers.dirs(&record.id).dir);
+    if !files.is_shared() {
+        return Ok(());
+    }
+    let (init, _) = control::running(engine, record)?;
+    files.unshare(|new| bind_into(init.pid, new, "/etc/hosts"))?;
+    let networks: Vec<Network> = (record.state.plugged.iter())
+        .filter_map(|p| engine.networks.existing(&p.network).transpose())
+        .collect::<Result<_, _>>()?;
+    engine.networks.list_private(&networks, &record.id)
+}
+
+/// Bind host file `file` over `target` inside the mount namespace of
+/// process `pid`: a copy of the file's mount, attached nowhere yet
+/// (`open_tree`), which a thread that entered that namespace attaches.
+fn bind_into(pid: i32, file: &Path, target: &'static str) -> Result<(), Error> {
+    let attributes = MountAttr {
+        propagation: libc::MS_PRIVATE,
+        ..MountAttr::default()
+    };
+    let made = detached_copy(file, attributes)
+        .map_err(|e| Error::io("copy the mount of", file, e.into()))?;
+    let path = format!("/proc/{pid}/ns/mnt");
+    let namespace = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+    let root_path = format!("/proc/{pid}/root");
+    let root = File::open(&root_path).map_err(|e| Error::io("open", &root_path, e))?;
+    let thread = std::thread::spawn(move || {
+        // A thread shares its root and working directory with the process;
+        // it must have its own before it can enter a mount namespace.
+        unshare(CloneFlags::CLONE_FS).map_err(|e| Error::io("unshare", "CLONE_FS", e.into()))?;
+        setns(&namespace, CloneFlags::CLONE_NEWNS)
+            .map_err(|e| Error::io("setns", &path, e.into()))?;
+        // Entering leaves us at the namespace's first root, not at the
+        // container's (it pivoted): take the root its process sees.
+        fchdir(&root).map_err(|e| Error::io("fchdir", &root_path, e.into()))?;
+        chroot(".").map_err(|e| Error::io("chroot", &root_path, e.into()))?;
+        mounts::attach(&made, Path::new(target))
+    });
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+// ANCHOR_END: own_hosts_file
+
 /// Plug the running container into `network` as its next free interface.
 fn plug_in_now(
     engine: &Engine,
     record: &mut Record,
-    network: &stage05_networks::network::Network,
+    network: &Network,
 ) -> Result<(), Error> {
     let (init, _) = control::running(engine, record)?;
     let monitor = record

@@ -301,6 +301,7 @@ pub fn unplug_network(engine: &Engine, id: &str, plugged: &Plugged) -> Result<()
         network: network.as_ref(),
         id,
         veth: &plugged.veth,
+        address: plugged.address,
         ports: plugged.ports,
         containers: engine.containers.dir(),
     })

@@ -335,6 +335,13 @@ fn run_container(
     let files = NameFiles::in_dir(&dirs.dir);
     files.write(&hostname)?;
     files.add(&spec.extras.add_hosts, &spec.extras.dns)?;
+    // On one network with no lines of its own, its /etc/hosts is the
+    // network's file (see stage 05's hosts.rs); else a file of its own.
+    if let [network] = &networks[..]
+        && spec.extras.add_hosts.is_empty()
+    {
+        files.share(&engine.networks.hosts(network).file()?)?;
+    }
     let limits = spec.limits();
     let mounts = volume::oci_mounts(engine, &spec.mounts, user_map)?;
     let config = bundle::spec_of(&EngineContainer {

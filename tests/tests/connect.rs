@@ -59,6 +59,15 @@ fn a_container_joins_and_leaves_networks_while_it_runs() {
     let (reached, said) = fetch(&lab, "client", "web");
     assert!(reached, "web on its own network: {said}");
 
+    // Containers on one network share its hosts file, read-only: one can't
+    // give its neighbours a false address for a name.
+    let (wrote, said) = exec(&lab, "client", "echo '10.251.5.99 web' >> /etc/hosts");
+    assert!(!wrote, "client wrote the shared /etc/hosts: {said}");
+    let (_, said) = exec(&lab, "client", "mount -o remount,rw /etc/hosts && echo remounted");
+    assert!(!said.contains("remounted"), "{said}");
+    assert!(!hosts_of(&lab, "web").contains("10.251.5.99"));
+    assert!(hosts_of(&lab, "web").contains("\tclient "));
+
     // Connected: eth1 on t-back, and db by name.
     lab.ok(&["network", "connect", "t-back", "web"]);
     let (_, eth1) = exec(&lab, "web", "ip -o -4 addr show eth1");

@@ -125,7 +125,8 @@ pub fn prepare_root(
             Error::Other(format!("mount {} on {}: {err}", m.fstype, rootfs.display()))
         })?,
     }
-    // 3. Files from the host over files of the rootfs (e.g. /etc/hosts).
+    // 3. Files from the host over files of the rootfs (e.g. /etc/hosts),
+    //    read-only.
     for (source, target) in binds {
         bind_file(source, rootfs, target)?;
     }
@@ -638,7 +639,12 @@ fn bind_file(source: &Path, rootfs: &Path, target: &Path) -> Result<(), Error> {
         let _ = std::fs::remove_file(&target);
         std::fs::write(&target, b"").map_err(|e| Error::io("create", &target, e))?;
     }
-    bind(source, &target)
+    bind(source, &target)?;
+    // Read-only: the host owns these files (a network's names, say, which
+    // other containers read too); the container only reads them.
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    mount(None::<&str>, &target, None::<&str>, flags, None::<&str>)
+        .map_err(|err| Error::Other(format!("make {} read-only: {err}", target.display())))
 }
 
 fn bind(source: &Path, target: &Path) -> Result<(), Error> {
@@ -654,8 +660,8 @@ fn bind(source: &Path, target: &Path) -> Result<(), Error> {
 
 /// `move_mount`: attach the detached mount `made` at `target`, in our own
 /// mount namespace (a mount attached nowhere may go into any namespace its
-/// holder may mount in).
-fn attach(made: &OwnedFd, target: &Path) -> Result<(), Error> {
+/// holder may mount in). A symlink at `target` is not followed.
+pub fn attach(made: &OwnedFd, target: &Path) -> Result<(), Error> {
     let fail = |err: Errno| {
         let hint = match err {
             Errno::EACCES => {
@@ -664,10 +670,7 @@ fn attach(made: &OwnedFd, target: &Path) -> Result<(), Error> {
             }
             _ => "",
         };
-        Error::Other(format!(
-            "attach the root at {}: {err}{hint}",
-            target.display()
-        ))
+        Error::Other(format!("attach a mount at {}: {err}{hint}", target.display()))
     };
     let path =
         CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| fail(Errno::EINVAL))?;

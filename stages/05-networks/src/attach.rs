@@ -86,16 +86,7 @@ pub fn attach<'a>(
     };
     // Names must be unique on a network, or /etc/hosts would be ambiguous.
     if let Some(name) = plug.name {
-        let leases = plug.networks.ipam(network).leases()?;
-        if leases
-            .iter()
-            .any(|(_, l)| l.name.as_deref() == Some(name) && l.container != plug.id)
-        {
-            return Err(Error::Other(format!(
-                "a container named {name} is already on network {}; choose another --name",
-                network.name
-            )));
-        }
+        check_name_free(plug, network, name)?;
     }
 
     // ANCHOR: exercise_veth
@@ -145,10 +136,32 @@ pub fn attach<'a>(
         0 => plug.networks.publish(plug.id, &rules)?,
         _ => plug.networks.sync_firewall()?,
     }
-    plug.networks.update_hosts(network, plug.containers, None)?;
+    (plug.networks).join_hosts(network, plug.containers, plug.id, plug.name, address)?;
     Ok(attachment)
 }
 // ANCHOR_END: attach
+
+/// Refuse `name` if another live container has it on `network`. Its hosts
+/// file says who has which name; a line can outlive a container killed
+/// with `kill -9`, so the lease of its address says whether it still counts.
+fn check_name_free(plug: &Plug, network: &Network, name: &str) -> Result<(), Error> {
+    let short_id = &plug.id[..plug.id.len().min(12)];
+    let ipam = plug.networks.ipam(network);
+    for (address, line) in plug.networks.hosts(network).members()? {
+        let mut names = line.split_whitespace().skip(1);
+        let owner = names.clone().last();
+        if owner != Some(short_id)
+            && names.any(|n| n == name)
+            && ipam.holder(address)?.is_some_and(|l| l.container != plug.id)
+        {
+            return Err(Error::Other(format!(
+                "a container named {name} is already on network {}; choose another --name",
+                network.name
+            )));
+        }
+    }
+    Ok(())
+}
 
 impl Attachment<'_> {
     /// The container's address on the network.
@@ -190,6 +203,7 @@ impl Attachment<'_> {
             network: Some(self.network),
             id: plug.id,
             veth: &host_end,
+            address: Some(self.address),
             ports: !self.publish().is_empty(),
             containers: plug.containers,
         })
@@ -216,6 +230,8 @@ pub struct Unplug<'a> {
     pub id: &'a str,
     /// The host end of its veth pair.
     pub veth: &'a str,
+    /// Its address there, if known (else every lease is read to find it).
+    pub address: Option<Ipv4Addr>,
     /// Whether it publishes ports.
     pub ports: bool,
     pub containers: &'a Path,
@@ -247,11 +263,15 @@ pub fn unplug(what: &Unplug) -> Result<(), Error> {
         keep(what.networks.unpublish(what.id));
     }
     if let Some(network) = what.network {
-        keep(what.networks.ipam(network).release_container(what.id));
+        let ipam = what.networks.ipam(network);
+        keep(match what.address {
+            Some(address) => ipam.release_owned(address, what.id),
+            None => ipam.release_container(what.id),
+        });
         // Its peers there forget it, and it forgets them.
         keep(
             what.networks
-                .update_hosts(network, what.containers, Some(what.id)),
+                .leave_hosts(network, what.containers, what.id),
         );
     }
     first_error.map_or(Ok(()), Err)

@@ -1,22 +1,30 @@
-//! Names: every container gets its own `/etc/hosts`, `/etc/hostname` and
+//! Names: every container gets `/etc/hosts`, `/etc/hostname` and
 //! `/etc/resolv.conf`, bind-mounted from files berth keeps next to the
 //! container's overlay directories.
 //!
-//! Containers find each other by name through `/etc/hosts`: each one lists
-//! every container on the same network, and berth rewrites all of them
-//! whenever one joins or leaves. We chose that over a DNS server on the
-//! bridge: no daemon to run (berth has none), nothing to listen on, and
-//! every program's resolver reads `/etc/hosts` first. The cost: a name only
-//! resolves to containers on a shared network, and a program that caches
-//! lookups sees a departure late.
+//! Containers find each other by name through `/etc/hosts`. Each network
+//! keeps one hosts file, `<networks>/<name>/hosts`, with a line for every
+//! container on it. A container on one network gets *that file* as its
+//! `/etc/hosts`: its own `hosts` is a hard link to it, bound read-only (a
+//! container must not write its neighbours' names). So a join or a leave
+//! changes one line of one file, however many containers the network holds.
+//!
+//! A container on several networks, or with `--add-host` lines of its own,
+//! has a file of its own instead: the lines of all its networks, rewritten
+//! when any of them changes. Each network lists those containers in
+//! `<networks>/<name>/private`.
+//!
+//! We chose files over a DNS server on the bridge: no daemon to run (berth
+//! has none), nothing to listen on, and every program's resolver reads
+//! `/etc/hosts` first. The cost: a name only resolves to containers on a
+//! shared network, and a program that caches lookups sees a departure late.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use stage01_chroot::Error;
-
-use crate::ipam::Lease;
 
 /// The three files of one container, on the host.
 #[derive(Debug, Clone)]
@@ -24,6 +32,15 @@ pub struct NameFiles {
     pub hosts: PathBuf,
     pub hostname: PathBuf,
     pub resolv_conf: PathBuf,
+}
+
+/// A file bound over one of the image's: `source` on the host, `target`
+/// inside, read-only or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
 }
 
 impl NameFiles {
@@ -36,9 +53,14 @@ impl NameFiles {
         }
     }
 
-    /// Write them for a container called `hostname`, with no peers yet.
+    /// Write them for a container called `hostname`, on no network yet:
+    /// its `/etc/hosts` is its own, and lists only `localhost`.
     pub fn write(&self, hostname: &str) -> Result<(), Error> {
-        rewrite(&self.hosts, &render_hosts(&[], hostname, &[]))?;
+        // A new file, never one written through: from an earlier start,
+        // `hosts` may be a link to a network's file.
+        remove_if_present(&self.hosts)?;
+        remove_if_present(&self.hosts.with_extension("shared"))?;
+        rewrite(&self.hosts, &render_private(&[], ""))?;
         rewrite(&self.hostname, &format!("{hostname}\n"))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         rewrite(&self.resolv_conf, &resolv_conf(&host_resolv))
@@ -68,75 +90,202 @@ impl NameFiles {
         self.hosts.with_extension("extra")
     }
 
-    /// `(host file, path inside)` pairs for the container's bind mounts.
-    pub fn binds(&self) -> Vec<(PathBuf, PathBuf)> {
+    /// Make the container's `/etc/hosts` its network's file (see
+    /// [`NetworkHosts::file`]): for a container on that one network, with
+    /// no lines of its own. Call it after [`NameFiles::write`], before the
+    /// container starts.
+    pub fn share(&self, network_file: &Path) -> Result<(), Error> {
+        remove_if_present(&self.hosts)?;
+        std::fs::hard_link(network_file, &self.hosts)
+            .map_err(|e| Error::io("link", &self.hosts, e))
+    }
+
+    /// Give it a file of its own again, listing only `localhost` until it
+    /// is rewritten (a running container joining a second network).
+    /// `show` puts the new file in front of the container: a bind mount
+    /// over its /etc/hosts, on top of the one it has.
+    pub fn unshare(&self, show: impl FnOnce(&Path) -> Result<(), Error>) -> Result<(), Error> {
+        // The link to the network's file is moved aside, not removed: the
+        // new mount will stand on it, and the kernel takes away mounts that
+        // stand on a file whose name is removed. (`write` removes it at the
+        // next start.)
+        let aside = self.hosts.with_extension("shared");
+        std::fs::rename(&self.hosts, &aside).map_err(|e| Error::io("rename", &self.hosts, e))?;
+        rewrite(&self.hosts, &render_private(&[], ""))?;
+        show(&self.hosts).inspect_err(|_| {
+            let _ = std::fs::rename(&aside, &self.hosts); // as it was
+        })
+    }
+
+    /// Whether its `/etc/hosts` is a network's file rather than its own.
+    pub fn is_shared(&self) -> bool {
+        std::fs::metadata(&self.hosts).is_ok_and(|m| m.nlink() > 1)
+    }
+
+    /// The container's bind mounts. A network's shared file is read-only.
+    pub fn binds(&self) -> Vec<Bind> {
+        let bind = |source: &Path, target: &str, read_only| Bind {
+            source: source.to_path_buf(),
+            target: target.into(),
+            read_only,
+        };
         vec![
-            (self.hosts.clone(), "/etc/hosts".into()),
-            (self.hostname.clone(), "/etc/hostname".into()),
-            (self.resolv_conf.clone(), "/etc/resolv.conf".into()),
+            bind(&self.hosts, TARGETS[0], self.is_shared()),
+            bind(&self.hostname, TARGETS[1], false),
+            bind(&self.resolv_conf, TARGETS[2], false),
         ]
     }
 }
 
-// ANCHOR: render_hosts
-/// `/etc/hosts` for a container with addresses `own` (none without a
-/// network, one per network it is on) and hostname `hostname`, listing its
-/// `peers` on its networks by name.
-pub fn render_hosts(own: &[Ipv4Addr], hostname: &str, peers: &[(Ipv4Addr, Lease)]) -> String {
-    let mut hosts = String::from("# Written by berth; rewritten when containers join or leave.\n");
-    hosts += "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-    for address in own {
-        hosts += &format!("{address}\t{hostname}\n");
-    }
-    for (address, lease) in peers {
-        if own.contains(address) {
-            continue;
-        }
-        let short_id = &lease.container[..lease.container.len().min(12)];
-        match &lease.name {
-            Some(name) => hosts += &format!("{address}\t{name} {short_id}\n"),
-            None => hosts += &format!("{address}\t{short_id}\n"),
-        }
-    }
-    hosts
-}
-// ANCHOR_END: render_hosts
+/// Where the three files go inside, in the order [`NameFiles::binds`] lists them.
+pub const TARGETS: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
 
-/// Rewrite the `/etc/hosts` of containers `ids`, whose files are in
-/// `containers/<id>/`, from the live leases of every network (`networks`,
-/// one list each). Each container lists its peers on every network it is
-/// on; one that is on none (any more) lists only itself.
-pub fn update(
-    containers: &Path,
-    ids: &[&str],
-    networks: &[Vec<(Ipv4Addr, Lease)>],
-) -> Result<(), Error> {
-    for id in ids {
-        let files = NameFiles::in_dir(&containers.join(id));
-        if !files.hosts.exists() {
-            continue; // still starting, or already gone
+const LOCALHOST: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+// ANCHOR: member_line
+/// A container's line in its network's hosts file: its address, then the
+/// names it answers to: its name, its hostname if another, and its short
+/// ID, always last (berth finds a container's lines by it).
+pub fn member_line(address: Ipv4Addr, name: Option<&str>, hostname: &str, id: &str) -> String {
+    let short_id = &id[..id.len().min(12)];
+    let mut names: Vec<&str> = Vec::new();
+    for candidate in [name.unwrap_or(""), hostname] {
+        if !candidate.is_empty() && candidate != short_id && !names.contains(&candidate) {
+            names.push(candidate);
         }
-        let mut own = Vec::new();
-        let mut peers = Vec::new();
-        for leases in networks {
-            let mine: Vec<Ipv4Addr> = leases
-                .iter()
-                .filter(|(_, lease)| lease.container == *id)
-                .map(|(address, _)| *address)
-                .collect();
-            if !mine.is_empty() {
-                own.extend(mine);
-                peers.extend(leases.iter().cloned());
-            }
-        }
-        let hostname = std::fs::read_to_string(&files.hostname).unwrap_or_default();
-        let extra = std::fs::read_to_string(files.extra_hosts()).unwrap_or_default();
-        rewrite(
-            &files.hosts,
-            &(render_hosts(&own, hostname.trim(), &peers) + &extra),
-        )?;
     }
-    Ok(())
+    names.push(short_id);
+    format!("{address}\t{}\n", names.join(" "))
+}
+// ANCHOR_END: member_line
+
+/// The short ID a member line ends with.
+fn short_id_of(line: &str) -> Option<&str> {
+    line.split_whitespace().last()
+}
+
+/// One network's names: its hosts file, and which of its containers have
+/// a file of their own.
+pub struct NetworkHosts {
+    dir: PathBuf,
+    network: String,
+}
+
+impl NetworkHosts {
+    /// The names of network `network`, kept in `dir`
+    /// (`<networks>/<network>`).
+    pub fn new(dir: &Path, network: &str) -> NetworkHosts {
+        NetworkHosts {
+            dir: dir.to_path_buf(),
+            network: network.to_string(),
+        }
+    }
+
+    /// The network's hosts file, made (with no container) if missing.
+    pub fn file(&self) -> Result<PathBuf, Error> {
+        let path = self.dir.join("hosts");
+        if !path.exists() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
+            rewrite(&path, &self.render(&[]))?;
+        }
+        Ok(path)
+    }
+
+    fn render(&self, members: &[(Ipv4Addr, String)]) -> String {
+        let mut text = format!(
+            "# Written by berth: the containers on network {}.\n{LOCALHOST}",
+            self.network
+        );
+        members.iter().for_each(|(_, line)| text += line);
+        text
+    }
+
+    /// Its members' lines, by address.
+    pub fn members(&self) -> Result<Vec<(Ipv4Addr, String)>, Error> {
+        let path = self.dir.join("hosts");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let address = line.split('\t').next()?.parse::<Ipv4Addr>().ok()?;
+                (!address.is_loopback()).then(|| (address, format!("{line}\n")))
+            })
+            .collect())
+    }
+
+    // ANCHOR: set_line
+    /// Give `address` the line `line`, in place of whatever it had: a
+    /// container joined (or was renamed). One file, rewritten in place.
+    pub fn set(&self, address: Ipv4Addr, line: String) -> Result<(), Error> {
+        let mut members = self.members()?;
+        members.retain(|(a, _)| *a != address);
+        members.push((address, line));
+        members.sort_by_key(|(a, _)| *a);
+        rewrite(&self.file()?, &self.render(&members))
+    }
+    // ANCHOR_END: set_line
+
+    /// Drop the lines of container `id`: it left.
+    pub fn remove(&self, id: &str) -> Result<(), Error> {
+        let short_id = &id[..id.len().min(12)];
+        let mut members = self.members()?;
+        let before = members.len();
+        members.retain(|(_, line)| short_id_of(line) != Some(short_id));
+        if members.len() != before {
+            rewrite(&self.file()?, &self.render(&members))?;
+        }
+        Ok(())
+    }
+
+    /// The containers on it whose `/etc/hosts` is their own (full IDs).
+    pub fn private(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.dir.join("private")).unwrap_or_default();
+        text.lines().map(str::to_string).collect()
+    }
+
+    /// List container `id` among those, or take it off (`listed` false).
+    pub fn set_private(&self, id: &str, listed: bool) -> Result<(), Error> {
+        let mut ids = self.private();
+        let present = ids.iter().any(|i| i == id);
+        match (listed, present) {
+            (true, false) => ids.push(id.to_string()),
+            (false, true) => ids.retain(|i| i != id),
+            _ => return Ok(()),
+        }
+        let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
+        stage04_images::store::replace_atomic(&self.dir.join("private"), text.as_bytes())
+    }
+}
+
+/// `/etc/hosts` of its own for a container: the lines of all its networks
+/// (its own among them), then its `--add-host` lines.
+pub fn render_private(networks: &[Vec<(Ipv4Addr, String)>], extra: &str) -> String {
+    let mut text = format!("# Written by berth; rewritten when containers join or leave.\n{LOCALHOST}");
+    for (_, line) in networks.iter().flatten() {
+        text += line;
+    }
+    text + extra
+}
+
+/// Rewrite the own `/etc/hosts` of container `id` (files in
+/// `containers/<id>/`) from `networks`, the lines of each network it is on.
+/// A container whose file is a network's, or gone, is left alone.
+pub fn rewrite_private(
+    containers: &Path,
+    id: &str,
+    networks: &[Vec<(Ipv4Addr, String)>],
+) -> Result<(), Error> {
+    let files = NameFiles::in_dir(&containers.join(id));
+    if !files.hosts.exists() || files.is_shared() {
+        return Ok(()); // still starting, already gone, or not its own
+    }
+    let extra = std::fs::read_to_string(files.extra_hosts()).unwrap_or_default();
+    rewrite(&files.hosts, &render_private(networks, &extra))
 }
 
 /// The host's resolver settings, minus nameservers on loopback, which would
@@ -178,8 +327,8 @@ fn resolv_conf_with(host: &str, servers: &[String]) -> String {
     text
 }
 
-/// Replace a file's contents *in place*: it is bind-mounted into a running
-/// container, and a bind mount holds on to the inode, so writing a new file
+/// Replace a file's contents *in place*: it is bind-mounted into running
+/// containers, and a bind mount holds on to the inode, so writing a new file
 /// and renaming it over the old one would not be seen inside.
 fn rewrite(path: &Path, contents: &str) -> Result<(), Error> {
     let mut file = std::fs::OpenOptions::new()
@@ -192,79 +341,114 @@ fn rewrite(path: &Path, contents: &str) -> Result<(), Error> {
         .map_err(|e| Error::io("write", path, e))
 }
 
+fn remove_if_present(path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn lease(container: &str, name: Option<&str>) -> Lease {
-        Lease {
-            container: container.into(),
-            name: name.map(String::from),
-            pid: 1,
-            start_time: 0,
-        }
+    fn at(c: u8, d: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, c, 0, d)
     }
 
     #[test]
-    fn hosts_lists_self_and_peers_by_name() {
-        let peers = vec![
-            (
-                Ipv4Addr::new(10, 77, 0, 2),
-                lease("aaaaaaaaaaaaaaaa", Some("web")),
-            ),
-            (Ipv4Addr::new(10, 77, 0, 3), lease("bbbbbbbbbbbbbbbb", None)),
-        ];
-        let hosts = render_hosts(&[Ipv4Addr::new(10, 77, 0, 3)], "bbbbbbbbbbbb", &peers);
-        assert!(hosts.contains("10.77.0.3\tbbbbbbbbbbbb\n"));
-        assert!(hosts.contains("10.77.0.2\tweb aaaaaaaaaaaa\n"));
+    fn a_line_names_name_hostname_and_short_id_once_each() {
+        let id = "bbbbbbbbbbbbbbbbbbbb";
         assert_eq!(
-            hosts.matches("10.77.0.3").count(),
-            1,
-            "listed twice:\n{hosts}"
+            member_line(at(1, 3), Some("web"), "web", id),
+            "10.1.0.3\tweb bbbbbbbbbbbb\n"
         );
-        assert!(hosts.contains("127.0.0.1\tlocalhost"));
+        assert_eq!(
+            member_line(at(1, 3), Some("web"), "box", id),
+            "10.1.0.3\tweb box bbbbbbbbbbbb\n"
+        );
+        assert_eq!(
+            member_line(at(1, 3), None, "bbbbbbbbbbbb", id),
+            "10.1.0.3\tbbbbbbbbbbbb\n"
+        );
+    }
+
+    #[test]
+    fn a_network_file_changes_one_line_per_join_and_leave() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = NetworkHosts::new(&dir.path().join("front"), "front");
+        let file = net.file().unwrap();
+        let inode = std::fs::metadata(&file).unwrap().ino();
+        net.set(at(1, 3), member_line(at(1, 3), Some("b"), "b", "bbbbbbbbbbbbbb")).unwrap();
+        net.set(at(1, 2), member_line(at(1, 2), Some("a"), "a", "aaaaaaaaaaaaaa")).unwrap();
+        // Renamed: its line is replaced, not added.
+        net.set(at(1, 3), member_line(at(1, 3), Some("c"), "b", "bbbbbbbbbbbbbb")).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("127.0.0.1\tlocalhost\n"), "{text}");
+        assert!(
+            text.ends_with("10.1.0.2\ta aaaaaaaaaaaa\n10.1.0.3\tc b bbbbbbbbbbbb\n"),
+            "{text}"
+        );
+        net.remove("bbbbbbbbbbbbbb").unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains("bbbbbbbbbbbb"), "{text}");
+        assert_eq!(net.members().unwrap().len(), 1);
+        // In place: containers hold the inode in a bind mount.
+        assert_eq!(std::fs::metadata(&file).unwrap().ino(), inode);
+    }
+
+    #[test]
+    fn a_shared_file_is_bound_read_only_and_a_new_start_gets_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = NetworkHosts::new(&dir.path().join("front"), "front");
+        let files = NameFiles::in_dir(dir.path());
+        files.write("box").unwrap();
+        assert!(!files.is_shared());
+        assert!(files.binds().iter().all(|b| !b.read_only));
+        files.share(&net.file().unwrap()).unwrap();
+        assert!(files.is_shared());
+        assert!(files.binds()[0].read_only);
+        net.set(at(1, 2), member_line(at(1, 2), None, "box", "cccccccccccccc")).unwrap();
+        assert!(std::fs::read_to_string(&files.hosts).unwrap().contains("10.1.0.2\tbox"));
+        // Written again (a restart on two networks): a file of its own,
+        // and the network's is untouched.
+        files.write("box").unwrap();
+        assert!(!files.is_shared());
+        assert!(std::fs::read_to_string(net.file().unwrap()).unwrap().contains("10.1.0.2"));
     }
 
     #[test]
     fn a_container_on_two_networks_lists_the_peers_of_both() {
         let dir = tempfile::tempdir().unwrap();
-        for id in ["both", "front", "back", "alone"] {
-            std::fs::create_dir(dir.path().join(id)).unwrap();
-            NameFiles::in_dir(&dir.path().join(id)).write(id).unwrap();
-        }
-        let at = |c: u8, d: u8| Ipv4Addr::new(10, c, 0, d);
+        std::fs::create_dir(dir.path().join("both")).unwrap();
+        let files = NameFiles::in_dir(&dir.path().join("both"));
+        files.write("both").unwrap();
+        files.add(&[("db".into(), "192.0.2.9".into())], &[]).unwrap();
         let front = vec![
-            (at(1, 2), lease("both", Some("both"))),
-            (at(1, 3), lease("front", Some("front"))),
+            (at(1, 2), member_line(at(1, 2), Some("both"), "both", "both")),
+            (at(1, 3), member_line(at(1, 3), Some("front"), "front", "front")),
         ];
-        let back = vec![
-            (at(2, 2), lease("both", Some("both"))),
-            (at(2, 3), lease("back", Some("back"))),
-        ];
-        let ids = ["both", "front", "back", "alone"];
-        update(dir.path(), &ids, &[front, back]).unwrap();
-        let hosts = |id: &str| std::fs::read_to_string(dir.path().join(id).join("hosts")).unwrap();
-        let both = hosts("both");
-        for line in [
-            "10.1.0.2\tboth\n",
-            "10.2.0.2\tboth\n",
-            "10.1.0.3\tfront",
-            "10.2.0.3\tback",
-        ] {
-            assert!(both.contains(line), "{line:?} missing:\n{both}");
+        let back = vec![(at(2, 3), member_line(at(2, 3), Some("back"), "back", "back"))];
+        rewrite_private(dir.path(), "both", &[front, back]).unwrap();
+        let hosts = std::fs::read_to_string(&files.hosts).unwrap();
+        for line in ["10.1.0.2\tboth\n", "10.1.0.3\tfront", "10.2.0.3\tback", "192.0.2.9\tdb\n"] {
+            assert!(hosts.contains(line), "{line:?} missing:\n{hosts}");
         }
-        assert!(hosts("front").contains("10.1.0.2\tboth"));
-        assert!(
-            !hosts("front").contains("\tback"),
-            "networks apart:\n{}",
-            hosts("front")
-        );
-        assert!(!hosts("back").contains("\tfront"));
-        assert!(
-            !hosts("alone").contains("10."),
-            "on no network:\n{}",
-            hosts("alone")
-        );
+        // One whose file is gone (it was removed meanwhile) is left alone.
+        rewrite_private(dir.path(), "gone", &[]).unwrap();
+        assert!(!dir.path().join("gone").exists());
+    }
+
+    #[test]
+    fn containers_on_a_network_are_listed_private_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = NetworkHosts::new(dir.path(), "n");
+        net.set_private("a", true).unwrap();
+        net.set_private("a", true).unwrap();
+        net.set_private("b", true).unwrap();
+        assert_eq!(net.private(), ["a", "b"]);
+        net.set_private("a", false).unwrap();
+        assert_eq!(net.private(), ["b"]);
     }
 
     #[test]
@@ -274,18 +458,5 @@ mod tests {
         let resolv = resolv_conf(host);
         assert!(!resolv.contains("127.0.0.53"));
         assert!(resolv.contains("nameserver 192.0.2.53\nsearch example.org"));
-    }
-
-    #[test]
-    fn rewrites_keep_the_inode() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let files = NameFiles::in_dir(dir.path());
-        files.write("box").unwrap();
-        let inode = std::fs::metadata(&files.hosts).unwrap().ino();
-        update(dir.path().parent().unwrap(), &[], &[]).unwrap();
-        rewrite(&files.hosts, "new\n").unwrap();
-        assert_eq!(std::fs::metadata(&files.hosts).unwrap().ino(), inode);
-        assert_eq!(std::fs::read_to_string(&files.hostname).unwrap(), "box\n");
     }
 }

@@ -7,9 +7,10 @@
 //! - Every change happens under an exclusive `flock` on `<dir>/.lock`, so two
 //!   `berth run` processes can't pick the same free address at once.
 //! - A lease names its owner process by PID *and* start time. When a process
-//!   dies without releasing (crash, `kill -9`), the next allocation sees that
-//!   the owner is gone and reclaims the address. The start time matters
-//!   because PIDs are reused: a new process with the old PID started later.
+//!   dies without releasing (crash, `kill -9`), its address is reclaimed
+//!   once the network has no other free one, or when the leases are next
+//!   read. The start time matters because PIDs are reused: a new process
+//!   with the old PID started later.
 //!
 //! Leases are written atomically (a temp file renamed into place) but not
 //! synced to disk: a lease only matters while its owner lives, and no owner
@@ -142,29 +143,54 @@ impl Ipam {
         // Hold the lock from looking until the lease file exists: otherwise
         // two processes could both see .2 free and both take it.
         let _lock = self.lock(true)?.ok_or_else(|| self.vanished())?;
-        let taken: HashSet<Ipv4Addr> = self
-            .reclaim_stale()?
-            .into_iter()
-            .map(|(address, _)| address)
-            .collect();
-        let address = self
-            .subnet
-            .hosts()
-            .find(|address| !taken.contains(address))
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "network {} is full: all {} container addresses are leased; \
-                     remove containers you no longer need, or create a network \
-                     with a larger subnet",
-                    self.subnet,
-                    self.subnet.hosts().count()
-                ))
-            })?;
+        // Taken addresses from the file names alone: reading every lease,
+        // and asking /proc about its owner, would make each start slower
+        // as the network fills. Only when none is free are the leases of
+        // dead owners looked for and reclaimed.
+        let address = match self.lowest_free(&self.taken()?) {
+            Some(address) => address,
+            None => {
+                let live = self.reclaim_stale()?;
+                let taken = live.into_iter().map(|(address, _)| address).collect();
+                self.lowest_free(&taken).ok_or_else(|| {
+                    Error::Other(format!(
+                        "network {} is full: all {} container addresses are leased; \
+                         remove containers you no longer need, or create a network \
+                         with a larger subnet",
+                        self.subnet,
+                        self.subnet.hosts().count()
+                    ))
+                })?
+            }
+        };
         let json = serde_json::to_vec_pretty(lease)
             .map_err(|e| Error::Other(format!("cannot encode the lease of {address}: {e}")))?;
         // Write + rename: a crash leaves either no lease or a whole one.
         replace_atomic(&self.dir.join(address.to_string()), &json)?;
         Ok(address)
+    }
+
+    fn lowest_free(&self, taken: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+        self.subnet.hosts().find(|address| !taken.contains(address))
+    }
+
+    /// The addresses that have a lease file, live or not. The caller holds
+    /// the lock, so a temp file left here is from a writer that died.
+    fn taken(&self) -> Result<HashSet<Ipv4Addr>> {
+        let mut taken = HashSet::new();
+        let entries =
+            fs::read_dir(&self.dir).map_err(|e| Error::io("list leases", &self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list leases", &self.dir, e))?;
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            if file_name.starts_with(TEMP_PREFIX) {
+                remove_if_present(&entry.path())?;
+            } else if let Ok(address) = file_name.parse::<Ipv4Addr>() {
+                taken.insert(address);
+            }
+        }
+        Ok(taken)
     }
     // ANCHOR_END: allocate
 
@@ -179,6 +205,31 @@ impl Ipam {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("remove lease file", &path, e)),
+        }
+    }
+
+    /// Give `address` back if container `id` holds it: its own cleanup,
+    /// which knows where it was. (The address may be someone else's by now.)
+    pub fn release_owned(&self, address: Ipv4Addr, id: &str) -> Result<()> {
+        let Some(_lock) = self.lock(false)? else {
+            return Ok(());
+        };
+        let path = self.dir.join(address.to_string());
+        match read_lease(&path) {
+            Ok(lease) if lease.container == id => remove_if_present(&path),
+            Ok(_) => Ok(()),
+            Err(_) if !path.exists() => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Who holds `address`, if its holder is alive.
+    pub fn holder(&self, address: Ipv4Addr) -> Result<Option<Lease>> {
+        let path = self.dir.join(address.to_string());
+        match read_lease(&path) {
+            Ok(lease) => Ok(owner_alive(&lease).then_some(lease)),
+            Err(_) if !path.exists() => Ok(None),
+            Err(err) => Err(err),
         }
     }
 
@@ -454,15 +505,31 @@ mod tests {
     #[test]
     fn lease_of_dead_process_is_reclaimed() {
         let tmp = tempfile::tempdir().unwrap();
-        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.0/24"));
+        // One address in a /30: the second allocation must reclaim it.
+        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.4/30"));
         let dead = dead_lease("ghost");
-        assert_eq!(ipam.allocate(&dead).unwrap(), ip("10.77.0.2"));
-        assert!(tmp.path().join("10.77.0.2").exists());
-        // Its owner is gone: the address is free again.
+        assert_eq!(ipam.allocate(&dead).unwrap(), ip("10.77.0.6"));
+        assert!(tmp.path().join("10.77.0.6").exists());
+        assert_eq!(ipam.holder(ip("10.77.0.6")).unwrap(), None);
+        assert_eq!(ipam.allocate(&me("live")).unwrap(), ip("10.77.0.6"));
+        assert_eq!(ipam.holder(ip("10.77.0.6")).unwrap(), Some(me("live")));
+        // Reading the leases reclaims dead ones too.
+        ipam.release(ip("10.77.0.6")).unwrap();
+        ipam.allocate(&dead).unwrap();
         assert!(ipam.is_empty().unwrap());
-        assert!(!tmp.path().join("10.77.0.2").exists());
-        assert_eq!(ipam.allocate(&dead).unwrap(), ip("10.77.0.2"));
-        assert_eq!(ipam.allocate(&me("live")).unwrap(), ip("10.77.0.2"));
+        assert!(!tmp.path().join("10.77.0.6").exists());
+    }
+
+    #[test]
+    fn a_lease_is_released_only_by_its_container() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.0/24"));
+        let a = ipam.allocate(&me("a")).unwrap();
+        ipam.release_owned(a, "b").unwrap();
+        assert_eq!(ipam.holder(a).unwrap(), Some(me("a")));
+        ipam.release_owned(a, "a").unwrap();
+        ipam.release_owned(a, "a").unwrap(); // twice: fine
+        assert_eq!(ipam.holder(a).unwrap(), None);
     }
 
     #[test]
@@ -487,11 +554,11 @@ mod tests {
     #[test]
     fn corrupt_lease_is_an_error_not_a_free_address() {
         let tmp = tempfile::tempdir().unwrap();
-        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.0/24"));
-        fs::write(tmp.path().join("10.77.0.2"), b"garbage").unwrap();
+        let ipam = Ipam::new(tmp.path(), subnet("10.77.0.4/30"));
+        fs::write(tmp.path().join("10.77.0.6"), b"garbage").unwrap();
         let err = ipam.allocate(&me("a")).unwrap_err().to_string();
         assert!(
-            err.contains("10.77.0.2") && err.contains("delete the file"),
+            err.contains("10.77.0.6") && err.contains("delete the file"),
             "{err}"
         );
     }

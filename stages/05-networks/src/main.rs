@@ -121,13 +121,17 @@ fn run(root: &Root, networks: &Networks, args: NetRunArgs) -> Result<u8, Error> 
     let files = NameFiles::in_dir(&dirs.dir);
     let user_map = args.userns.user_map();
     let container = files.write(&hostname).and_then(|()| {
+        // On a network, its /etc/hosts is the network's own file.
+        if let Some(network) = &network {
+            files.share(&networks.hosts(network).file()?)?;
+        }
         if let Some(maps) = user_map {
             dirs.open_to(root.dir(), maps.gid.to_host(0))?; // its root must reach `merged`
         }
         Ok(Container {
             rootfs: dirs.merged.clone(),
             root_mount: Some(overlay_mount(&layers, &dirs)?),
-            binds: files.binds(),
+            binds: files.binds().into_iter().map(|b| (b.source, b.target)).collect(),
             process,
             hostname,
             user_map,

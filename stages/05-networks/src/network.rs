@@ -3,6 +3,7 @@
 //! use. A network's bridge is (re)made on demand, so a reboot, which wipes
 //! all links, costs nothing.
 
+use std::net::Ipv4Addr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use stage01_chroot::Error;
 use stage04_images::store::{replace_atomic, write_atomic};
 
 use crate::firewall::{self, NetworkRule, PortRule, Ruleset};
+use crate::hosts::{NameFiles, NetworkHosts, member_line};
 use crate::ipam::{Ipam, process_start_time};
 use crate::netlink::Netlink;
 use crate::subnet::Subnet;
@@ -314,24 +316,73 @@ impl Networks {
         self.sync_firewall_locked()
     }
 
-    /// Rewrite the `/etc/hosts` of every container on `network`, and of
-    /// `leaving`, one that just left it.
-    pub fn update_hosts(
+    /// The names of `network`: its hosts file, and who has a file of their own.
+    pub fn hosts(&self, network: &Network) -> NetworkHosts {
+        NetworkHosts::new(&self.dir.join(&network.name), &network.name)
+    }
+
+    // ANCHOR: join_hosts
+    /// Container `id` (files in `containers/<id>/`) is on `network` at
+    /// `address`: its line in the network's hosts file, which its peers
+    /// with a file of their own copy.
+    pub fn join_hosts(
         &self,
         network: &Network,
         containers: &Path,
-        leaving: Option<&str>,
+        id: &str,
+        name: Option<&str>,
+        address: Ipv4Addr,
     ) -> Result<(), Error> {
         let _lock = self.lock()?;
-        // A container on several networks lists its peers on all of them.
-        let mut all = Vec::new();
-        for other in self.list()? {
-            all.push(self.ipam(&other).leases()?);
+        let files = NameFiles::in_dir(&containers.join(id));
+        let hostname = std::fs::read_to_string(&files.hostname).unwrap_or_default();
+        let hosts = self.hosts(network);
+        hosts.set(address, member_line(address, name, hostname.trim(), id))?;
+        if !files.is_shared() {
+            hosts.set_private(id, true)?;
         }
-        let here = self.ipam(network).leases()?;
-        let mut ids: Vec<&str> = here.iter().map(|(_, l)| l.container.as_str()).collect();
-        ids.extend(leaving);
-        crate::hosts::update(containers, &ids, &all)
+        self.rewrite_private_files(network, containers)
+    }
+    // ANCHOR_END: join_hosts
+
+    /// Container `id` left `network`: its peers forget it, and it forgets them.
+    pub fn leave_hosts(&self, network: &Network, containers: &Path, id: &str) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let hosts = self.hosts(network);
+        hosts.remove(id)?;
+        hosts.set_private(id, false)?;
+        self.rewrite_private_files(network, containers)?;
+        self.rewrite_private_file(containers, id)
+    }
+
+    /// List container `id`, on `networks`, among those with a file of its
+    /// own on each: it had its network's and is getting its own.
+    pub fn list_private(&self, networks: &[Network], id: &str) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        networks
+            .iter()
+            .try_for_each(|network| self.hosts(network).set_private(id, true))
+    }
+
+    /// Rewrite the own files of the containers on `network` that have one.
+    /// The caller holds [`Networks::lock`].
+    fn rewrite_private_files(&self, network: &Network, containers: &Path) -> Result<(), Error> {
+        for id in self.hosts(network).private() {
+            self.rewrite_private_file(containers, &id)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrite container `id`'s own file from the networks that list it.
+    fn rewrite_private_file(&self, containers: &Path, id: &str) -> Result<(), Error> {
+        let mut lines = Vec::new();
+        for network in self.list()? {
+            let hosts = self.hosts(&network);
+            if hosts.private().iter().any(|i| i == id) {
+                lines.push(hosts.members()?);
+            }
+        }
+        crate::hosts::rewrite_private(containers, id, &lines)
     }
 
     /// Published ports of live containers; files of dead ones are removed.
