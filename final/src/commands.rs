@@ -325,9 +325,9 @@ pub fn state_of(engine: &Engine, record: &Record) -> &'static str {
     match record.state.status {
         Status::Creating | Status::Created => "created",
         Status::Running | Status::Paused if record.is_running() => {
-            match runtime::processes_of(engine.root.dir(), &record.id) {
-                Ok(Some(p)) if p.status == Status::Paused => "paused",
-                _ => "running",
+            match runtime::is_paused(engine.root.dir(), &record.id) {
+                true => "paused",
+                false => "running",
             }
         }
         _ => "exited",

@@ -65,25 +65,28 @@ impl Format {
         key: &str,
         default: impl FnOnce(),
     ) -> Result<(), Error> {
+        // Each format's lines are written at once, not one call per line.
+        let mut out = String::new();
         match self {
             Format::Default => default(),
             Format::Quiet => rows
                 .iter()
-                .for_each(|row| println!("{}", text_of(&row[key]))),
+                .for_each(|row| out += &format!("{}\n", text_of(&row[key]))),
             Format::Json => {
                 for row in rows {
-                    println!("{}", Value::Object(row.clone()));
+                    out += &format!("{}\n", Value::Object(row.clone()));
                 }
             }
             Format::Template { template, header } => {
                 if *header {
-                    println!("{}", render_header(template));
+                    out += &format!("{}\n", render_header(template));
                 }
                 for row in rows {
-                    println!("{}", render(template, row)?);
+                    out += &format!("{}\n", render(template, row)?);
                 }
             }
         }
+        print!("{out}");
         Ok(())
     }
 }

@@ -505,10 +505,13 @@ impl Containers {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Ok(Vec::new());
         };
+        // Read, not first asked whether it exists: one call less for each
+        // of maybe a thousand containers. (No record: a directory being
+        // made or removed.)
         let mut records: Vec<Record> = entries
             .flatten()
-            .filter(|e| e.path().join(RECORD).exists())
-            .filter_map(|e| self.load(&e.file_name().to_string_lossy()).ok())
+            .filter_map(|e| std::fs::read(e.path().join(RECORD)).ok())
+            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
             .collect();
         records.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
         Ok(records)
@@ -538,6 +541,13 @@ impl Containers {
 
     /// A container by name, full ID or unique ID prefix, as Docker finds them.
     pub fn find(&self, key: &str) -> Result<Record, Error> {
+        // A whole ID names its directory: no need to read every record
+        // (berth's own commands pass IDs, among a thousand containers too).
+        let is_id = key.len() == 12 && key.bytes().all(|b| b.is_ascii_hexdigit());
+        if is_id && let Some(record) = self.get(key)?
+        {
+            return Ok(record);
+        }
         let records = self.list()?;
         if let Some(record) = records
             .iter()

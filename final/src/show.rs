@@ -1,6 +1,7 @@
 //! `berth ps`, `logs` and `inspect`: what the records and logs say.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Read;
 
@@ -39,12 +40,15 @@ pub fn ps(engine: &Engine, all: bool, format: &Format, filters: &Filters) -> Res
         .map(|(record, command, state)| ps_row(record, command, state))
         .collect();
     format.print(&rows, "ID", || {
-        println!(
-            "{:<12}  {:<24}  {:<20}  {:<16}  {:<28}  {:<20}  NAMES",
+        // One write for the whole table, not one per line: with a thousand
+        // containers, those calls are a good part of the time `ps` takes.
+        let mut table = format!(
+            "{:<12}  {:<24}  {:<20}  {:<16}  {:<28}  {:<20}  NAMES\n",
             "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
         );
         for (record, command, state) in &shown {
-            println!(
+            let _ = writeln!(
+                table,
                 "{:<12}  {:<24}  {:<20}  {:<16}  {:<28}  {:<20}  {}",
                 record.id,
                 shorten(&record.spec.image, 24),
@@ -55,6 +59,7 @@ pub fn ps(engine: &Engine, all: bool, format: &Format, filters: &Filters) -> Res
                 record.name.as_deref().unwrap_or("")
             );
         }
+        print!("{table}");
     })
 }
 
@@ -142,9 +147,16 @@ fn object(value: Value) -> Map<String, Value> {
 }
 
 /// `Up 2 minutes`, and `(Paused)` after it when frozen, as Docker says it.
+/// `Up 5 seconds`, `Exited (0) ...`: for `state`, from `state_of`
+/// (which has asked whether its monitor lives: once is enough).
 fn status_text(record: &Record, state: &str) -> String {
+    let up = || {
+        let since = record.state.started.unwrap_or(record.created);
+        format!("Up {}", human_age(since))
+    };
     match state {
-        "paused" => format!("{} (Paused)", record.status_text()),
+        "running" => up(),
+        "paused" => format!("{} (Paused)", up()),
         _ => record.status_text(),
     }
 }

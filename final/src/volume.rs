@@ -515,7 +515,9 @@ pub fn remove_anonymous(
     record: &Record,
     _lock: &Flock<std::fs::File>,
 ) -> Result<(), Error> {
-    let others = engine.containers.list()?;
+    // The other containers, read once and only if there is a volume to
+    // ask about (most containers have none, and there may be a thousand).
+    let mut others = None;
     for mount in &record.spec.mounts {
         if mount.kind != MountType::Volume {
             continue;
@@ -524,7 +526,11 @@ pub fn remove_anonymous(
             Some(volume) if volume.anonymous => {}
             _ => continue,
         }
-        let users = users(&others, &mount.source);
+        let others = match &mut others {
+            Some(others) => others,
+            None => others.insert(engine.containers.list()?),
+        };
+        let users = users(others, &mount.source);
         if !users.is_empty() {
             eprintln!(
                 "berth: warning: volume {} is still used by {}: kept",

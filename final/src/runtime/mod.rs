@@ -165,6 +165,15 @@ pub fn check_config(bytes: &[u8], bundle: &Path) -> Result<(), Error> {
     config::container_of(&config, bundle, ProcessStdio::Inherit, None).map(drop)
 }
 
+/// Whether container `id` was paused (and not resumed since), as its state
+/// says: for a caller that knows it runs (`ps`, at every container), without
+/// asking /proc again whether its init lives.
+pub fn is_paused(root: &Path, id: &str) -> bool {
+    Runtime::open(root)
+        .load(id)
+        .is_ok_and(|state| state.status == Status::Paused)
+}
+
 /// The processes of container `id`, if the runtime has it (`None` once it
 /// was deleted, or before it was created).
 pub fn processes_of(root: &Path, id: &str) -> Result<Option<Processes>, Error> {

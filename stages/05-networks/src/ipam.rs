@@ -83,7 +83,15 @@ fn proc_stat(pid: i32) -> Option<(char, u64)> {
     if pid <= 0 {
         return None;
     }
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    // One read into a buffer on the stack: the line is a few hundred bytes
+    // (a program's name is at most 15), and `ps` asks this of every
+    // container, where reading to the end costs several calls more.
+    let mut line = [0u8; 1024];
+    let read = File::open(format!("/proc/{pid}/stat"))
+        .and_then(|mut file| io::Read::read(&mut file, &mut line))
+        .ok()?;
+    // A name need not be UTF-8; the fields we read after it are.
+    parse_stat(&String::from_utf8_lossy(&line[..read]))
 }
 
 fn parse_stat(stat: &str) -> Option<(char, u64)> {
