@@ -836,8 +836,14 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
     checks::require_root("containers, images and networks need root")?;
     let engine = Engine::open(&cli.root)?;
     match cli.command {
-        Command::Run(args) => run_command(&engine, args),
+        Command::Run(args) => {
+            if !args.detach {
+                berth::launch::warm_up_cgroup_moves(); // it starts the container itself
+            }
+            run_command(&engine, args)
+        }
         Command::Monitor { ready_fd, id } => {
+            berth::launch::warm_up_cgroup_moves();
             let ready = Ready::from_fd(ready_fd)?;
             run::monitor(&engine, &id, ready)
         }
