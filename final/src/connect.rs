@@ -123,11 +123,7 @@ fn bind_into(pid: i32, file: &Path, target: &'static str) -> Result<(), Error> {
 // ANCHOR_END: own_hosts_file
 
 /// Plug the running container into `network` as its next free interface.
-fn plug_in_now(
-    engine: &Engine,
-    record: &mut Record,
-    network: &Network,
-) -> Result<(), Error> {
+fn plug_in_now(engine: &Engine, record: &mut Record, network: &Network) -> Result<(), Error> {
     let (init, _) = control::running(engine, record)?;
     let monitor = record
         .state

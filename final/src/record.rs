@@ -544,8 +544,7 @@ impl Containers {
         // A whole ID names its directory: no need to read every record
         // (berth's own commands pass IDs, among a thousand containers too).
         let is_id = key.len() == 12 && key.bytes().all(|b| b.is_ascii_hexdigit());
-        if is_id && let Some(record) = self.get(key)?
-        {
+        if is_id && let Some(record) = self.get(key)? {
             return Ok(record);
         }
         let records = self.list()?;

@@ -63,7 +63,11 @@ fn a_container_joins_and_leaves_networks_while_it_runs() {
     // give its neighbours a false address for a name.
     let (wrote, said) = exec(&lab, "client", "echo '10.251.5.99 web' >> /etc/hosts");
     assert!(!wrote, "client wrote the shared /etc/hosts: {said}");
-    let (_, said) = exec(&lab, "client", "mount -o remount,rw /etc/hosts && echo remounted");
+    let (_, said) = exec(
+        &lab,
+        "client",
+        "mount -o remount,rw /etc/hosts && echo remounted",
+    );
     assert!(!said.contains("remounted"), "{said}");
     assert!(!hosts_of(&lab, "web").contains("10.251.5.99"));
     assert!(hosts_of(&lab, "web").contains("\tclient "));

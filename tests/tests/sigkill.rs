@@ -511,7 +511,7 @@ fn sigkill_at_any_moment_of_a_start_leaves_nothing_that_rm_does_not_remove() {
 
     // The peer's /etc/hosts names itself and none of the victims.
     let hosts = std::fs::read_to_string(lab.containers_dir().join(&peer).join("hosts")).unwrap();
-    assert!(hosts.contains("\tpeer\n"), "{hosts}");
+    assert!(hosts.contains("\tpeer "), "{hosts}");
     for victim in ["foreground", "detacher", "monitor"] {
         assert!(
             !hosts.contains(victim),
@@ -615,11 +615,7 @@ fn start_after_a_killed_monitor_runs_again_and_rm_leaves_nothing() {
     );
     // One set of rules for the port, the new run's.
     let table = nft_table(scope.root());
-    assert_eq!(
-        table.matches(&format!("dport {port} dnat")).count(),
-        2,
-        "{table}"
-    );
+    assert_eq!(table.matches(&format!("{port} : ")).count(), 1, "{table}");
     assert!(lab.ok(&["ps"]).contains("phoenix"));
     scope.look();
 

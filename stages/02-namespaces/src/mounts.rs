@@ -670,7 +670,10 @@ pub fn attach(made: &OwnedFd, target: &Path) -> Result<(), Error> {
             }
             _ => "",
         };
-        Error::Other(format!("attach a mount at {}: {err}{hint}", target.display()))
+        Error::Other(format!(
+            "attach a mount at {}: {err}{hint}",
+            target.display()
+        ))
     };
     let path =
         CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| fail(Errno::EINVAL))?;

@@ -152,7 +152,9 @@ fn check_name_free(plug: &Plug, network: &Network, name: &str) -> Result<(), Err
         let owner = names.clone().last();
         if owner != Some(short_id)
             && names.any(|n| n == name)
-            && ipam.holder(address)?.is_some_and(|l| l.container != plug.id)
+            && ipam
+                .holder(address)?
+                .is_some_and(|l| l.container != plug.id)
         {
             return Err(Error::Other(format!(
                 "a container named {name} is already on network {}; choose another --name",
@@ -269,10 +271,7 @@ pub fn unplug(what: &Unplug) -> Result<(), Error> {
             None => ipam.release_container(what.id),
         });
         // Its peers there forget it, and it forgets them.
-        keep(
-            what.networks
-                .leave_hosts(network, what.containers, what.id),
-        );
+        keep(what.networks.leave_hosts(network, what.containers, what.id));
     }
     first_error.map_or(Ok(()), Err)
 }

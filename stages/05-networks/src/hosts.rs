@@ -96,8 +96,7 @@ impl NameFiles {
     /// container starts.
     pub fn share(&self, network_file: &Path) -> Result<(), Error> {
         remove_if_present(&self.hosts)?;
-        std::fs::hard_link(network_file, &self.hosts)
-            .map_err(|e| Error::io("link", &self.hosts, e))
+        std::fs::hard_link(network_file, &self.hosts).map_err(|e| Error::io("link", &self.hosts, e))
     }
 
     /// Give it a file of its own again, listing only `localhost` until it
@@ -200,9 +199,12 @@ impl NetworkHosts {
         text
     }
 
-    /// Its members' lines, by address.
+    /// Its members' lines, by address: from `hosts.lines`, which is
+    /// replaced whole at each change. The hosts file itself is rewritten in
+    /// place (containers hold its inode), so a process killed while it
+    /// writes leaves it cut short; the next change writes it whole again.
     pub fn members(&self) -> Result<Vec<(Ipv4Addr, String)>, Error> {
-        let path = self.dir.join("hosts");
+        let path = self.dir.join("hosts.lines");
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -219,15 +221,23 @@ impl NetworkHosts {
 
     // ANCHOR: set_line
     /// Give `address` the line `line`, in place of whatever it had: a
-    /// container joined (or was renamed). One file, rewritten in place.
+    /// container joined (or was renamed). One list of lines changes.
     pub fn set(&self, address: Ipv4Addr, line: String) -> Result<(), Error> {
         let mut members = self.members()?;
         members.retain(|(a, _)| *a != address);
         members.push((address, line));
         members.sort_by_key(|(a, _)| *a);
-        rewrite(&self.file()?, &self.render(&members))
+        self.write(&members)
     }
     // ANCHOR_END: set_line
+
+    /// Keep `members` (whole, or not at all), then show them.
+    fn write(&self, members: &[(Ipv4Addr, String)]) -> Result<(), Error> {
+        let lines: String = members.iter().map(|(_, line)| line.as_str()).collect();
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
+        stage04_images::store::replace_atomic(&self.dir.join("hosts.lines"), lines.as_bytes())?;
+        rewrite(&self.dir.join("hosts"), &self.render(members))
+    }
 
     /// Drop the lines of container `id`: it left.
     pub fn remove(&self, id: &str) -> Result<(), Error> {
@@ -236,7 +246,7 @@ impl NetworkHosts {
         let before = members.len();
         members.retain(|(_, line)| short_id_of(line) != Some(short_id));
         if members.len() != before {
-            rewrite(&self.file()?, &self.render(&members))?;
+            self.write(&members)?;
         }
         Ok(())
     }
@@ -265,7 +275,8 @@ impl NetworkHosts {
 /// `/etc/hosts` of its own for a container: the lines of all its networks
 /// (its own among them), then its `--add-host` lines.
 pub fn render_private(networks: &[Vec<(Ipv4Addr, String)>], extra: &str) -> String {
-    let mut text = format!("# Written by berth; rewritten when containers join or leave.\n{LOCALHOST}");
+    let mut text =
+        format!("# Written by berth; rewritten when containers join or leave.\n{LOCALHOST}");
     for (_, line) in networks.iter().flatten() {
         text += line;
     }
@@ -379,10 +390,22 @@ mod tests {
         let net = NetworkHosts::new(&dir.path().join("front"), "front");
         let file = net.file().unwrap();
         let inode = std::fs::metadata(&file).unwrap().ino();
-        net.set(at(1, 3), member_line(at(1, 3), Some("b"), "b", "bbbbbbbbbbbbbb")).unwrap();
-        net.set(at(1, 2), member_line(at(1, 2), Some("a"), "a", "aaaaaaaaaaaaaa")).unwrap();
+        net.set(
+            at(1, 3),
+            member_line(at(1, 3), Some("b"), "b", "bbbbbbbbbbbbbb"),
+        )
+        .unwrap();
+        net.set(
+            at(1, 2),
+            member_line(at(1, 2), Some("a"), "a", "aaaaaaaaaaaaaa"),
+        )
+        .unwrap();
         // Renamed: its line is replaced, not added.
-        net.set(at(1, 3), member_line(at(1, 3), Some("c"), "b", "bbbbbbbbbbbbbb")).unwrap();
+        net.set(
+            at(1, 3),
+            member_line(at(1, 3), Some("c"), "b", "bbbbbbbbbbbbbb"),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.contains("127.0.0.1\tlocalhost\n"), "{text}");
         assert!(
@@ -398,6 +421,29 @@ mod tests {
     }
 
     #[test]
+    fn a_file_cut_short_by_a_kill_is_whole_again_at_the_next_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = NetworkHosts::new(dir.path(), "n");
+        net.set(
+            at(1, 2),
+            member_line(at(1, 2), Some("a"), "a", "aaaaaaaaaaaaaa"),
+        )
+        .unwrap();
+        // A process killed between truncate and write (see `rewrite`).
+        std::fs::write(net.file().unwrap(), "").unwrap();
+        net.set(
+            at(1, 3),
+            member_line(at(1, 3), Some("b"), "b", "bbbbbbbbbbbbbb"),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(net.file().unwrap()).unwrap();
+        assert!(
+            text.contains("\ta aaaaaaaaaaaa\n") && text.contains("\tb bbbbbbbbbbbb\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_shared_file_is_bound_read_only_and_a_new_start_gets_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let net = NetworkHosts::new(&dir.path().join("front"), "front");
@@ -408,13 +454,25 @@ mod tests {
         files.share(&net.file().unwrap()).unwrap();
         assert!(files.is_shared());
         assert!(files.binds()[0].read_only);
-        net.set(at(1, 2), member_line(at(1, 2), None, "box", "cccccccccccccc")).unwrap();
-        assert!(std::fs::read_to_string(&files.hosts).unwrap().contains("10.1.0.2\tbox"));
+        net.set(
+            at(1, 2),
+            member_line(at(1, 2), None, "box", "cccccccccccccc"),
+        )
+        .unwrap();
+        assert!(
+            std::fs::read_to_string(&files.hosts)
+                .unwrap()
+                .contains("10.1.0.2\tbox")
+        );
         // Written again (a restart on two networks): a file of its own,
         // and the network's is untouched.
         files.write("box").unwrap();
         assert!(!files.is_shared());
-        assert!(std::fs::read_to_string(net.file().unwrap()).unwrap().contains("10.1.0.2"));
+        assert!(
+            std::fs::read_to_string(net.file().unwrap())
+                .unwrap()
+                .contains("10.1.0.2")
+        );
     }
 
     #[test]
@@ -423,15 +481,31 @@ mod tests {
         std::fs::create_dir(dir.path().join("both")).unwrap();
         let files = NameFiles::in_dir(&dir.path().join("both"));
         files.write("both").unwrap();
-        files.add(&[("db".into(), "192.0.2.9".into())], &[]).unwrap();
+        files
+            .add(&[("db".into(), "192.0.2.9".into())], &[])
+            .unwrap();
         let front = vec![
-            (at(1, 2), member_line(at(1, 2), Some("both"), "both", "both")),
-            (at(1, 3), member_line(at(1, 3), Some("front"), "front", "front")),
+            (
+                at(1, 2),
+                member_line(at(1, 2), Some("both"), "both", "both"),
+            ),
+            (
+                at(1, 3),
+                member_line(at(1, 3), Some("front"), "front", "front"),
+            ),
         ];
-        let back = vec![(at(2, 3), member_line(at(2, 3), Some("back"), "back", "back"))];
+        let back = vec![(
+            at(2, 3),
+            member_line(at(2, 3), Some("back"), "back", "back"),
+        )];
         rewrite_private(dir.path(), "both", &[front, back]).unwrap();
         let hosts = std::fs::read_to_string(&files.hosts).unwrap();
-        for line in ["10.1.0.2\tboth\n", "10.1.0.3\tfront", "10.2.0.3\tback", "192.0.2.9\tdb\n"] {
+        for line in [
+            "10.1.0.2\tboth\n",
+            "10.1.0.3\tfront",
+            "10.2.0.3\tback",
+            "192.0.2.9\tdb\n",
+        ] {
             assert!(hosts.contains(line), "{line:?} missing:\n{hosts}");
         }
         // One whose file is gone (it was removed meanwhile) is left alone.

@@ -131,7 +131,11 @@ fn run(root: &Root, networks: &Networks, args: NetRunArgs) -> Result<u8, Error> 
         Ok(Container {
             rootfs: dirs.merged.clone(),
             root_mount: Some(overlay_mount(&layers, &dirs)?),
-            binds: files.binds().into_iter().map(|b| (b.source, b.target)).collect(),
+            binds: files
+                .binds()
+                .into_iter()
+                .map(|b| (b.source, b.target))
+                .collect(),
             process,
             hostname,
             user_map,

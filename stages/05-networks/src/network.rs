@@ -435,20 +435,33 @@ impl Networks {
         }
         let ports = self.live_ports()?;
         let rules = Ruleset { networks, ports };
-        // Most starts change nothing here (no ports, a bridge that was
-        // already up): then running nft, tens of milliseconds, is skipped.
-        // What was applied last is kept beside the networks; the table
-        // must still be there too (`nft flush ruleset` removes it).
+        // What was applied last is kept beside the networks. Most starts
+        // change nothing (no ports, a bridge that was already up): then
+        // running nft, tens of milliseconds, is skipped. A start or an end
+        // that changes only ports changes only them, at a cost that does
+        // not grow with the ports that stay. The table must still be
+        // there in both cases (`nft flush ruleset` removes it).
         let applied = self.dir.join(".firewall");
-        let script = firewall::render(&self.table, &rules);
-        let unchanged = std::fs::read_to_string(&applied).is_ok_and(|last| last == script);
+        let last: Option<Ruleset> = std::fs::read(&applied)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
         let wanted = !rules.networks.is_empty() || !rules.ports.is_empty();
-        if unchanged && firewall::table_exists(&self.table)? == wanted {
+        let there = firewall::table_exists(&self.table)?;
+        if last.as_ref() == Some(&rules) && there == wanted {
             return Ok(());
         }
         let _ = std::fs::remove_file(&applied); // unknown until nft is done
-        firewall::apply(&self.table, &rules)?;
-        replace_atomic(&applied, script.as_bytes())
+        match last {
+            // (If the table is not what we left, say someone deleted an
+            // element, the whole table is written again.)
+            Some(last) if last.networks == rules.networks && there && wanted => {
+                firewall::update_ports(&self.table, &last.ports, &rules.ports)
+                    .or_else(|_| firewall::apply(&self.table, &rules))?;
+            }
+            _ => firewall::apply(&self.table, &rules)?,
+        }
+        let json = serde_json::to_vec(&rules).map_err(|e| Error::Other(e.to_string()))?;
+        replace_atomic(&applied, &json)
     }
     // ANCHOR_END: sync_firewall
 
