@@ -74,20 +74,20 @@ pub fn rename(engine: &Engine, record: &Record, new_name: &str) -> Result<(), Er
     let new_name = parse_name(new_name).map_err(Error::Other)?;
     let _lock = engine.containers.lock()?;
     let mut current = engine.containers.load(&record.id)?;
-    if let Some(owner) = engine
-        .containers
-        .list()?
-        .into_iter()
-        .find(|r| r.name.as_deref() == Some(&new_name))
-    {
+    engine.containers.index_names()?;
+    if let Some(owner) = engine.containers.named(&new_name)? {
         return Err(Error::Other(format!(
             "the name {new_name} is taken by container {}",
             owner.id
         )));
     }
     let old_name = current.display_name().to_string();
-    current.name = Some(new_name.clone());
+    let had_name = current.name.replace(new_name.clone());
+    engine.containers.link_name(&new_name, &current.id)?;
     engine.containers.save(&current)?;
+    if let Some(had_name) = had_name {
+        engine.containers.unlink_name(&had_name, &current.id)?;
+    }
     crate::events::emit(engine, &current, "rename", &[("oldName", old_name)]);
     let plugged = match current.is_running() {
         true => &current.state.plugged[..],
@@ -408,6 +408,7 @@ pub fn prune(engine: &Engine, force: bool, all_images: bool) -> Result<(), Error
             println!("Deleted container: {}", record.id);
         }
     }
+    engine.containers.sweep_names()?;
     network_prune(engine)?;
     if all_images {
         let store = engine.root.store()?;

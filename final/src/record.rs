@@ -371,6 +371,9 @@ impl Record {
 pub struct Containers {
     dir: PathBuf,
     lock_path: PathBuf,
+    /// `names/NAME`, a symbolic link to the ID of the container called
+    /// NAME: see [`Containers::named`].
+    names: PathBuf,
 }
 
 impl Containers {
@@ -378,7 +381,83 @@ impl Containers {
         Containers {
             dir: root.containers(),
             lock_path: root.dir().join("containers.lock"),
+            names: root.dir().join("names"),
         }
+    }
+
+    // ANCHOR: named
+    /// The container called `name`, if any. Its name leads to its ID by a
+    /// symbolic link, `names/NAME`, so that finding one container by name
+    /// among a thousand reads one record, not a thousand. The link is made
+    /// before the record and removed after it; a link whose container is
+    /// gone or was renamed is a leftover, and counts for nothing.
+    pub fn named(&self, name: &str) -> Result<Option<Record>, Error> {
+        let Ok(id) = std::fs::read_link(self.names.join(name)) else {
+            return Ok(None);
+        };
+        let id = id.to_string_lossy();
+        if !is_id(&id) {
+            return Ok(None);
+        }
+        let record = self.get(&id)?;
+        Ok(record.filter(|r| r.name.as_deref() == Some(name)))
+    }
+    // ANCHOR_END: named
+
+    /// Give `name` to container `id` in `names/`. The caller holds
+    /// [`Containers::lock`] and has checked that the name is free.
+    pub fn link_name(&self, name: &str, id: &str) -> Result<(), Error> {
+        let link = self.names.join(name);
+        remove_file_if_present(&link)?;
+        std::os::unix::fs::symlink(id, &link).map_err(|e| Error::io("link", &link, e))
+    }
+
+    /// Take `name` back from container `id`, if it still has it.
+    pub fn unlink_name(&self, name: &str, id: &str) -> Result<(), Error> {
+        let link = self.names.join(name);
+        match std::fs::read_link(&link) {
+            Ok(target) if target.as_os_str() == id => remove_file_if_present(&link),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remove the links of names no container has: a `run --name` killed
+    /// between its link and its record leaves one (harmless: see
+    /// [`Containers::named`]), until the name is given again or this runs.
+    pub fn sweep_names(&self) -> Result<(), Error> {
+        let _lock = self.lock()?;
+        let Ok(entries) = std::fs::read_dir(&self.names) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if self.named(&name)?.is_none() {
+                remove_file_if_present(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make `names/` from the records if there is none: a state root from
+    /// before it. The caller holds the lock, and calls this before it asks
+    /// [`Containers::named`] whether a name is free.
+    pub fn index_names(&self) -> Result<(), Error> {
+        if self.names.exists() {
+            return Ok(());
+        }
+        let building = self
+            .names
+            .with_extension(format!("new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&building);
+        std::fs::create_dir_all(&building).map_err(|e| Error::io("create", &building, e))?;
+        for record in self.list()? {
+            if let Some(name) = &record.name {
+                let link = building.join(name);
+                std::os::unix::fs::symlink(&record.id, &link)
+                    .map_err(|e| Error::io("link", &link, e))?;
+            }
+        }
+        std::fs::rename(&building, &self.names).map_err(|e| Error::io("rename", &building, e))
     }
 
     pub fn dir(&self) -> &Path {
@@ -543,8 +622,12 @@ impl Containers {
     pub fn find(&self, key: &str) -> Result<Record, Error> {
         // A whole ID names its directory: no need to read every record
         // (berth's own commands pass IDs, among a thousand containers too).
-        let is_id = key.len() == 12 && key.bytes().all(|b| b.is_ascii_hexdigit());
-        if is_id && let Some(record) = self.get(key)? {
+        if is_id(key)
+            && let Some(record) = self.get(key)?
+        {
+            return Ok(record);
+        }
+        if let Some(record) = self.named(key)? {
             return Ok(record);
         }
         let records = self.list()?;
@@ -567,9 +650,28 @@ impl Containers {
         }
     }
 
-    /// The container's directory goes: its record, log and writes.
+    /// The container's directory goes: its record, log and writes; then
+    /// its name.
     pub fn remove(&self, id: &str) -> Result<(), Error> {
-        self.dirs(id).remove()
+        let name = self.get(id).ok().flatten().and_then(|r| r.name);
+        self.dirs(id).remove()?;
+        match name {
+            Some(name) => self.unlink_name(&name, id),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether `key` has the shape of a container's ID (12 hex digits), and so
+/// names its directory.
+fn is_id(key: &str) -> bool {
+    key.len() == 12 && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn remove_file_if_present(path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
+        _ => Ok(()),
     }
 }
 
@@ -673,6 +775,31 @@ mod tests {
         let missing = containers.find("db").unwrap_err().to_string();
         assert!(missing.contains("no such container: db"), "{missing}");
         assert!(containers.find("").is_err());
+    }
+
+    #[test]
+    fn a_name_leads_to_its_container_through_one_link() {
+        let (_dir, containers) = containers();
+        // Made before names/ existed: indexed the first time it is needed.
+        made(&containers, "abc123000000", Some("web"));
+        assert!(containers.named("web").unwrap().is_none());
+        containers.index_names().unwrap();
+        assert_eq!(containers.named("web").unwrap().unwrap().id, "abc123000000");
+        // A link whose container is gone counts for nothing.
+        containers.link_name("db", "def456000000").unwrap();
+        assert!(containers.named("db").unwrap().is_none());
+        // Renamed: the old name leads nowhere.
+        let mut web = containers.load("abc123000000").unwrap();
+        web.name = Some("site".into());
+        containers.link_name("site", "abc123000000").unwrap();
+        containers.save(&web).unwrap();
+        assert!(containers.named("web").unwrap().is_none());
+        assert_eq!(containers.find("site").unwrap().id, "abc123000000");
+        // Removed: its name goes with it; a prune sweeps the rest.
+        containers.remove("abc123000000").unwrap();
+        assert!(std::fs::symlink_metadata(containers.names.join("site")).is_err());
+        containers.sweep_names().unwrap();
+        assert_eq!(std::fs::read_dir(&containers.names).unwrap().count(), 0);
     }
 
     #[test]

@@ -58,12 +58,9 @@ pub fn create(engine: &Engine, name: Option<String>, mut spec: Spec) -> Result<R
     spec.mounts = planned.mounts.clone();
 
     let lock = engine.containers.lock()?;
+    engine.containers.index_names()?;
     if let Some(name) = &name
-        && let Some(owner) = engine
-            .containers
-            .list()?
-            .into_iter()
-            .find(|r| r.name.as_ref() == Some(name))
+        && let Some(owner) = engine.containers.named(name)?
     {
         return Err(Error::Other(format!(
             "the name {name} is taken by container {}; remove it (berth rm {name}) or choose another --name",
@@ -71,6 +68,9 @@ pub fn create(engine: &Engine, name: Option<String>, mut spec: Spec) -> Result<R
         )));
     }
     let id = hostname::generate().map_err(|e| Error::io("read", "/dev/urandom", e))?;
+    if let Some(name) = &name {
+        engine.containers.link_name(name, &id)?; // before the record: see `named`
+    }
     let record = Record::new(id, name, spec);
     let made = planned.make(engine, &lock)?; // its volumes, in place
     if let Err(err) = engine.containers.add(&record) {
