@@ -290,10 +290,13 @@ pub fn stateless_command(command: EngineImageCommand) -> Result<u8, Error> {
             if login::logout(&server, &path)? {
                 println!(
                     "Removing login credentials for {}",
-                    login::config_key(&server)
+                    stage04_images::auth::config_key(&server)
                 );
             } else {
-                println!("Not logged in to {}", login::config_key(&server));
+                println!(
+                    "Not logged in to {}",
+                    stage04_images::auth::config_key(&server)
+                );
             }
             Ok(0)
         }
@@ -427,12 +430,7 @@ fn ask_login(
             ));
         }
     };
-    if username.is_empty() || password.is_empty() {
-        return Err(Error::Other(
-            "a login needs a user name and a password".into(),
-        ));
-    }
-    Ok(Credentials { username, password })
+    login::credentials(username, password)
 }
 
 fn read_line(input: &mut impl BufRead) -> Result<String, Error> {

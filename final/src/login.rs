@@ -16,23 +16,26 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 use stage01_chroot::Error;
-use stage04_images::auth::{self, Credentials};
+use stage04_images::auth::{self, Credentials, DOCKER_HUB_KEY, config_key};
 use stage04_images::reference::Reference;
 use stage04_images::registry::{Registry, RegistryOptions};
 
-/// Docker Hub's logins live under its old v1 URL, as Docker writes them.
-const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
-
-/// The key of `registry` in `auths`: the host as given, or Docker Hub's URL.
-pub fn config_key(registry: &str) -> String {
-    match registry {
-        "" | "docker.io" | "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB_KEY.into(),
-        other => other
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string(),
+/// A login as `berth login` takes it. The auth file (and HTTP's Basic
+/// auth) keep `user:password` in one string, so a user name with a `:`
+/// would read back as another user.
+pub fn credentials(username: String, password: String) -> Result<Credentials, Error> {
+    if username.is_empty() || password.is_empty() {
+        return Err(Error::Other(
+            "a login needs a user name and a password".into(),
+        ));
     }
+    if username.contains(':') {
+        return Err(Error::Other(format!(
+            "the user name {username:?} has a ':', which registries' logins can't hold \
+             (user and password are joined by one); check the user name"
+        )));
+    }
+    Ok(Credentials { username, password })
 }
 
 /// The auth file to use: the one given, else Docker's default place.
@@ -68,7 +71,7 @@ pub fn login(
         .ping()
         .map_err(|e| Error::Other(format!("login to {host} failed: {e}")))?;
     let mut config = read_config(path)?;
-    auths(&mut config)?.insert(key, serde_json::json!({ "auth": credentials.encoded() }));
+    add_login(&mut config, registry, &credentials)?;
     write_config(path, &config)
 }
 // ANCHOR_END: login
@@ -76,24 +79,59 @@ pub fn login(
 /// Forget the login for `registry`; `false` if there was none.
 pub fn logout(registry: &str, path: &Path) -> Result<bool, Error> {
     let mut config = read_config(path)?;
-    let removed = auths(&mut config)?.remove(&config_key(registry)).is_some();
+    let removed = remove_login(&mut config, registry)?;
     if removed {
         write_config(path, &config)?;
     }
     Ok(removed)
 }
 
+/// Put the login for `registry` into an auth file's JSON.
+pub fn add_login(
+    config: &mut Value,
+    registry: &str,
+    credentials: &Credentials,
+) -> Result<(), Error> {
+    let entry = serde_json::json!({ "auth": credentials.encoded() });
+    auths(config)?.insert(config_key(registry), entry);
+    Ok(())
+}
+
+/// Take the login for `registry` out of an auth file's JSON, under every
+/// spelling a pull would read it by (`quay.io`, `https://quay.io`, ...), as
+/// `docker logout` does; `false` if there was none.
+pub fn remove_login(config: &mut Value, registry: &str) -> Result<bool, Error> {
+    let auths = auths(config)?;
+    let before = auths.len();
+    auths.retain(|key, _| !auth::key_names(key, registry));
+    Ok(auths.len() < before)
+}
+
 fn read_config(path: &Path) -> Result<Value, Error> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::Other(format!(
-                "{} is not a JSON auth file ({e}); fix or remove it",
-                path.display()
-            ))
-        }),
+        Ok(bytes) => parse_config(&bytes, path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(serde_json::json!({})),
         Err(e) => Err(Error::io("read", path, e)),
     }
+}
+
+/// An auth file's bytes as JSON, every key kept (other tools' too); `path`
+/// names the file in errors.
+pub fn parse_config(bytes: &[u8], path: &Path) -> Result<Value, Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::Other(format!(
+            "{} is not a JSON auth file ({e}); fix or remove it",
+            path.display()
+        ))
+    })
+}
+
+/// The auth file's bytes, as `write_config` writes them.
+pub fn encode_config(config: &Value) -> Result<Vec<u8>, Error> {
+    let mut bytes = serde_json::to_vec_pretty(config)
+        .map_err(|e| Error::Other(format!("cannot encode the auth file: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 fn auths(config: &mut Value) -> Result<&mut Map<String, Value>, Error> {
@@ -117,8 +155,7 @@ fn write_config(path: &Path, config: &Value) -> Result<(), Error> {
         .create(dir)
         .map_err(|e| Error::io("create directory", dir, e))?;
     let temp = dir.join(format!(".config.json.tmp-{}", std::process::id()));
-    let bytes = serde_json::to_vec_pretty(config)
-        .map_err(|e| Error::Other(format!("cannot encode the auth file: {e}")))?;
+    let bytes = encode_config(config)?;
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -127,7 +164,6 @@ fn write_config(path: &Path, config: &Value) -> Result<(), Error> {
         .open(&temp)
         .and_then(|mut file| {
             file.write_all(&bytes)?;
-            file.write_all(b"\n")?;
             file.sync_all()
         })
         .and_then(|()| std::fs::rename(&temp, path));
@@ -142,11 +178,46 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// A login added to `file` (its bytes), then read as a pull reads it.
+    fn login_then_read(file: &str, registry: &str, user: &str) -> Option<Credentials> {
+        let path = Path::new("config.json");
+        let mut config = parse_config(file.as_bytes(), path).unwrap();
+        let credentials = credentials(user.into(), "secret".into()).unwrap();
+        add_login(&mut config, registry, &credentials).unwrap();
+        let bytes = encode_config(&config).unwrap();
+        auth::from_config(&bytes, registry, path).unwrap()
+    }
+
     #[test]
-    fn keys_are_docker_s() {
-        assert_eq!(config_key("docker.io"), DOCKER_HUB_KEY);
-        assert_eq!(config_key("127.0.0.1:5000"), "127.0.0.1:5000");
-        assert_eq!(config_key("https://quay.io/"), "quay.io");
+    fn a_login_reads_back_over_another_tool_s() {
+        // Podman keeps Docker Hub's login under `docker.io`; ours goes under
+        // the v1 URL, and must be the one a pull then uses.
+        let podman = r#"{"auths":{"docker.io":{"auth":"Ym9iOm9sZA=="}}}"#;
+        for registry in ["docker.io", "127.0.0.1:5000"] {
+            let read = login_then_read(podman, registry, "alice").unwrap();
+            assert_eq!(
+                (read.username.as_str(), read.password.as_str()),
+                ("alice", "secret")
+            );
+        }
+    }
+
+    #[test]
+    fn a_user_name_with_a_colon_is_refused() {
+        assert!(credentials("a:b".into(), "p".into()).is_err());
+        assert!(credentials("".into(), "p".into()).is_err());
+        assert!(credentials("a".into(), "".into()).is_err());
+        assert!(credentials("a".into(), "p:q".into()).is_ok());
+    }
+
+    #[test]
+    fn logout_removes_every_spelling_of_the_registry() {
+        let text = r#"{"auths":{"docker.io":{"auth":"YTpi"},"https://index.docker.io/v1/":{"auth":"YTpi"},"quay.io":{"auth":"YTpi"}}}"#;
+        let mut config = parse_config(text.as_bytes(), Path::new("c")).unwrap();
+        assert!(remove_login(&mut config, "docker.io").unwrap());
+        assert!(!remove_login(&mut config, "docker.io").unwrap());
+        let keys: Vec<&String> = config["auths"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["quay.io"]);
     }
 
     #[test]

@@ -11,7 +11,16 @@ const TARGETS: &[&str] = &[
     "image_json",
     "layer_tar",
     "runtime_config",
+    "archive_load",
+    "auth_file",
 ];
+
+/// fuzz/seeds/TARGET: inputs that are valid, to start the fuzzer from.
+fn seeds_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/seeds")
+        .join(target)
+}
 
 /// The files of fuzz/seeds/TARGET and fuzz/regressions/TARGET.
 fn inputs(target: &str) -> Vec<PathBuf> {
@@ -38,6 +47,8 @@ fn every_kept_input_is_handled_without_a_crash() {
     std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
     let layers = scratch.path().join("layers");
     std::fs::create_dir(&layers).unwrap();
+    let archives = scratch.path().join("archives");
+    std::fs::create_dir(&archives).unwrap();
     let mut replayed = 0;
     for target in TARGETS {
         let inputs = inputs(target);
@@ -51,6 +62,8 @@ fn every_kept_input_is_handled_without_a_crash() {
                 "image_json" => berth::fuzzing::image_json(&bytes),
                 "layer_tar" => berth::fuzzing::layer_tar(&bytes, &layers),
                 "runtime_config" => berth::fuzzing::runtime_config(&bytes, &bundle),
+                "archive_load" => berth::fuzzing::archive_load(&bytes, &archives),
+                "auth_file" => berth::fuzzing::auth_file(&bytes),
                 other => unreachable!("{other}"),
             }
             replayed += 1;
@@ -72,4 +85,23 @@ fn the_layer_check_catches_a_file_written_outside() {
         caught.is_err(),
         "a stray file beside the layer went unnoticed"
     );
+}
+
+#[test]
+fn every_archive_seed_loads() {
+    // The seeds are archives as berth, skopeo and docker save write them
+    // (fuzz/seeds/archive_load): each must load, not merely not crash.
+    let seeds = std::fs::read_dir(seeds_dir("archive_load")).unwrap();
+    let seeds: Vec<PathBuf> = seeds.map(|e| e.unwrap().path()).collect();
+    assert!(seeds.len() > 1, "no archives in fuzz/seeds/archive_load");
+    for seed in seeds {
+        let root = tempfile::tempdir().unwrap();
+        let store = stage04_images::store::Store::open(&root.path().join("images")).unwrap();
+        let loaded = stage04_images::load::load(&store, &seed, None);
+        assert!(
+            matches!(&loaded, Ok(names) if !names.is_empty()),
+            "{}: {loaded:?}",
+            seed.display()
+        );
+    }
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use stage01_chroot::Error;
 
+use crate::reference::DOCKER_HUB;
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
@@ -49,15 +51,52 @@ impl Credentials {
     }
 }
 
+/// A Docker-style config file, as far as logins go. Each entry is kept as
+/// JSON and read only when asked for: an entry another tool wrote in a
+/// shape we don't know must not stop pulls from the other registries.
 #[derive(serde::Deserialize)]
 struct DockerConfig {
     #[serde(default)]
-    auths: BTreeMap<String, AuthEntry>,
+    auths: BTreeMap<String, serde_json::Value>,
 }
 
-#[derive(serde::Deserialize)]
-struct AuthEntry {
-    auth: Option<String>,
+/// Docker Hub's logins live under its old v1 URL, as Docker writes them.
+pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// The key `berth login` writes `registry`'s login under in `auths`: the
+/// host (`quay.io`, `127.0.0.1:5000`), or Docker Hub's v1 URL, as Docker.
+pub fn config_key(registry: &str) -> String {
+    match key_host(registry) {
+        DOCKER_HUB => DOCKER_HUB_KEY.into(),
+        host => host.into(),
+    }
+}
+
+/// Whether `key`, a key of `auths`, holds a login for `registry`. Tools
+/// spell a registry several ways (`quay.io`, `https://quay.io`,
+/// `http://quay.io/v1/`; Docker Hub also as `docker.io`, `index.docker.io`),
+/// and a login by any of them is the registry's login.
+pub fn key_names(key: &str, registry: &str) -> bool {
+    key_host(key) == key_host(registry)
+}
+
+/// The registry a key names: a URL's host, or the key without a trailing
+/// `/`, Docker Hub's every name as `docker.io` (and an empty name too, as
+/// `berth login` takes it). A key with a path but no scheme (Podman's
+/// `quay.io/team`: a login for one namespace) stays as it is, so it names
+/// no whole registry.
+fn key_host(key: &str) -> &str {
+    let host = match key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+    {
+        Some(url) => url.split('/').next().unwrap_or(url),
+        None => key.trim_end_matches('/'),
+    };
+    match host {
+        "" | "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
+        host => host,
+    }
 }
 
 /// Where Docker and Podman keep logins: `$DOCKER_CONFIG/config.json`, else
@@ -70,34 +109,55 @@ pub fn default_config_path() -> Option<PathBuf> {
 }
 
 /// The login stored for `registry` in a Docker-style config file, if any.
-/// Docker Hub is stored under its old v1 URL, so `docker.io` looks there too.
 pub fn from_config_file(path: &Path, registry: &str) -> Result<Option<Credentials>, Error> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("read", path, e)),
     };
-    let config: DockerConfig = serde_json::from_str(&text)
+    from_config(&bytes, registry, path)
+}
+
+/// The login stored for `registry` in the config file's bytes, if any
+/// (`path` names the file in errors). The entry under berth's own key is
+/// read first (a `berth login` just made is the one used), then the
+/// registry's other spellings; entries with no `auth` (Docker leaves `{}`
+/// where a credential helper keeps the password) are passed over.
+pub fn from_config(
+    bytes: &[u8],
+    registry: &str,
+    path: &Path,
+) -> Result<Option<Credentials>, Error> {
+    let config: DockerConfig = serde_json::from_slice(bytes)
         .map_err(|e| Error::Other(format!("{}: not a Docker config file: {e}", path.display())))?;
-    let mut keys = vec![registry.to_string(), format!("https://{registry}")];
-    if registry == "docker.io" {
-        keys.push("https://index.docker.io/v1/".into());
+    let own = config_key(registry);
+    let others = config
+        .auths
+        .keys()
+        .filter(|key| **key != own && key_names(key, registry));
+    for key in std::iter::once(&own).chain(others) {
+        let auth = config.auths.get(key).and_then(|entry| entry.get("auth"));
+        match auth {
+            None | Some(serde_json::Value::Null) => continue,
+            Some(serde_json::Value::String(encoded)) if encoded.is_empty() => continue,
+            Some(auth) => return decode_auth(auth, key, path).map(Some),
+        }
     }
-    let Some(entry) = keys.iter().find_map(|key| config.auths.get(key)) else {
-        return Ok(None);
-    };
-    let Some(encoded) = &entry.auth else {
-        return Ok(None);
-    };
-    let decoded = base64_decode(encoded)
+    Ok(None)
+}
+
+/// An entry's `auth`: base64 of `user:password`.
+fn decode_auth(auth: &serde_json::Value, key: &str, path: &Path) -> Result<Credentials, Error> {
+    auth.as_str()
+        .and_then(base64_decode)
         .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| Credentials::parse(&text).ok())
         .ok_or_else(|| {
             Error::Other(format!(
-                "{}: the auth for {registry} is not base64 of user:password",
+                "{}: the auth for {key} is not base64 of user:password; log in again",
                 path.display()
             ))
-        })?;
-    Credentials::parse(&decoded).map(Some)
+        })
 }
 
 /// The parameters of a `WWW-Authenticate: Bearer realm="...",service="...",
@@ -270,6 +330,60 @@ mod tests {
             !format!("{hub:?}").contains("pass\""),
             "debug output leaks the password"
         );
+    }
+
+    #[test]
+    fn keys_are_docker_s() {
+        assert_eq!(config_key("docker.io"), DOCKER_HUB_KEY);
+        assert_eq!(config_key(""), DOCKER_HUB_KEY);
+        assert_eq!(config_key("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(config_key("https://quay.io/"), "quay.io");
+        for hub in [
+            "docker.io",
+            "index.docker.io",
+            DOCKER_HUB_KEY,
+            "https://docker.io",
+        ] {
+            assert!(key_names(hub, "docker.io"), "{hub}");
+        }
+        for quay in [
+            "quay.io",
+            "quay.io/",
+            "https://quay.io",
+            "http://quay.io/v1/",
+        ] {
+            assert!(key_names(quay, "quay.io"), "{quay}");
+        }
+        // A login for one namespace (Podman's) is not the registry's.
+        assert!(!key_names("quay.io/team", "quay.io"));
+        assert!(!key_names("quay.io:443", "quay.io"));
+    }
+
+    #[test]
+    fn the_registry_s_own_key_is_read_first_then_its_other_spellings() {
+        let path = Path::new("auth.json");
+        let read = |text: &str, registry| from_config(text.as_bytes(), registry, path);
+        // Podman wrote `docker.io`, berth (as Docker) the v1 URL: berth's is used.
+        let both = r#"{"auths":{"docker.io":{"auth":"Ym9iOm9sZA=="},"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"}}}"#;
+        assert_eq!(read(both, "docker.io").unwrap().unwrap().username, "user");
+        let podman = r#"{"auths":{"docker.io":{"auth":"Ym9iOm9sZA=="}}}"#;
+        assert_eq!(read(podman, "docker.io").unwrap().unwrap().username, "bob");
+        // A credential helper's placeholder is passed over.
+        let helper =
+            r#"{"auths":{"quay.io":{},"https://quay.io":{"auth":"YTpi"}},"credsStore":"x"}"#;
+        assert_eq!(read(helper, "quay.io").unwrap().unwrap().username, "a");
+        // An entry another tool wrote in another shape spoils only itself.
+        let odd = r#"{"auths":{"quay.io":7,"127.0.0.1:5000":{"auth":"YTpi"}}}"#;
+        assert_eq!(read(odd, "127.0.0.1:5000").unwrap().unwrap().username, "a");
+        assert!(read(r#"{"auths":{"quay.io":{"auth":7}}}"#, "quay.io").is_err());
+        assert!(
+            read(
+                r#"{"auths":{"quay.io":{"auth":"bm9jb2xvbg=="}}}"#,
+                "quay.io"
+            )
+            .is_err()
+        );
+        assert_eq!(read("{}", "quay.io").unwrap(), None);
     }
 
     #[test]

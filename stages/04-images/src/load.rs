@@ -12,6 +12,7 @@
 //! than its descriptor declares, and JSON documents no further than
 //! [`crate::bounds::MAX_DOCUMENT_SIZE`].
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Cursor, Read};
 use std::path::{Component, Path, PathBuf};
@@ -145,10 +146,11 @@ impl Drop for Scratch {
     }
 }
 
-/// Write the archive's regular files below `dest`. Only plain relative names
-/// are accepted (no `..`, no absolute paths), so nothing lands outside it.
-/// Symbolic links (docker save uses them for repeated layers) become hard
-/// links: a copy each would let a small archive fill the disk.
+/// Write the archive's regular files below `dest`. Only relative names that
+/// stay inside are accepted (no absolute paths, no `..` above the top), so
+/// nothing lands outside it. Symbolic links (docker save uses them for
+/// repeated layers, `../<id>/layer.tar`) become hard links: a copy each
+/// would let a small archive fill the disk.
 fn extract_plain_files(tar: impl Read, archive: &Path, dest: &Path) -> Result<(), Error> {
     let mut tar = tar::Archive::new(tar);
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
@@ -160,6 +162,9 @@ fn extract_plain_files(tar: impl Read, archive: &Path, dest: &Path) -> Result<()
             .map_err(|e| Error::io("read a name in", archive, e))?
             .into_owned();
         let Some(relative) = plain_relative(&name) else {
+            if is_top(&name) && entry.header().entry_type().is_dir() {
+                continue; // `./`, as `tar -C layout -cf x.tar .` writes it
+            }
             return Err(Error::Other(format!(
                 "{}: unsafe entry name {name:?}",
                 archive.display()
@@ -212,17 +217,25 @@ fn damaged(archive: &Path, number: usize, e: io::Error) -> Error {
     ))
 }
 
-/// `a/./b` -> `a/b`; `None` for absolute paths or any `..`.
+/// `a/./b` -> `a/b`, `a/../b` -> `b` (the archive's files are plain files
+/// and directories, so `..` undoes the name before it); `None` for
+/// absolute paths, for a `..` above the top, and for the top itself.
 fn plain_relative(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
+            Component::ParentDir if out.pop() => {}
             _ => return None,
         }
     }
     (!out.as_os_str().is_empty()).then_some(out)
+}
+
+/// `.` or `./`: the archive's top directory itself.
+fn is_top(path: &Path) -> bool {
+    path.components().all(|c| c == Component::CurDir)
 }
 
 #[derive(serde::Deserialize)]
@@ -242,10 +255,20 @@ fn load_docker_archive(store: &Store, dir: &Path, tag: Option<&str>) -> Result<V
         .map_err(|e| Error::Other(format!("manifest.json of the archive is not valid: {e}")))?;
     let _lock = store.lock()?;
     let mut names = Vec::new();
+    // Each layer file is hashed once, however often the list names it: a
+    // small manifest.json must not make us read a big layer over and over.
+    let mut stored: BTreeMap<PathBuf, Descriptor> = BTreeMap::new();
     for entry in entries {
         let config_bytes = read_small_file("the image config", &archive_path(dir, &entry.config)?)?;
         let image_config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|e| Error::Other(format!("{}: not an image config: {e}", entry.config)))?;
+        if image_config.rootfs.diff_ids.len() != entry.layers.len() {
+            return Err(Error::Other(format!(
+                "the archive lists {} layers but its config {} diff IDs",
+                entry.layers.len(),
+                image_config.rootfs.diff_ids.len()
+            )));
+        }
         let config = Descriptor {
             media_type: spec::MEDIA_TYPE_OCI_CONFIG.into(),
             digest: store.put_bytes(&config_bytes)?,
@@ -255,14 +278,13 @@ fn load_docker_archive(store: &Store, dir: &Path, tag: Option<&str>) -> Result<V
         };
         let mut layers = Vec::new();
         for layer in &entry.layers {
-            layers.push(put_file(store, &archive_path(dir, layer)?)?);
-        }
-        if image_config.rootfs.diff_ids.len() != layers.len() {
-            return Err(Error::Other(format!(
-                "the archive lists {} layers but its config {} diff IDs",
-                layers.len(),
-                image_config.rootfs.diff_ids.len()
-            )));
+            let path = archive_path(dir, layer)?;
+            let descriptor = match stored.get(&path) {
+                Some(descriptor) => descriptor.clone(),
+                None => put_file(store, &path)?,
+            };
+            stored.insert(path, descriptor.clone());
+            layers.push(descriptor);
         }
         let manifest = Manifest {
             schema_version: 2,
@@ -347,7 +369,6 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
     let index_bytes = read_small_file("the layout's index.json", &dir.join("index.json"))?;
     let index: Index = serde_json::from_slice(&index_bytes)
         .map_err(|e| Error::Other(format!("{}: index.json is not valid: {e}", dir.display())))?;
-    let blob = |digest: &Digest| dir.join("blobs/sha256").join(digest.hex());
     if tag.is_some() && index.manifests.len() > 1 {
         return Err(Error::Other(format!(
             "{} holds {} images; --tag names only one: load a layout with a single image",
@@ -357,50 +378,14 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
     }
     let _lock = store.lock()?;
     let mut names = Vec::new();
+    // An image named twice (two tags on one manifest) is copied once.
+    let mut copied: BTreeMap<Digest, Descriptor> = BTreeMap::new();
     for entry in &index.manifests {
-        let mut manifest_desc = entry.clone();
-        let what = if spec::is_index(&entry.media_type) {
-            "index"
-        } else {
-            "manifest"
+        let descriptor = match copied.get(&entry.digest) {
+            Some(descriptor) => descriptor.clone(),
+            None => copy_image(store, dir, entry)?,
         };
-        let mut bytes = read_described(dir, what, entry)?;
-        if spec::is_index(&entry.media_type) {
-            let inner: Index = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Other(format!("an index in the layout is not valid: {e}")))?;
-            manifest_desc = inner
-                .pick(&spec::host_platform())
-                .cloned()
-                .ok_or_else(|| Error::Other("the layout has no image for this platform".into()))?;
-            bytes = read_described(dir, "manifest", &manifest_desc)?;
-        }
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Other(format!("a manifest in the layout is not valid: {e}")))?;
-        let config_bytes = read_described(dir, "config", &manifest.config)?;
-        let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| {
-            Error::Other(format!("an image config in the layout is not valid: {e}"))
-        })?;
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(Error::Other(format!(
-                "an image in the layout has {} layers but its config {} diff IDs",
-                manifest.layers.len(),
-                config.rootfs.diff_ids.len()
-            )));
-        }
-        // Layers stream from their files, read to their declared size and
-        // no further by `put_blob`; the config and manifest are in memory.
-        for layer in &manifest.layers {
-            let path = blob(&layer.digest);
-            let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
-            store.put_blob(file, layer)?;
-        }
-        store.put_blob(&config_bytes[..], &manifest.config)?;
-        store.put_blob(&bytes[..], &manifest_desc)?;
-        let descriptor = Descriptor {
-            annotations: None,
-            platform: None,
-            ..manifest_desc
-        };
+        copied.insert(entry.digest.clone(), descriptor.clone());
         // containerd and Docker put the full name in an annotation of their
         // own, and maybe only the tag in the OCI one.
         let ref_name = entry.annotations.as_ref().and_then(|a| {
@@ -426,6 +411,54 @@ fn load_oci_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Vec<S
         names.push(tag_as(store, &name, &descriptor)?);
     }
     Ok(names)
+}
+
+/// Copy the image `entry` of the layout `dir` names (a manifest, or an
+/// index to pick this platform's from) into the store, with its config and
+/// layers; the descriptor to tag it by.
+fn copy_image(store: &Store, dir: &Path, entry: &Descriptor) -> Result<Descriptor, Error> {
+    let mut manifest_desc = entry.clone();
+    let what = if spec::is_index(&entry.media_type) {
+        "index"
+    } else {
+        "manifest"
+    };
+    let mut bytes = read_described(dir, what, entry)?;
+    if spec::is_index(&entry.media_type) {
+        let inner: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Other(format!("an index in the layout is not valid: {e}")))?;
+        manifest_desc = inner
+            .pick(&spec::host_platform())
+            .cloned()
+            .ok_or_else(|| Error::Other("the layout has no image for this platform".into()))?;
+        bytes = read_described(dir, "manifest", &manifest_desc)?;
+    }
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Other(format!("a manifest in the layout is not valid: {e}")))?;
+    let config_bytes = read_described(dir, "config", &manifest.config)?;
+    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .map_err(|e| Error::Other(format!("an image config in the layout is not valid: {e}")))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(Error::Other(format!(
+            "an image in the layout has {} layers but its config {} diff IDs",
+            manifest.layers.len(),
+            config.rootfs.diff_ids.len()
+        )));
+    }
+    // Layers stream from their files, read to their declared size and no
+    // further by `put_blob`; the config and manifest are in memory.
+    for layer in &manifest.layers {
+        let path = dir.join("blobs/sha256").join(layer.digest.hex());
+        let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        store.put_blob(file, layer)?;
+    }
+    store.put_blob(&config_bytes[..], &manifest.config)?;
+    store.put_blob(&bytes[..], &manifest_desc)?;
+    Ok(Descriptor {
+        annotations: None,
+        platform: None,
+        ..manifest_desc
+    })
 }
 
 /// The annotation containerd and Docker name an image with in a layout.
@@ -456,5 +489,113 @@ mod tests {
         assert_eq!(plain_relative(Path::new("a/../../x")), None);
         assert_eq!(plain_relative(Path::new("/etc/passwd")), None);
         assert_eq!(plain_relative(Path::new(".")), None);
+        assert_eq!(plain_relative(Path::new("a/..")), None);
+        assert_eq!(
+            plain_relative(Path::new("2222/../1111/layer.tar")),
+            Some(PathBuf::from("1111/layer.tar"))
+        );
+        assert!(is_top(Path::new("./")) && is_top(Path::new(".")));
+        assert!(!is_top(Path::new("./a")) && !is_top(Path::new("/")));
+    }
+
+    /// A tar of `entries`: (name, contents), or a symlink when the contents
+    /// start with `->`, or a directory when the name ends with `/`.
+    fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, contents) in entries {
+            let mut header = tar::Header::new_ustar();
+            header.set_mode(0o644);
+            if let Some(target) = contents.strip_prefix(b"->") {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                tar.append_link(&mut header, name, std::str::from_utf8(target).unwrap())
+                    .unwrap();
+            } else if name.ends_with('/') {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                header.set_path(name).unwrap();
+                header.set_cksum();
+                tar.append(&header, &[][..]).unwrap();
+            } else {
+                header.set_size(contents.len() as u64);
+                tar.append_data(&mut header, name, *contents).unwrap();
+            }
+        }
+        tar.into_inner().unwrap()
+    }
+
+    /// Load `archive` (its bytes) into a new store; the names loaded.
+    fn load_bytes(archive: &[u8]) -> Result<Vec<String>, Error> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("archive.tar");
+        std::fs::write(&path, archive).unwrap();
+        let store = Store::open(&dir.path().join("images")).unwrap();
+        load(&store, &path, None)
+    }
+
+    fn config_of(layers: &[&[u8]]) -> Vec<u8> {
+        let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn docker_save_s_link_to_a_repeated_layer_loads() {
+        // docker save before Docker 25: a directory per layer, and a layer
+        // met again is a symlink to its first copy.
+        let layer = tar_of(&[("hello", b"hi\n")]);
+        let config = config_of(&[&layer, &layer]);
+        let manifest = br#"[{"Config":"c.json","RepoTags":["old:1"],"Layers":["1111/layer.tar","2222/layer.tar"]}]"#;
+        let archive = tar_of(&[
+            ("manifest.json", manifest),
+            ("c.json", &config),
+            ("1111/", b""),
+            ("1111/layer.tar", &layer),
+            ("2222/", b""),
+            ("2222/layer.tar", b"->../1111/layer.tar"),
+        ]);
+        assert_eq!(load_bytes(&archive).unwrap(), ["docker.io/library/old:1"]);
+        // A link that leaves the archive is not followed.
+        let archive = tar_of(&[
+            ("manifest.json", manifest),
+            ("c.json", &config),
+            ("1111/layer.tar", &layer),
+            ("2222/layer.tar", b"->../../1111/layer.tar"),
+        ]);
+        assert!(load_bytes(&archive).is_err());
+    }
+
+    #[test]
+    fn a_layout_tarred_from_inside_loads() {
+        // `tar -C layout -cf x.tar .` starts with the entry `./`.
+        let config = config_of(&[]);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": spec::MEDIA_TYPE_OCI_MANIFEST,
+            "config": {"mediaType": spec::MEDIA_TYPE_OCI_CONFIG,
+                       "digest": Digest::of(&config).to_string(), "size": config.len()},
+            "layers": [],
+        }))
+        .unwrap();
+        let index = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": spec::MEDIA_TYPE_OCI_MANIFEST,
+                           "digest": Digest::of(&manifest).to_string(), "size": manifest.len(),
+                           "annotations": {"org.opencontainers.image.ref.name": "localhost/dot:1"}}],
+        }))
+        .unwrap();
+        let blob = |bytes: &[u8]| format!("./blobs/sha256/{}", Digest::of(bytes).hex());
+        let (config_name, manifest_name) = (blob(&config), blob(&manifest));
+        let archive = tar_of(&[
+            ("./", b""),
+            ("./oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#),
+            ("./index.json", &index),
+            (&config_name, &config),
+            (&manifest_name, &manifest),
+        ]);
+        assert_eq!(load_bytes(&archive).unwrap(), ["localhost/dot:1"]);
     }
 }
