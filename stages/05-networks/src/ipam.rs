@@ -182,10 +182,15 @@ impl Ipam {
         self.subnet.hosts().find(|address| !taken.contains(address))
     }
 
-    /// The addresses that have a lease file, live or not. The caller holds
-    /// the lock, so a temp file left here is from a writer that died.
+    /// The addresses that have a lease file, live or not.
     fn taken(&self) -> Result<HashSet<Ipv4Addr>> {
-        let mut taken = HashSet::new();
+        Ok(self.lease_files()?.into_iter().map(|(a, _)| a).collect())
+    }
+
+    /// The lease files, by address. The caller holds the lock, so a temp
+    /// file left here is from a writer that died: it goes.
+    fn lease_files(&self) -> Result<Vec<(Ipv4Addr, PathBuf)>> {
+        let mut files = Vec::new();
         let entries =
             fs::read_dir(&self.dir).map_err(|e| Error::io("list leases", &self.dir, e))?;
         for entry in entries {
@@ -195,10 +200,10 @@ impl Ipam {
             if file_name.starts_with(TEMP_PREFIX) {
                 remove_if_present(&entry.path())?;
             } else if let Ok(address) = file_name.parse::<Ipv4Addr>() {
-                taken.insert(address);
-            }
+                files.push((address, entry.path()));
+            } // else .lock, or something that is not ours
         }
-        Ok(taken)
+        Ok(files)
     }
     // ANCHOR_END: allocate
 
@@ -348,21 +353,7 @@ impl Ipam {
     /// sorted by address. The caller must hold the lock.
     fn reclaim_stale(&self) -> Result<Vec<(Ipv4Addr, Lease)>> {
         let mut live = Vec::new();
-        let entries =
-            fs::read_dir(&self.dir).map_err(|e| Error::io("list leases", &self.dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list leases", &self.dir, e))?;
-            let file_name = entry.file_name();
-            let file_name = file_name.to_string_lossy();
-            let path = entry.path();
-            if file_name.starts_with(TEMP_PREFIX) {
-                // Only lock holders write temp files, and we hold the lock.
-                remove_if_present(&path)?;
-                continue;
-            }
-            let Ok(address) = file_name.parse::<Ipv4Addr>() else {
-                continue; // .lock, or something that is not ours.
-            };
+        for (address, path) in self.lease_files()? {
             let lease = read_lease(&path)?;
             if owner_alive(&lease) {
                 live.push((address, lease));
