@@ -182,7 +182,7 @@ pub fn remove(engine: &Engine, record: &Record, force: bool, volumes: bool) -> R
             continue;
         }
         clean_up(engine, &mut current)?;
-        engine.containers.remove(&current.id)?;
+        engine.containers.remove(&current)?;
         crate::events::emit(engine, &current, "destroy", &[]);
         return match volumes {
             true => crate::volume::remove_anonymous(engine, &current, &lock),

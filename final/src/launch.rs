@@ -49,13 +49,13 @@ static WARMING_UP: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 /// at all: `clone3(CLONE_INTO_CGROUP)`. This works on v1 and hybrid hosts
 /// too.) Any failure only means no head start.
 pub fn warm_up_cgroup_moves() {
-    let Some(procs) = own_cgroup_procs() else {
-        return;
-    };
+    // Even finding our cgroup happens in the thread: off the start path.
     let thread = std::thread::Builder::new()
         .name("berth-warm-up".into())
-        .spawn(move || {
-            let _ = std::fs::write(&procs, std::process::id().to_string());
+        .spawn(|| {
+            if let Some(procs) = own_cgroup_procs() {
+                let _ = std::fs::write(&procs, std::process::id().to_string());
+            }
         });
     if let (Ok(thread), Ok(mut slot)) = (thread, WARMING_UP.lock()) {
         *slot = Some(thread);

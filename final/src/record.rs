@@ -20,7 +20,9 @@ use stage03_cgroups::limits::CpuQuota;
 use stage04_images::image::Overrides;
 use stage04_images::overlay::ContainerDirs;
 use stage04_images::root::Root;
-use stage04_images::store::{lock_file, replace_atomic, sync_dir, write_atomic};
+use stage04_images::store::{
+    lock_file, remove_file_if_present, replace_atomic, sync_dir, write_atomic,
+};
 use stage05_networks::ipam::{process_alive, process_start_time};
 
 const RECORD: &str = "record.json";
@@ -334,6 +336,14 @@ impl Record {
         self.name.as_deref().unwrap_or(&self.id)
     }
 
+    /// `Up 5 seconds`: how long a running container has run.
+    pub fn up_text(&self) -> String {
+        format!(
+            "Up {}",
+            human_age(self.state.started.unwrap_or(self.created))
+        )
+    }
+
     /// `Up 5 seconds`, `Exited (0) 2 minutes ago`, `Created`, as `docker ps`.
     pub fn status_text(&self) -> String {
         if self.is_restarting() {
@@ -346,12 +356,7 @@ impl Record {
         match self.state.status {
             Status::Creating | Status::Created => "Created".into(),
             Status::Paused => "Paused".into(),
-            Status::Running if self.is_running() => {
-                format!(
-                    "Up {}",
-                    human_age(self.state.started.unwrap_or(self.created))
-                )
-            }
+            Status::Running if self.is_running() => self.up_text(),
             Status::Running => "Exited (unknown): its monitor was killed".into(),
             Status::Stopped => format!(
                 "Exited ({}){} {} ago",
@@ -651,12 +656,11 @@ impl Containers {
     }
 
     /// The container's directory goes: its record, log and writes; then
-    /// its name.
-    pub fn remove(&self, id: &str) -> Result<(), Error> {
-        let name = self.get(id).ok().flatten().and_then(|r| r.name);
-        self.dirs(id).remove()?;
-        match name {
-            Some(name) => self.unlink_name(&name, id),
+    /// its name. `record` is its record as it is now (read under the lock).
+    pub fn remove(&self, record: &Record) -> Result<(), Error> {
+        self.dirs(&record.id).remove()?;
+        match &record.name {
+            Some(name) => self.unlink_name(name, &record.id),
             None => Ok(()),
         }
     }
@@ -666,13 +670,6 @@ impl Containers {
 /// names its directory.
 fn is_id(key: &str) -> bool {
     key.len() == 12 && key.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn remove_file_if_present(path: &Path) -> Result<(), Error> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
-        _ => Ok(()),
-    }
 }
 
 fn remove_if_present(dir: &Path) -> Result<(), Error> {
@@ -740,7 +737,7 @@ mod tests {
     #[test]
     fn a_new_container_appears_whole_and_goes_whole() {
         let (_dir, containers) = containers();
-        made(&containers, "whole0000000", None);
+        let whole = made(&containers, "whole0000000", None);
         let dirs = containers.dirs("whole0000000");
         assert!(dirs.upper.is_dir() && dirs.work.is_dir() && dirs.merged.is_dir());
         // What a creator killed halfway left aside goes at the next look.
@@ -754,7 +751,7 @@ mod tests {
             containers.get("whole0000000").unwrap().unwrap().id,
             "whole0000000"
         );
-        containers.remove("whole0000000").unwrap();
+        containers.remove(&whole).unwrap();
         assert!(containers.get("whole0000000").unwrap().is_none());
         // A record is never written back into a removed container.
         let gone = Record::new("whole0000000".into(), None, Spec::default());
@@ -796,7 +793,7 @@ mod tests {
         assert!(containers.named("web").unwrap().is_none());
         assert_eq!(containers.find("site").unwrap().id, "abc123000000");
         // Removed: its name goes with it; a prune sweeps the rest.
-        containers.remove("abc123000000").unwrap();
+        containers.remove(&web).unwrap();
         assert!(std::fs::symlink_metadata(containers.names.join("site")).is_err());
         containers.sweep_names().unwrap();
         assert_eq!(std::fs::read_dir(&containers.names).unwrap().count(), 0);
@@ -806,7 +803,7 @@ mod tests {
     fn directories_without_a_record_are_not_listed() {
         let (_dir, containers) = containers();
         ContainerDirs::create(containers.dir(), "stage04run00").unwrap();
-        made(&containers, "engine000000", None);
+        let engine = made(&containers, "engine000000", None);
         let ids: Vec<String> = containers
             .list()
             .unwrap()
@@ -814,7 +811,7 @@ mod tests {
             .map(|r| r.id)
             .collect();
         assert_eq!(ids, ["engine000000"]);
-        containers.remove("engine000000").unwrap();
+        containers.remove(&engine).unwrap();
         assert!(containers.list().unwrap().is_empty());
     }
 

@@ -609,7 +609,7 @@ fn finish(engine: &Engine, record: &mut Record, keep: bool) -> Result<(), Error>
         true => engine.containers.save_state(record),
         // `--rm` takes its anonymous volumes along, as Docker's does.
         false => {
-            engine.containers.remove(&record.id)?;
+            engine.containers.remove(record)?;
             events::emit(engine, record, "destroy", &[]);
             volume::remove_anonymous(engine, record, &lock)
         }

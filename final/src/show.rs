@@ -150,13 +150,9 @@ fn object(value: Value) -> Map<String, Value> {
 /// `Up 5 seconds`, `Exited (0) ...`: for `state`, from `state_of`
 /// (which has asked whether its monitor lives: once is enough).
 fn status_text(record: &Record, state: &str) -> String {
-    let up = || {
-        let since = record.state.started.unwrap_or(record.created);
-        format!("Up {}", human_age(since))
-    };
     match state {
-        "running" => up(),
-        "paused" => format!("{} (Paused)", up()),
+        "running" => record.up_text(),
+        "paused" => format!("{} (Paused)", record.up_text()),
         _ => record.status_text(),
     }
 }

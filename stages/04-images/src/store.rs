@@ -448,7 +448,7 @@ impl Store {
         let mut removed = Vec::new();
         for name in list_names(&dir)? {
             if name.starts_with(TEMP_PREFIX) {
-                remove(&dir.join(&name))?;
+                remove_file_if_present(&dir.join(&name))?;
                 continue;
             }
             // Files that are not digests are not ours to judge: leave them.
@@ -456,7 +456,7 @@ impl Store {
                 continue;
             };
             if !reachable.contains(&digest) {
-                remove(&self.blob_path(&digest))?;
+                remove_file_if_present(&self.blob_path(&digest))?;
                 removed.push(digest);
             }
         }
@@ -469,7 +469,7 @@ impl Store {
     fn sweep_temp_files(&self, dir: &Path) -> Result<()> {
         for name in list_names(dir)? {
             if name.starts_with(TEMP_PREFIX) {
-                remove(&dir.join(name))?;
+                remove_file_if_present(&dir.join(name))?;
             }
         }
         Ok(())
@@ -687,7 +687,8 @@ fn list_names(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn remove(path: &Path) -> Result<()> {
+/// Remove a file; one that is not there is fine.
+pub fn remove_file_if_present(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -147,11 +147,8 @@ pub fn attach<'a>(
 fn check_name_free(plug: &Plug, network: &Network, name: &str) -> Result<(), Error> {
     let short_id = &plug.id[..plug.id.len().min(12)];
     let ipam = plug.networks.ipam(network);
-    for (address, line) in plug.networks.hosts(network).members()? {
-        let mut names = line.split_whitespace().skip(1);
-        let owner = names.clone().last();
-        if owner != Some(short_id)
-            && names.any(|n| n == name)
+    for (address, holder) in plug.networks.hosts(network).holders(name)? {
+        if holder != short_id
             && ipam
                 .holder(address)?
                 .is_some_and(|l| l.container != plug.id)

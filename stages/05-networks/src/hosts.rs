@@ -25,6 +25,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use stage01_chroot::Error;
+use stage04_images::store::remove_file_if_present;
 
 /// The three files of one container, on the host.
 #[derive(Debug, Clone)]
@@ -58,8 +59,8 @@ impl NameFiles {
     pub fn write(&self, hostname: &str) -> Result<(), Error> {
         // A new file, never one written through: from an earlier start,
         // `hosts` may be a link to a network's file.
-        remove_if_present(&self.hosts)?;
-        remove_if_present(&self.hosts.with_extension("shared"))?;
+        remove_file_if_present(&self.hosts)?;
+        remove_file_if_present(&self.hosts.with_extension("shared"))?;
         rewrite(&self.hosts, &render_private(&[], ""))?;
         rewrite(&self.hostname, &format!("{hostname}\n"))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -95,7 +96,7 @@ impl NameFiles {
     /// no lines of its own. Call it after [`NameFiles::write`], before the
     /// container starts.
     pub fn share(&self, network_file: &Path) -> Result<(), Error> {
-        remove_if_present(&self.hosts)?;
+        remove_file_if_present(&self.hosts)?;
         std::fs::hard_link(network_file, &self.hosts).map_err(|e| Error::io("link", &self.hosts, e))
     }
 
@@ -184,10 +185,14 @@ impl NetworkHosts {
     pub fn file(&self) -> Result<PathBuf, Error> {
         let path = self.dir.join("hosts");
         if !path.exists() {
-            std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
-            rewrite(&path, &self.render(&[]))?;
+            self.make_dir()?;
+            rewrite(&path, &self.render(&self.members()?))?;
         }
         Ok(path)
+    }
+
+    fn make_dir(&self) -> Result<(), Error> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))
     }
 
     fn render(&self, members: &[(Ipv4Addr, String)]) -> String {
@@ -219,6 +224,16 @@ impl NetworkHosts {
             .collect())
     }
 
+    /// Who has the name `name` here: the address and short ID of each
+    /// line that lists it.
+    pub fn holders(&self, name: &str) -> Result<Vec<(Ipv4Addr, String)>, Error> {
+        let members = self.members()?.into_iter();
+        Ok(members
+            .filter(|(_, line)| line.split_whitespace().skip(1).any(|n| n == name))
+            .filter_map(|(address, line)| Some((address, short_id_of(&line)?.to_string())))
+            .collect())
+    }
+
     // ANCHOR: set_line
     /// Give `address` the line `line`, in place of whatever it had: a
     /// container joined (or was renamed). One list of lines changes.
@@ -234,7 +249,7 @@ impl NetworkHosts {
     /// Keep `members` (whole, or not at all), then show them.
     fn write(&self, members: &[(Ipv4Addr, String)]) -> Result<(), Error> {
         let lines: String = members.iter().map(|(_, line)| line.as_str()).collect();
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
+        self.make_dir()?;
         stage04_images::store::replace_atomic(&self.dir.join("hosts.lines"), lines.as_bytes())?;
         rewrite(&self.dir.join("hosts"), &self.render(members))
     }
@@ -267,7 +282,7 @@ impl NetworkHosts {
             _ => return Ok(()),
         }
         let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
-        std::fs::create_dir_all(&self.dir).map_err(|e| Error::io("create", &self.dir, e))?;
+        self.make_dir()?;
         stage04_images::store::replace_atomic(&self.dir.join("private"), text.as_bytes())
     }
 }
@@ -284,19 +299,20 @@ pub fn render_private(networks: &[Vec<(Ipv4Addr, String)>], extra: &str) -> Stri
 }
 
 /// Rewrite the own `/etc/hosts` of container `id` (files in
-/// `containers/<id>/`) from `networks`, the lines of each network it is on.
-/// A container whose file is a network's, or gone, is left alone.
+/// `containers/<id>/`) from `networks`, the lines of each network it is on
+/// (asked for only when there is a file to write). A container whose file
+/// is a network's, or gone, is left alone.
 pub fn rewrite_private(
     containers: &Path,
     id: &str,
-    networks: &[Vec<(Ipv4Addr, String)>],
+    networks: impl FnOnce() -> Result<Vec<Vec<(Ipv4Addr, String)>>, Error>,
 ) -> Result<(), Error> {
     let files = NameFiles::in_dir(&containers.join(id));
     if !files.hosts.exists() || files.is_shared() {
         return Ok(()); // still starting, already gone, or not its own
     }
     let extra = std::fs::read_to_string(files.extra_hosts()).unwrap_or_default();
-    rewrite(&files.hosts, &render_private(networks, &extra))
+    rewrite(&files.hosts, &render_private(&networks()?, &extra))
 }
 
 /// The host's resolver settings, minus nameservers on loopback, which would
@@ -350,13 +366,6 @@ fn rewrite(path: &Path, contents: &str) -> Result<(), Error> {
         .map_err(|e| Error::io("open", path, e))?;
     file.write_all(contents.as_bytes())
         .map_err(|e| Error::io("write", path, e))
-}
-
-fn remove_if_present(path: &Path) -> Result<(), Error> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]
@@ -498,7 +507,7 @@ mod tests {
             at(2, 3),
             member_line(at(2, 3), Some("back"), "back", "back"),
         )];
-        rewrite_private(dir.path(), "both", &[front, back]).unwrap();
+        rewrite_private(dir.path(), "both", || Ok(vec![front, back])).unwrap();
         let hosts = std::fs::read_to_string(&files.hosts).unwrap();
         for line in [
             "10.1.0.2\tboth\n",
@@ -509,7 +518,7 @@ mod tests {
             assert!(hosts.contains(line), "{line:?} missing:\n{hosts}");
         }
         // One whose file is gone (it was removed meanwhile) is left alone.
-        rewrite_private(dir.path(), "gone", &[]).unwrap();
+        rewrite_private(dir.path(), "gone", || Ok(Vec::new())).unwrap();
         assert!(!dir.path().join("gone").exists());
     }
 

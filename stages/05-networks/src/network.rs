@@ -375,14 +375,16 @@ impl Networks {
 
     /// Rewrite container `id`'s own file from the networks that list it.
     fn rewrite_private_file(&self, containers: &Path, id: &str) -> Result<(), Error> {
-        let mut lines = Vec::new();
-        for network in self.list()? {
-            let hosts = self.hosts(&network);
-            if hosts.private().iter().any(|i| i == id) {
-                lines.push(hosts.members()?);
+        crate::hosts::rewrite_private(containers, id, || {
+            let mut lines = Vec::new();
+            for network in self.list()? {
+                let hosts = self.hosts(&network);
+                if hosts.private().iter().any(|i| i == id) {
+                    lines.push(hosts.members()?);
+                }
             }
-        }
-        crate::hosts::rewrite_private(containers, id, &lines)
+            Ok(lines)
+        })
     }
 
     /// Published ports of live containers; files of dead ones are removed.
