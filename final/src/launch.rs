@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
+use nix::unistd::Pid;
 use stage01_chroot::Error;
 use stage02_namespaces::{Container, Started, namespaces, supervise};
 use stage03_cgroups::{Cgroup, layout};
@@ -16,16 +17,32 @@ use crate::harden;
 
 // ANCHOR: launch
 /// Clone the container's init into its namespaces (stage 02) and put it in
-/// `cgroup` (stage 03) before it may go on. Signals are blocked first, so
+/// `cgroup` (stage 03) before it needs it. Signals are blocked first, so
 /// that init inherits the mask it takes them with; and we make ourselves
 /// undumpable first, so that init, a copy of us until it execs, can't be
 /// read through /proc.
-pub fn start(container: &Container, cgroup: &dyn Cgroup) -> Result<Started, Error> {
+///
+/// Init builds its root while we move it into its cgroup, and waits for
+/// the move only before its first step that needs the cgroup (a cgroup
+/// namespace, a cgroup mount, hooks, the command): a first move can wait
+/// longer than all of init's set-up (see [`warm_up_cgroup_moves`]), and so
+/// a start waits for the slower of the two instead of both. `then` runs
+/// after the move, before init may go on: to write down init's PID where
+/// what init runs next (hooks) reads it.
+pub fn start(
+    container: &Container,
+    cgroup: &dyn Cgroup,
+    then: impl FnOnce(Pid) -> Result<(), Error>,
+) -> Result<Started, Error> {
     finish_warm_up();
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
     harden::protect_our_binary()?;
-    let started = namespaces::start(container)?;
-    cgroup.add_process(started.pid())?; // on error, dropping `started` kills init
+    let mut started = namespaces::start(container)?;
+    // On error, dropping `started` kills init.
+    started.go_ahead_while(|pid| {
+        cgroup.add_process(pid)?;
+        then(pid)
+    })?;
     Ok(started)
 }
 // ANCHOR_END: launch
@@ -44,10 +61,17 @@ static WARMING_UP: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
 /// container start. Movers that follow within another grace period wait
 /// no more. Moving ourselves into the cgroup we are already in changes
 /// nothing, but pays that wait now, in parallel with our other work; the
-/// real move in [`start`] then finds the lock ready. (On cgroup v2 the
-/// kernel can also clone a process straight into its cgroup, with no move
-/// at all: `clone3(CLONE_INTO_CGROUP)`. This works on v1 and hybrid hosts
-/// too.) Any failure only means no head start.
+/// real move in [`start`] then finds the lock ready. Any failure only
+/// means no head start.
+///
+/// It pays only with enough work to hide the wait behind: the kernel holds
+/// its cgroup lock while it waits, so making a cgroup waits too, and the
+/// thread itself costs a little. `berth run`, with its record, image and
+/// bundle to write first, gains by it; `berth-runtime`, which makes its
+/// cgroup soon after it starts, lets init build its root during the move
+/// instead (see [`start`]). (On cgroup v2 the kernel can also clone a
+/// process straight into its cgroup, with no move at all:
+/// `clone3(CLONE_INTO_CGROUP)`.)
 pub fn warm_up_cgroup_moves() {
     // Even finding our cgroup happens in the thread: off the start path.
     let thread = std::thread::Builder::new()

@@ -1411,10 +1411,21 @@ fn the_oci_runtime_runs_hooks_inside_the_container_at_create_and_start() {
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     // createContainer: in the container's namespaces, before pivot_root, so
     // a host path (the host's /bin/sh, a file in our temp dir) still works;
-    // startContainer: after `start`, in the container's root.
+    // startContainer: after `start`, in the container's root. The create
+    // hook also looks for itself in the container's cgroup (through the
+    // host's /sys, still mounted then): init builds its root while it is
+    // moved there, and must wait for the move before it runs anything.
+    let cgroup_name = format!("berth-test-hooked-{}", std::process::id());
+    config["linux"]["cgroupsPath"] = format!("/{cgroup_name}").into();
+    let in_cgroup = dir.path().join("create-hook.cgroup");
     config["hooks"] = serde_json::json!({
         "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c",
-            format!("cat > {}; readlink /proc/self/ns/mnt >> {}", seen.display(), seen.display())]}],
+            format!("cat > {seen}; readlink /proc/self/ns/mnt >> {seen}; \
+                     for f in /sys/fs/cgroup/pids/{cgroup_name}/cgroup.procs \
+                              /sys/fs/cgroup/{cgroup_name}/cgroup.procs; do \
+                         grep -qx $$ $f 2>/dev/null && echo yes >> {in_cgroup}; \
+                     done; true",
+                    seen = seen.display(), in_cgroup = in_cgroup.display())]}],
         "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo hello > /started-by-hook"]}],
     });
     std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
@@ -1437,13 +1448,19 @@ fn the_oci_runtime_runs_hooks_inside_the_container_at_create_and_start() {
         std::fs::read_to_string(&errors).unwrap()
     );
     let said = std::fs::read_to_string(&seen).expect("the createContainer hook ran");
+    assert_eq!(
+        std::fs::read_to_string(&in_cgroup).ok().as_deref(),
+        Some("yes\n"),
+        "the createContainer hook ran outside the container's cgroup {cgroup_name}"
+    );
     let end = said.rfind('}').unwrap() + 1;
     let (document, namespace) = said.split_at(end);
     let state: serde_json::Value = serde_json::from_str(document).unwrap();
     assert_eq!(state["status"], "created");
     assert_eq!(state["id"], "hooked");
     let pid = state["pid"].as_i64().unwrap();
-    let init_mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    let init_mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .unwrap_or_else(|e| panic!("the hooks' state names init {pid}: {e}"));
     assert_eq!(
         namespace.trim(),
         init_mnt.to_string_lossy(),

@@ -332,15 +332,6 @@ fn make(
         &config.linux.devices,
     );
     target.check(&resources)?;
-    state.cgroups = target.dirs();
-    runtime.save(state)?;
-    // Device rules last, as runc does: init makes the spec's device nodes
-    // while it sets up, which the rules could forbid.
-    let without_devices = stage03_cgroups::Resources {
-        devices: Vec::new(),
-        ..resources.clone()
-    };
-    let mut cgroup = target.create(&without_devices)?;
 
     let stdio = match &caller {
         Caller::Engine(parts) => parts.stdio.clone(),
@@ -351,9 +342,24 @@ fn make(
     if let (Caller::Engine(parts), Some(before_exec)) = (&caller, &mut container.before_exec) {
         before_exec.init_program = parts.init_program.clone();
     }
-    let started = crate::launch::start(&container, cgroup.as_ref())?;
-    state.init = Proc::of(started.pid().as_raw());
+    // The cgroup is made last before the clone: making one waits while a
+    // first move between cgroups is under way, which the warm-up may have
+    // begun (see launch::warm_up_cgroup_moves).
+    state.cgroups = target.dirs();
     runtime.save(state)?;
+    // Device rules last, as runc does: init makes the spec's device nodes
+    // while it sets up, which the rules could forbid.
+    let without_devices = stage03_cgroups::Resources {
+        devices: Vec::new(),
+        ..resources.clone()
+    };
+    let mut cgroup = target.create(&without_devices)?;
+    // Init's PID is written down before init may outlive us, or run hooks
+    // that read it.
+    let started = crate::launch::start(&container, cgroup.as_ref(), |pid| {
+        state.init = Proc::of(pid.as_raw());
+        runtime.save(state)
+    })?;
     let pid = started.ready()?; // init is set up, and waits at the gate
     if !resources.devices.is_empty() {
         cgroup.update(&resources)?;

@@ -16,7 +16,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::unistd::{Gid, Uid, setgroups, sethostname, setresgid, setresuid};
 use stage01_chroot::Error;
 
-use crate::namespaces::{AfterGate, Container, Gate};
+use crate::namespaces::{AfterGate, Container, GO, GO_AHEAD, Gate};
 use crate::process::ProcessStdio;
 use crate::{mounts, network, supervise};
 
@@ -39,10 +39,13 @@ pub fn run(
     if let Some(title) = container.before_exec.as_ref().and_then(|b| b.init_title) {
         set_title(title);
     }
-    let Some(Go { root }) = wait_for_go(go) else {
+    let Some(Go { root, ahead }) = wait_for_go(go) else {
         return stage01_chroot::error::EXIT_SETUP_FAILED as isize;
     };
-    let set = enter(joined).and_then(|()| set_up(container, root));
+    // Told "go ahead", the parent still moves us into our cgroup while we
+    // set up, and says "go" when we are in it.
+    let cgroup_pending = ahead.then_some(go);
+    let set = enter(joined).and_then(|()| set_up(container, root, cgroup_pending));
     let Some(gate) = &container.gate else {
         return match set.and_then(|()| start_command(container, started)) {
             Ok(code) => code as isize,
@@ -77,18 +80,37 @@ fn enter(joined: &[(CloneFlags, OwnedFd)]) -> Result<(), Error> {
 
 // ANCHOR: set_up
 /// Inside the new namespaces, in this order. `root` is the root the parent
-/// made for a user namespace (see [`crate::userns`]).
-fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
+/// made for a user namespace (see [`crate::userns`]). `cgroup_pending`: the
+/// socket on which the parent says "go" once we are in our cgroup, when it
+/// let us go ahead before.
+fn set_up(
+    container: &Container,
+    root: Option<OwnedFd>,
+    cgroup_pending: Option<&OwnedFd>,
+) -> Result<(), Error> {
     if container.user_map.is_some() {
         become_root_of_user_namespace()?;
         die_with_parent(); // changing our user ID cleared it
     }
-    // Now that the parent has put us in our cgroup (stage 03), a new cgroup
-    // namespace makes that cgroup the root of what we see in /proc/self/cgroup.
-    if container.makes(CloneFlags::CLONE_NEWCGROUP) {
-        unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| Error::Other(format!("unshare the cgroup namespace: {e}")))?;
-    }
+    // Once the parent has put us in our cgroup (stage 03), a new cgroup
+    // namespace makes that cgroup the root of what we see in
+    // /proc/self/cgroup. `prepare_root` calls this before anything that
+    // needs the cgroup: a cgroup mount, or what runs before pivot_root.
+    let mut in_cgroup = false;
+    let mut enter_cgroup = || -> Result<(), Error> {
+        if in_cgroup {
+            return Ok(());
+        }
+        if let Some(go) = cgroup_pending {
+            wait_for_cgroup(go)?;
+        }
+        if container.makes(CloneFlags::CLONE_NEWCGROUP) {
+            unshare(CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| Error::Other(format!("unshare the cgroup namespace: {e}")))?;
+        }
+        in_cgroup = true;
+        Ok(())
+    };
     if container.makes(CloneFlags::CLONE_NEWUTS) && !container.hostname.is_empty() {
         sethostname(&container.hostname)
             .map_err(|e| Error::Other(format!("sethostname {}: {e}", container.hostname)))?;
@@ -106,6 +128,7 @@ fn set_up(container: &Container, root: Option<OwnedFd>) -> Result<(), Error> {
             .gate
             .as_ref()
             .and_then(|g| g.before_pivot.as_deref()),
+        &mut enter_cgroup,
     )?;
     mounts::make_device_nodes(&container.devices)?;
     if let Some(propagation) = container.root_propagation {
@@ -308,6 +331,8 @@ fn die_with_parent() {
 struct Go {
     /// With a user namespace, the root the parent made for us.
     root: Option<OwnedFd>,
+    /// "Go ahead": our cgroup is not ready yet (see [`wait_for_cgroup`]).
+    ahead: bool,
 }
 
 /// Block until the parent says go, and take the root it may send along
@@ -331,7 +356,24 @@ fn wait_for_go(go: &OwnedFd) -> Option<Go> {
             }
         }
     }
-    Some(Go { root })
+    let ahead = match byte[0] {
+        GO => false,
+        GO_AHEAD => true,
+        _ => return None,
+    };
+    Some(Go { root, ahead })
+}
+
+/// After "go ahead": block until the parent says "go", which it does once
+/// we are in our cgroup. EOF means it gave up (and kills us).
+fn wait_for_cgroup(go: &OwnedFd) -> Result<(), Error> {
+    let mut byte = [0u8; 1];
+    match nix::unistd::read(go, &mut byte) {
+        Ok(1) if byte[0] == GO => Ok(()),
+        _ => Err(Error::Other(
+            "the runtime gave up before the container was in its cgroup".into(),
+        )),
+    }
 }
 
 /// After the parent wrote our ID maps we are still the host's root, which
@@ -384,4 +426,70 @@ pub(crate) fn program_name() -> String {
         .next()
         .and_then(|arg0| arg0.rsplit('/').next().map(String::from))
         .unwrap_or_else(|| "berth".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+
+    use super::*;
+    use crate::namespaces::send_go;
+
+    fn pair() -> (OwnedFd, OwnedFd) {
+        socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn after_go_ahead_init_waits_for_go_before_its_cgroup_steps() {
+        let (init_end, parent_end) = pair();
+        send_go(&parent_end, None, GO_AHEAD).unwrap();
+        let go = wait_for_go(&init_end).expect("a go-ahead");
+        assert!(go.ahead && go.root.is_none());
+        // The parent says "go" only once its move is done.
+        let moved = Arc::new(AtomicBool::new(false));
+        let parent = std::thread::spawn({
+            let moved = moved.clone();
+            move || {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                moved.store(true, Ordering::SeqCst);
+                send_go(&parent_end, None, GO).unwrap();
+                parent_end // kept open until init has read
+            }
+        });
+        wait_for_cgroup(&init_end).unwrap();
+        assert!(moved.load(Ordering::SeqCst), "init went on before the move");
+        drop(parent.join());
+    }
+
+    #[test]
+    fn a_plain_go_needs_no_second_word() {
+        let (init_end, parent_end) = pair();
+        send_go(&parent_end, None, GO).unwrap();
+        assert!(!wait_for_go(&init_end).unwrap().ahead);
+    }
+
+    #[test]
+    fn a_parent_that_gives_up_after_go_ahead_stops_init() {
+        let (init_end, parent_end) = pair();
+        send_go(&parent_end, None, GO_AHEAD).unwrap();
+        assert!(wait_for_go(&init_end).unwrap().ahead);
+        drop(parent_end); // its move failed
+        assert!(wait_for_cgroup(&init_end).is_err());
+    }
+
+    #[test]
+    fn a_word_init_does_not_know_stops_it() {
+        let (init_end, parent_end) = pair();
+        send_go(&parent_end, None, b'x').unwrap();
+        assert!(wait_for_go(&init_end).is_none());
+    }
 }

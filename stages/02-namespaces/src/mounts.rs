@@ -97,7 +97,9 @@ pub type BeforePivot = dyn Fn() -> std::io::Result<()> + Send + Sync;
 /// Turn `rootfs` into the calling process's `/`, with /proc, /sys and /dev.
 /// `made_root` is a detached mount the parent made to be our root (with a
 /// user namespace: an idmapped rootfs or overlay, or a shifted copy; see
-/// [`crate::userns`]).
+/// [`crate::userns`]). `enter_cgroup` waits until we are in our cgroup and
+/// enters a cgroup namespace: called once, before the first cgroup mount,
+/// or else before `before_pivot`.
 pub fn prepare_root(
     rootfs: &Path,
     root_mount: Option<&RootMount>,
@@ -105,6 +107,7 @@ pub fn prepare_root(
     binds: &[(PathBuf, PathBuf)],
     listed: Option<&[ListedMount]>,
     before_pivot: Option<&BeforePivot>,
+    enter_cgroup: &mut dyn FnMut() -> Result<(), Error>,
 ) -> Result<(), Error> {
     // 1. Stop mount events from travelling between our table and the host's.
     remount("/", MsFlags::MS_REC | MsFlags::MS_PRIVATE)?;
@@ -141,8 +144,9 @@ pub fn prepare_root(
                 mount_kernel_fs(rootfs, m)?;
             }
         }
-        Some(listed) => mount_listed(rootfs, listed)?,
+        Some(listed) => mount_listed(rootfs, listed, enter_cgroup)?,
     }
+    enter_cgroup()?;
     // 5. What an OCI runtime's caller asked to run here, in our mount
     //    namespace with everything mounted but the host's root still in
     //    reach (its `createContainer` hooks). Then swap roots and drop the
@@ -278,10 +282,17 @@ fn mount_option(option: &str) -> Option<MountOption> {
 
 /// Make each listed mount, in order; then, if /dev is among them, the
 /// devices every container gets.
-fn mount_listed(rootfs: &Path, listed: &[ListedMount]) -> Result<(), Error> {
+fn mount_listed(
+    rootfs: &Path,
+    listed: &[ListedMount],
+    enter_cgroup: &mut dyn FnMut() -> Result<(), Error>,
+) -> Result<(), Error> {
     let root = open_path(None, rootfs.as_os_str(), OFlag::O_DIRECTORY)
         .map_err(|e| Error::io("open the root", rootfs, e.into()))?;
     for m in listed {
+        if matches!(m.fstype.as_deref(), Some("cgroup" | "cgroup2")) {
+            enter_cgroup()?;
+        }
         let fail = |err: Errno| {
             Error::Other(format!(
                 "mount {} on {}: {err}",

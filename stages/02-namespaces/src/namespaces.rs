@@ -261,6 +261,8 @@ impl Container {
 pub struct Started {
     pid: Pid,
     go: Option<OwnedFd>,
+    /// Set once [`Started::go_ahead_while`] has said both its words.
+    went_ahead: bool,
     /// With a user namespace: the root we made for the child.
     root: Option<OwnedFd>,
     /// Init writes a byte here once the command runs (EOF if it gave up).
@@ -329,6 +331,7 @@ pub fn start(container: &Container) -> Result<Started, Error> {
     let mut started = Started {
         pid,
         go: Some(go_write),
+        went_ahead: false,
         root: None,
         command_started: Some(started_read),
     };
@@ -414,15 +417,51 @@ impl Started {
     }
 }
 
+// ANCHOR: go_ahead
 impl Started {
-    /// Say "go", with the root we made, if any.
-    fn go_on(&mut self) -> Result<(), Error> {
+    /// Let init set itself up while we do `outside` (put it in its
+    /// cgroup), instead of after. Init goes as far as it can without its
+    /// cgroup (its root, the kernel file systems) and waits there until
+    /// `outside` is done; then [`Started::resume`] or [`Started::ready`] as
+    /// usual. A start then waits for the slower of the two, not for both:
+    /// a first move between cgroups can take longer than all of init's
+    /// set-up (see stage 03's `add_process`).
+    pub fn go_ahead_while(
+        &mut self,
+        outside: impl FnOnce(Pid) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let go = self
             .go
             .take()
             .ok_or_else(|| Error::Other("resumed twice".into()))?;
-        send_go(&go, self.root.take()).map_err(|e| Error::Other(format!("wake the container: {e}")))
+        send_go(&go, self.root.take(), GO_AHEAD).map_err(wake_error)?;
+        // On error `go` closes: init, waiting for its cgroup, reads EOF and
+        // gives up (and dropping `self` kills it anyway).
+        outside(self.pid)?;
+        send_go(&go, None, GO).map_err(wake_error)?;
+        self.went_ahead = true;
+        Ok(())
     }
+}
+// ANCHOR_END: go_ahead
+
+impl Started {
+    /// Say "go", with the root we made, if any (unless
+    /// [`Started::go_ahead_while`] said it already).
+    fn go_on(&mut self) -> Result<(), Error> {
+        if self.went_ahead {
+            return Ok(());
+        }
+        let go = self
+            .go
+            .take()
+            .ok_or_else(|| Error::Other("resumed twice".into()))?;
+        send_go(&go, self.root.take(), GO).map_err(wake_error)
+    }
+}
+
+fn wake_error(err: Errno) -> Error {
+    Error::Other(format!("wake the container: {err}"))
 }
 
 impl Drop for Started {
@@ -452,13 +491,21 @@ impl Running {
     }
 }
 
-/// One byte, "go", with the root we made for the child, if any, attached
-/// (SCM_RIGHTS: the kernel puts a copy of the descriptor in the child).
-fn send_go(go: &OwnedFd, root: Option<OwnedFd>) -> nix::Result<()> {
+/// "Go": everything outside is ready.
+pub(crate) const GO: u8 = b'1';
+/// "Go ahead": set up, but wait for [`GO`] before anything that needs the
+/// cgroup (see [`Started::go_ahead_while`]).
+pub(crate) const GO_AHEAD: u8 = b'2';
+
+/// One byte, [`GO`] or [`GO_AHEAD`], with the root we made for the child,
+/// if any, attached (SCM_RIGHTS: the kernel puts a copy of the descriptor
+/// in the child).
+pub(crate) fn send_go(go: &OwnedFd, root: Option<OwnedFd>, word: u8) -> nix::Result<()> {
     let fds: Vec<i32> = root.iter().map(|fd| fd.as_raw_fd()).collect();
     let with_root = [ControlMessage::ScmRights(&fds)];
     let attached: &[ControlMessage] = if fds.is_empty() { &[] } else { &with_root };
-    let go_byte = [IoSlice::new(b"1")];
+    let word = [word];
+    let go_byte = [IoSlice::new(&word)];
     sendmsg::<()>(
         go.as_raw_fd(),
         &go_byte,

@@ -140,6 +140,18 @@ impl Place {
 /// container with nobody to watch it), then remove them, forgetting each
 /// one that is gone. Directories that never were made are fine.
 pub fn remove_leftovers(dirs: &mut Vec<PathBuf>) -> Result<(), Error> {
+    // Most often the container has ended and its cgroups are empty: then
+    // one rmdir each does it. The kernel refuses (EBUSY) a cgroup with a
+    // process or a cgroup in it: those are for the long way.
+    let mut index = dirs.len();
+    while index > 0 {
+        index -= 1;
+        match std::fs::remove_dir(&dirs[index]) {
+            Ok(()) => drop(dirs.remove(index)),
+            Err(e) if e.kind() == ErrorKind::NotFound => drop(dirs.remove(index)),
+            Err(_) => {}
+        }
+    }
     for dir in dirs.iter() {
         kill_members(dir);
     }
