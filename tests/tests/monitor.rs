@@ -387,6 +387,20 @@ fn a_long_line_is_cut_into_entries_of_16_kib_and_the_monitor_stays_small() {
         .unwrap();
     assert!(status.contains("Name:\tberth-monitor"), "{status}");
     assert!(rss_kib <= 64, "the monitor's RSS is {rss_kib} KiB");
+    // Nor does it keep a zombie: the copy of itself that started the
+    // kernel's wait for a cgroup move (launch::warm_up_cgroup_moves) was
+    // collected once the container started.
+    let zombies: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            let fields: Vec<&str> = after_name.split(' ').collect();
+            fields[0] == "Z" && fields[1] == monitor.to_string()
+        })
+        .collect();
+    assert!(zombies.is_empty(), "the monitor's zombies: {zombies:?}");
     lab.ok(&["rm", "-f", "long"]);
 }
 

@@ -211,11 +211,15 @@ fn dispatch(cli: Cli) -> Result<u8, Error> {
     let root = &cli.root;
     let done = |()| 0;
     match cli.command {
-        // No warm-up of cgroup moves here (see launch::warm_up_cgroup_moves):
-        // a runtime has too little to do before its clone to hide it behind.
-        Command::Create { create } => runtime::create(root, &create.options()).map(|_| 0),
+        Command::Create { create } => {
+            berth::launch::warm_up_cgroup_moves();
+            runtime::create(root, &create.options()).map(|_| 0)
+        }
         Command::Start { id } => runtime::start(root, &id).map(done),
-        Command::Run { create, detach } => runtime::run(root, &create.options(), detach),
+        Command::Run { create, detach } => {
+            berth::launch::warm_up_cgroup_moves();
+            runtime::run(root, &create.options(), detach)
+        }
         Command::State { id } => runtime::state(root, &id).map(done),
         Command::Kill { all, id, signal } => {
             runtime::kill_container(root, &id, signal, all).map(done)

@@ -342,24 +342,25 @@ fn make(
     if let (Caller::Engine(parts), Some(before_exec)) = (&caller, &mut container.before_exec) {
         before_exec.init_program = parts.init_program.clone();
     }
-    // The cgroup is made last before the clone: making one waits while a
-    // first move between cgroups is under way, which the warm-up may have
-    // begun (see launch::warm_up_cgroup_moves).
-    state.cgroups = target.dirs();
-    runtime.save(state)?;
     // Device rules last, as runc does: init makes the spec's device nodes
     // while it sets up, which the rules could forbid.
     let without_devices = stage03_cgroups::Resources {
         devices: Vec::new(),
         ..resources.clone()
     };
-    let mut cgroup = target.create(&without_devices)?;
-    // Init's PID is written down before init may outlive us, or run hooks
-    // that read it.
-    let started = crate::launch::start(&container, cgroup.as_ref(), |pid| {
+    // The cgroup is made while init builds its root (see launch::start).
+    // Written down first, with init's PID: init dies with us until it is
+    // ready, and whoever finds us killed then knows what to remove. The
+    // PID is also what init's hooks read.
+    let mut made = None;
+    let started = crate::launch::start(&container, |pid| {
+        state.cgroups = target.dirs();
         state.init = Proc::of(pid.as_raw());
-        runtime.save(state)
+        runtime.save(state)?;
+        made.insert(target.create(&without_devices)?)
+            .add_process(pid)
     })?;
+    let mut cgroup = made.ok_or_else(|| Error::Other("the cgroup was not made".into()))?;
     let pid = started.ready()?; // init is set up, and waits at the gate
     if !resources.devices.is_empty() {
         cgroup.update(&resources)?;
@@ -367,9 +368,11 @@ fn make(
     cgroup.keep(); // the container's now: `delete` removes it
     state.init = Proc::of(pid.as_raw());
     state.status = Status::Created; // what the hooks are to be told
-    let document = state_document(state);
-    hooks::run("prestart", &config.hooks.prestart, &document)?;
-    hooks::run("createRuntime", &config.hooks.create_runtime, &document)?;
+    if !config.hooks.prestart.is_empty() || !config.hooks.create_runtime.is_empty() {
+        let document = state_document(state, Some(config));
+        hooks::run("prestart", &config.hooks.prestart, &document)?;
+        hooks::run("createRuntime", &config.hooks.create_runtime, &document)?;
+    }
     state.status = Status::Created;
     state.creator = None;
     runtime.save(state)?;
@@ -455,7 +458,7 @@ fn hooks_in_init(
         let mut state: RuntimeState =
             serde_json::from_reader(std::fs::File::from(file)).map_err(std::io::Error::other)?;
         state.status = Status::Created;
-        hooks::run(point, &list, &state_document(&state)).map_err(std::io::Error::other)
+        hooks::run(point, &list, &state_document(&state, None)).map_err(std::io::Error::other)
     }))
 }
 // ANCHOR_END: create
@@ -515,10 +518,11 @@ pub fn start(root: &Path, id: &str) -> Result<(), Error> {
     runtime.save(&state)?;
     // The spec: a failing poststart hook is only worth a warning.
     if let Ok(config) = config::read_config(&state.bundle)
+        && !config.hooks.poststart.is_empty()
         && let Err(err) = hooks::run(
             "poststart",
             &config.hooks.poststart,
-            &state_document(&state),
+            &state_document(&state, Some(&config)),
         )
     {
         eprintln!("berth-runtime: warning: {err}");
@@ -552,7 +556,7 @@ pub fn run(root: &Path, options: &CreateOptions, detach: bool) -> Result<u8, Err
 /// `berth-runtime state ID`: the state document, as runc prints it.
 pub fn state(root: &Path, id: &str) -> Result<(), Error> {
     let state = Runtime::open(root).current(id)?;
-    print_json(&state_document(&state))
+    print_json(&state_document(&state, None))
 }
 
 /// The runtime spec's state document, its fields in runc's order.
@@ -570,10 +574,18 @@ struct StateDocument<'a> {
     annotations: &'a BTreeMap<String, String>,
 }
 
-fn state_document(state: &RuntimeState) -> StateDocument<'_> {
-    let rootfs = config::read_config(&state.bundle)
-        .map(|c| state.bundle.join(&c.root.path))
-        .unwrap_or_default();
+/// `config`: the bundle's, if already read (else it is read for the root's
+/// path).
+fn state_document<'a>(
+    state: &'a RuntimeState,
+    config: Option<&config::Config>,
+) -> StateDocument<'a> {
+    let rootfs = match config {
+        Some(config) => state.bundle.join(&config.root.path),
+        None => config::read_config(&state.bundle)
+            .map(|c| state.bundle.join(&c.root.path))
+            .unwrap_or_default(),
+    };
     StateDocument {
         oci_version: OCI_VERSION,
         id: &state.id,
@@ -682,7 +694,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
     let dir = runtime.container_dir(id);
     std::fs::remove_dir_all(&dir).map_err(|e| Error::io("remove", &dir, e))?;
     if let Ok(config) = config::read_config(&state.bundle)
-        && let Err(err) = hooks::run("poststop", &config.hooks.poststop, &state_document(&state))
+        && let Err(err) = hooks::run(
+            "poststop",
+            &config.hooks.poststop,
+            &state_document(&state, Some(&config)),
+        )
     {
         eprintln!("berth-runtime: warning: {err}");
     }
