@@ -4,7 +4,7 @@
 //! next: plug a network in and `start` (`run`), `start` and wait (`RUN`),
 //! or leave it to a later `start` (`berth-runtime`).
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -29,15 +29,21 @@ use crate::harden;
 /// Signals are blocked first, so that init inherits the mask it takes them
 /// with; and we make ourselves undumpable first, so that init, a copy of us
 /// until it execs, can't be read through /proc.
+///
+/// With `cgroup`, a cgroup v2 directory made already, init is cloned
+/// straight into it, with no move and no wait at all; `outside` is told
+/// whether that happened (an older kernel can't).
 pub fn start(
     container: &Container,
-    outside: impl FnOnce(Pid) -> Result<(), Error>,
+    cgroup: Option<&OwnedFd>,
+    outside: impl FnOnce(Pid, bool) -> Result<(), Error>,
 ) -> Result<Started, Error> {
     supervise::block_signals().map_err(|e| Error::Other(format!("block signals: {e}")))?;
     harden::protect_our_binary()?;
-    let mut started = namespaces::start(container)?;
+    let mut started = namespaces::start_in(container, cgroup.map(|fd| fd.as_fd()))?;
+    let born_in_cgroup = started.born_in_cgroup();
     // On error, dropping `started` kills init.
-    started.go_ahead_while(outside)?;
+    started.go_ahead_while(|pid| outside(pid, born_in_cgroup))?;
     reap_warm_up();
     Ok(started)
 }
@@ -82,6 +88,7 @@ pub fn warm_up_cgroup_moves() {
     // signal when it ends (no SIGCHLD), so that it disturbs no one who
     // waits for a container; `reap_warm_up` collects it.
     let copy = Box::new(|| {
+        warm_up_alone(&procs);
         // "0": the process that writes.
         let _ = nix::unistd::write(&procs, b"0");
         0
@@ -93,6 +100,23 @@ pub fn warm_up_cgroup_moves() {
         && let Ok(mut slot) = WARMING_UP.lock()
     {
         *slot = Some(pid);
+    }
+}
+
+/// In the warm-up's process: a name of its own, and none of our
+/// descriptors but `procs`. It may outlive us by a grace period (the
+/// kernel's wait can't be interrupted, even by SIGKILL), and must hold
+/// nothing of ours meanwhile: a pipe's end someone waits on, a lock.
+fn warm_up_alone(procs: &OwnedFd) {
+    use std::os::fd::AsRawFd;
+    let _ = nix::sys::prctl::set_name(c"berth-warm-up");
+    let fd = procs.as_raw_fd() as libc::c_uint;
+    // SAFETY: plain system calls, on descriptors this process alone owns.
+    unsafe {
+        if fd > 0 {
+            libc::syscall(libc::SYS_close_range, 0, fd - 1, 0);
+        }
+        libc::syscall(libc::SYS_close_range, fd + 1, libc::c_uint::MAX, 0);
     }
 }
 
@@ -108,15 +132,18 @@ fn reap_warm_up() {
 
 /// `cgroup.procs` of our own cgroup, in any hierarchy: the lock is one for
 /// all of them.
+/// None on a cgroup v2 host, where init is cloned into its cgroup and
+/// nothing moves (see [`start`]).
 fn own_cgroup_procs() -> Option<PathBuf> {
     let memberships = layout::own_memberships().ok()?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let v1_mounts = layout::parse_v1_mounts(&mountinfo);
+    if v1_mounts.is_empty() {
+        return None;
+    }
     let dir = match layout::parse_v2_mounts(&mountinfo).first() {
         Some(mount) => layout::v2_own_dir(mount, &memberships)?,
-        None => {
-            let mounts = layout::parse_v1_mounts(&mountinfo);
-            layout::v1_own_dir("pids", &memberships, &mounts)?
-        }
+        None => layout::v1_own_dir("pids", &memberships, &v1_mounts)?,
     };
     Some(dir.join("cgroup.procs"))
 }

@@ -924,9 +924,14 @@ fn dispatch(cli: Cli, listing: Listing) -> Result<u8, Error> {
             force,
             volumes,
             containers,
-        } => for_each(&engine, &containers, |record| {
-            control::remove(&engine, record, force, volumes)
-        }),
+        } => {
+            // What creators killed halfway through left aside goes too (a
+            // listing sweeps it as well; finding by name no longer lists).
+            engine.containers.sweep_staging();
+            for_each(&engine, &containers, |record| {
+                control::remove(&engine, record, force, volumes)
+            })
+        }
         Command::Build(args) => {
             let options = BuildOptions {
                 context: args.context,

@@ -604,7 +604,7 @@ impl Containers {
     /// Remove what creators that were killed in [`Containers::add`] made
     /// aside: they are named after their creator, so it is safe to remove
     /// those whose creator is gone.
-    fn sweep_staging(&self) {
+    pub fn sweep_staging(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };

@@ -43,7 +43,7 @@ BERTH_LAB_PACKAGES=(busybox-static libc6-dev gcc docker-registry skopeo umoci cu
 # Everything scripts/test runs.
 BERTH_TEST_PACKAGES=(busybox-static libc6-dev gcc iproute2 iputils-ping procps util-linux
     nftables docker-registry skopeo umoci curl tmux podman conmon containerd chromium
-    qemu-system-x86 buildah)
+    qemu-system-x86 buildah strace)
 # scripts/v2-vm, a cgroup v2 host in a VM (and a kernel: berth_install_vm_kernel).
 BERTH_V2VM_PACKAGES=(qemu-system-x86 busybox-static)
 # The push tests' token server signs its tokens with openssl.

@@ -1588,3 +1588,108 @@ fn with_userns_container_root_is_an_ordinary_user_of_the_host() {
     assert!(said.starts_with("0\t65535\n"), "{said}");
     assert!(said.contains("inet "), "{said}");
 }
+
+/// Set in the VM that [`on_cgroup_v2_the_runtime_clones_init_into_its_cgroup`]
+/// starts on a v1 or hybrid host: there the host must be cgroup v2.
+const IN_V2_VM_VAR: &str = "BERTH_TEST_IN_V2_VM";
+
+/// On a cgroup v2 host, init is cloned straight into its cgroup (`clone3`
+/// with `CLONE_INTO_CGROUP`): no write to any `cgroup.procs`, so no wait
+/// for a grace period. Its cgroup namespace and limits are as with a move.
+/// On a v1 or hybrid host this test runs itself again in a cgroup v2 VM
+/// (`scripts/v2-vm`, as the book's v2 transcripts do).
+#[test]
+fn on_cgroup_v2_the_runtime_clones_init_into_its_cgroup() {
+    let test = "on_cgroup_v2_the_runtime_clones_init_into_its_cgroup";
+    if !root_or_skip(test) {
+        return;
+    }
+    let v2 = stage03_cgroups::layout::detect().unwrap() == stage03_cgroups::layout::Layout::Unified;
+    if !v2 {
+        assert!(
+            std::env::var_os(IN_V2_VM_VAR).is_none(),
+            "{IN_V2_VM_VAR} is set, but this host is not cgroup v2"
+        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/v2-vm");
+        let output = Command::new("timeout")
+            .args(["--kill-after=10", "600"])
+            .arg(&script)
+            .arg("env")
+            .arg(format!("{IN_V2_VM_VAR}=1"))
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture"])
+            .env("BERTH_V2VM_NO_INSTALL", "1")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success() && printed.contains("test result: ok. 1 passed"),
+            "in a cgroup v2 VM ({}):\n{printed}",
+            output.status
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    stage01_chroot::rootfs::make_busybox_rootfs(
+        &dir.path().join("rootfs"),
+        Path::new(stage01_chroot::rootfs::DEFAULT_BUSYBOX),
+    )
+    .unwrap();
+    Command::new(bin("berth-runtime"))
+        .arg("spec")
+        .current_dir(dir.path())
+        .assert()
+        .success();
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let cgroup = format!("/berth-test-born-{}", std::process::id());
+    config["process"]["args"] =
+        serde_json::json!(["sh", "-c", "cat /proc/self/cgroup /sys/fs/cgroup/pids.max"]);
+    config["linux"]["cgroupsPath"] = cgroup.clone().into();
+    config["linux"]["resources"] = serde_json::json!({"pids": {"limit": 42}});
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let trace = dir.path().join("trace");
+    let output = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=clone,clone3,openat", "-o"])
+        .arg(&trace)
+        .arg(bin("berth-runtime"))
+        .arg("--root")
+        .arg(dir.path().join("state"))
+        .args(["run", "--bundle"])
+        .arg(dir.path())
+        .arg("born")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "0::/\n42\n",
+        "its cgroup as its root, and its limit"
+    );
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        trace
+            .lines()
+            .any(|l| l.contains("clone3(") && l.contains("CLONE_INTO_CGROUP")),
+        "no clone3 into the cgroup:\n{trace}"
+    );
+    let moves: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("cgroup.procs") && l.contains("O_WRONLY"))
+        .collect();
+    assert!(moves.is_empty(), "moved after all: {moves:?}");
+    assert!(
+        !Path::new("/sys/fs/cgroup").join(&cgroup[1..]).exists(),
+        "its cgroup is left"
+    );
+}

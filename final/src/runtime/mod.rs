@@ -348,17 +348,33 @@ fn make(
         devices: Vec::new(),
         ..resources.clone()
     };
-    // The cgroup is made while init builds its root (see launch::start).
-    // Written down first, with init's PID: init dies with us until it is
-    // ready, and whoever finds us killed then knows what to remove. The
-    // PID is also what init's hooks read.
+    // The cgroup's directories are written down before they are made, so
+    // that whoever finds us killed halfway knows what to remove. On a
+    // cgroup v2 host the cgroup is made first, and init cloned straight
+    // into it; elsewhere it is made while init builds its root, and init
+    // moved there (see launch::start).
+    state.cgroups = target.dirs();
     let mut made = None;
-    let started = crate::launch::start(&container, |pid| {
-        state.cgroups = target.dirs();
+    let born_in = match target.v2_only_dir() {
+        Some(dir) => {
+            runtime.save(state)?;
+            made = Some(target.create(&without_devices)?);
+            Some(open_cgroup_dir(&dir)?)
+        }
+        None => None,
+    };
+    let started = crate::launch::start(&container, born_in.as_ref(), |pid, in_cgroup| {
+        // Init's PID, for `delete` (init dies with us until it is ready)
+        // and for the hooks init runs.
         state.init = Proc::of(pid.as_raw());
         runtime.save(state)?;
-        made.insert(target.create(&without_devices)?)
-            .add_process(pid)
+        if made.is_none() {
+            made = Some(target.create(&without_devices)?);
+        }
+        match &made {
+            Some(cgroup) if !in_cgroup => cgroup.add_process(pid),
+            _ => Ok(()),
+        }
     })?;
     let mut cgroup = made.ok_or_else(|| Error::Other("the cgroup was not made".into()))?;
     let pid = started.ready()?; // init is set up, and waits at the gate
@@ -377,6 +393,13 @@ fn make(
     state.creator = None;
     runtime.save(state)?;
     Ok(pid)
+}
+
+/// A cgroup v2 directory, opened for `clone3` to clone into.
+fn open_cgroup_dir(dir: &Path) -> Result<OwnedFd, Error> {
+    std::fs::File::open(dir)
+        .map(OwnedFd::from)
+        .map_err(|e| Error::io("open cgroup", dir, e))
 }
 
 // ANCHOR: console

@@ -9,12 +9,12 @@
 
 use std::fs;
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use nix::errno::Errno;
-use nix::sched::{CloneFlags, clone};
+use nix::sched::{CloneCb, CloneFlags, clone};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::socket::{
     AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
@@ -260,6 +260,8 @@ impl Container {
 /// for [`Started::resume`]. Dropping it kills that process.
 pub struct Started {
     pid: Pid,
+    /// Cloned straight into its cgroup (see [`start_in`]).
+    born_in_cgroup: bool,
     go: Option<OwnedFd>,
     /// Set once [`Started::go_ahead_while`] has said both its words.
     went_ahead: bool,
@@ -283,6 +285,15 @@ const CHILD_STACK_SIZE: usize = 1024 * 1024;
 /// Clone the container's first process into new namespaces and write its
 /// ID maps. It then waits for [`Started::resume`].
 pub fn start(container: &Container) -> Result<Started, Error> {
+    start_in(container, None)
+}
+
+/// [`start`], and with `cgroup`, a cgroup v2 directory, clone the process
+/// straight into that cgroup (`clone3` with `CLONE_INTO_CGROUP`, Linux
+/// 5.7), so that nobody has to move it there (see stage 03's
+/// `add_process`). An older kernel clones it where we are:
+/// [`Started::born_in_cgroup`] says which.
+pub fn start_in(container: &Container, cgroup: Option<BorrowedFd>) -> Result<Started, Error> {
     // With a user namespace, a root mount must be an overlay we can make
     // of idmapped layers (see userns): refused now if not, before any clone.
     if container.user_map.is_some()
@@ -309,27 +320,35 @@ pub fn start(container: &Container) -> Result<Started, Error> {
     let joined = open_joined(container)?;
     let mut stack = vec![0u8; CHILD_STACK_SIZE];
 
-    let child = Box::new(|| {
+    let mut child: CloneCb = Box::new(|| {
         // The child's copies of our ends must go, or EOF never comes.
         let _ = nix::unistd::close(go_write_fd);
         let _ = nix::unistd::close(started_read_fd);
         init::run(container, &joined, &go_read, &started_write)
     });
-    // SAFETY: we are single-threaded, so the child's copy of our memory is
-    // consistent; the stack outlives the call (the child has its own copy).
-    let pid = unsafe {
-        clone(
-            child,
-            &mut stack,
-            container.clone_flags(),
-            Some(libc::SIGCHLD),
-        )
-    }
-    .map_err(|err| clone_error(err, container))?;
+    let flags = container.clone_flags();
+    let born = match cgroup.map(|dir| clone_into_cgroup(&mut child, flags, dir)) {
+        Some(Ok(pid)) => Some(pid),
+        // A kernel without clone3, or without CLONE_INTO_CGROUP.
+        Some(Err(Errno::ENOSYS | Errno::E2BIG | Errno::EINVAL)) | None => None,
+        Some(Err(err)) => return Err(clone_error(err, container)),
+    };
+    let pid = match born {
+        Some(pid) => {
+            drop(child);
+            pid
+        }
+        // SAFETY: we are single-threaded, so the child's copy of our memory
+        // is consistent; the stack outlives the call (the child has its own
+        // copy).
+        None => unsafe { clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }
+            .map_err(|err| clone_error(err, container))?,
+    };
     drop((go_read, started_write));
 
     let mut started = Started {
         pid,
+        born_in_cgroup: born.is_some(),
         go: Some(go_write),
         went_ahead: false,
         root: None,
@@ -350,6 +369,12 @@ impl Started {
     /// The container's first process, as the host sees it.
     pub fn pid(&self) -> Pid {
         self.pid
+    }
+
+    /// Whether it was cloned straight into the cgroup given to
+    /// [`start_in`] (else it is in ours, and must be moved).
+    pub fn born_in_cgroup(&self) -> bool {
+        self.born_in_cgroup
     }
 
     /// Everything outside is ready: let the container's init go on, and
@@ -545,6 +570,43 @@ fn open_joined(container: &Container) -> Result<Vec<(CloneFlags, OwnedFd)>, Erro
         }
     }
     Ok(joined)
+}
+
+/// `clone3` with `CLONE_INTO_CGROUP`: like `fork`, the child goes on from
+/// here, on a copy of our stack, into `child` and out through `_exit`.
+/// Only the kernel's `clone3` can name a cgroup; glibc has no wrapper.
+fn clone_into_cgroup(
+    child: &mut CloneCb,
+    flags: CloneFlags,
+    cgroup: BorrowedFd,
+) -> nix::Result<Pid> {
+    /// `CLONE_INTO_CGROUP` (libc's constant is an `int`, too narrow for it).
+    const INTO_CGROUP: u64 = 0x2_0000_0000;
+    // SAFETY: all zeros is a valid clone_args (no stack: the child runs on
+    // a copy of ours, as after fork).
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = flags.bits() as u64 | INTO_CGROUP;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.cgroup = cgroup.as_raw_fd() as u64;
+    // SAFETY: as with fork: we are single-threaded, so the child's copy of
+    // our memory is consistent, and the child never returns from here.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const libc::clone_args,
+            std::mem::size_of::<libc::clone_args>(),
+        )
+    };
+    match pid {
+        -1 => Err(Errno::last()),
+        0 => {
+            let code = child();
+            // SAFETY: ending the child without running our exit handlers,
+            // which belong to the parent.
+            unsafe { libc::_exit(code as i32) }
+        }
+        pid => Ok(Pid::from_raw(pid as i32)),
+    }
 }
 
 fn clone_error(err: Errno, container: &Container) -> Error {

@@ -300,6 +300,16 @@ impl Target {
         dirs
     }
 
+    /// On a cgroup v2 host, the container's one directory: its first
+    /// process can be cloned straight into it (stage 02's `start_in`),
+    /// with no move. `None` where v1 hierarchies need a move anyway.
+    pub fn v2_only_dir(&self) -> Option<PathBuf> {
+        match (&self.unified, self.legacy.is_empty()) {
+            (Some(base), true) => Some(base.join(&self.path)),
+            _ => None,
+        }
+    }
+
     /// Refuse, by name, every setting of `resources` this host can't
     /// honour, before anything is made.
     pub fn check(&self, resources: &Resources) -> Result<(), Error> {

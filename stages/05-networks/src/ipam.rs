@@ -258,9 +258,15 @@ impl Ipam {
             let path = entry
                 .map_err(|e| Error::io("list leases", &self.dir, e))?
                 .path();
-            let is_lease = path
-                .file_name()
-                .is_some_and(|name| name.to_string_lossy().parse::<Ipv4Addr>().is_ok());
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let name = name.unwrap_or_default();
+            // We hold the lock: a temp file here is from a writer that died
+            // (maybe the very process we clean up after).
+            if name.starts_with(TEMP_PREFIX) {
+                remove_if_present(&path)?;
+                continue;
+            }
+            let is_lease = name.parse::<Ipv4Addr>().is_ok();
             // A broken lease is someone else's problem here (allocate
             // reports it): it can't be told to be ours.
             if is_lease && read_lease(&path).is_ok_and(|lease| lease.container == id) {
