@@ -41,7 +41,8 @@
 //! (seccompiler's filters kill a process that calls in another
 //! architecture).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -486,12 +487,19 @@ fn with_enosys_prologue(program: BpfProgram, above: u32) -> BpfProgram {
 
 /// The number of system call `name` on this machine, if it has one.
 pub fn syscall_number(name: &str) -> Option<i64> {
-    SYSCALLS.iter().find_map(|(first, names)| {
-        names
-            .split_whitespace()
-            .position(|n| n == name)
-            .map(|i| first + i as i64)
-    })
+    // A profile names some 400 calls: looked up in an index made once, not
+    // by walking the table for each (which took most of a compile).
+    static NUMBERS: OnceLock<HashMap<&'static str, i64>> = OnceLock::new();
+    let numbers = NUMBERS.get_or_init(|| {
+        let mut numbers = HashMap::new();
+        for (first, names) in SYSCALLS {
+            for (i, name) in names.split_whitespace().enumerate() {
+                numbers.entry(name).or_insert(first + i as i64);
+            }
+        }
+        numbers
+    });
+    numbers.get(name).copied()
 }
 
 /// The name of system call `number` on this machine, if it has one.
