@@ -88,3 +88,31 @@ pub fn http_get(port: u16) -> Option<String> {
     stream.read_to_string(&mut reply).ok()?;
     Some(reply)
 }
+
+/// Run the test `test` of the calling test binary again, in a cgroup v2
+/// VM (`scripts/v2-vm`, booted with `cgroup_no_v1=all`), with `env` set
+/// there. Whether it passed there, and what the VM printed.
+pub fn run_test_in_v2_vm(test: &str, env: &[(&str, String)]) -> (bool, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/v2-vm");
+    // The VM's own time limit: a kernel that hangs must not hang the tests.
+    let output = std::process::Command::new("timeout")
+        .args(["--kill-after=10", "600"])
+        .arg(&script)
+        .arg("env")
+        .args(env.iter().map(|(key, value)| format!("{key}={value}")))
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        // Fail, rather than install, when qemu or a kernel is missing: what
+        // the tests need, scripts/test installs.
+        .env("BERTH_V2VM_NO_INSTALL", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let passed = output.status.success() && printed.contains("test result: ok. 1 passed");
+    (passed, printed)
+}

@@ -49,7 +49,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berth_tests::images::{TestRegistry, build_image};
-use berth_tests::{bin_dir, root_or_skip};
+use berth_tests::{bin_dir, root_or_skip, run_test_in_v2_vm};
 use stage01_chroot::rootfs::{DEFAULT_BUSYBOX, make_busybox_rootfs};
 use stage03_cgroups::layout::{self, Layout};
 
@@ -255,34 +255,19 @@ fn cgroup_v2_transcripts_on_a_v2_only_kernel() {
         !with_v2_blocks.is_empty(),
         "no chapter has a cgroup v2 block"
     );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/v2-vm");
     let started = std::time::Instant::now();
-    // The VM's own time limit: a kernel that hangs must not hang the tests.
-    let output = Command::new("timeout")
-        .args(["--kill-after=10", "600"])
-        .arg(&script)
-        .arg("env")
-        .arg(format!("{CHAPTERS_VAR}={}", with_v2_blocks.join(",")))
-        .arg(format!("{IN_V2_VM_VAR}=1"))
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "transcripts_match_real_runs", "--nocapture"])
-        // Fail, rather than install, when qemu or a kernel is missing: what
-        // the tests need, scripts/test installs.
-        .env("BERTH_V2VM_NO_INSTALL", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let (passed, printed) = run_test_in_v2_vm(
+        "transcripts_match_real_runs",
+        &[
+            (CHAPTERS_VAR, with_v2_blocks.join(",")),
+            (IN_V2_VM_VAR, "1".into()),
+        ],
     );
     assert!(
-        output.status.success() && printed.contains("test result: ok. 1 passed"),
-        "replaying {} in a cgroup v2 VM failed ({}); set {SKIP_V2_VM_VAR}=1 to skip this \
+        passed,
+        "replaying {} in a cgroup v2 VM failed; set {SKIP_V2_VM_VAR}=1 to skip this \
          test on purpose. The VM printed:\n{printed}",
         with_v2_blocks.join(", "),
-        output.status
     );
     eprintln!(
         "{test}: {} replayed in a cgroup v2 VM in {:.0?}:\n{printed}",
