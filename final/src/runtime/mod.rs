@@ -376,8 +376,8 @@ fn make(
             _ => Ok(()),
         }
     })?;
-    let mut cgroup = made.ok_or_else(|| Error::Other("the cgroup was not made".into()))?;
     let pid = started.ready()?; // init is set up, and waits at the gate
+    let mut cgroup = made.ok_or_else(|| Error::Other("the cgroup was not made".into()))?;
     if !resources.devices.is_empty() {
         cgroup.update(&resources)?;
     }

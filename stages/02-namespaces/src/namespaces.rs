@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -459,13 +459,34 @@ impl Started {
             .go
             .take()
             .ok_or_else(|| Error::Other("resumed twice".into()))?;
-        send_go(&go, self.root.take(), GO_AHEAD).map_err(wake_error)?;
+        // Init may give up on its own meanwhile (a mount it can't make):
+        // then what it says is the error, not what that did to us (a closed
+        // socket, a move of a process that is gone). `ready` reads it.
+        self.went_ahead = true;
+        if send_go(&go, self.root.take(), GO_AHEAD).is_err() && self.init_gave_up() {
+            return Ok(());
+        }
         // On error `go` closes: init, waiting for its cgroup, reads EOF and
         // gives up (and dropping `self` kills it anyway).
-        outside(self.pid)?;
-        send_go(&go, None, GO).map_err(wake_error)?;
-        self.went_ahead = true;
-        Ok(())
+        match outside(self.pid) {
+            Err(_) if self.init_gave_up() => return Ok(()),
+            result => result?,
+        }
+        match send_go(&go, None, GO) {
+            Err(_) if self.init_gave_up() => Ok(()),
+            result => result.map_err(wake_error),
+        }
+    }
+
+    /// Whether init has said something already (why it gave up) or ended:
+    /// either way its report pipe reads.
+    fn init_gave_up(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let Some(report) = &self.command_started else {
+            return false;
+        };
+        let mut watch = [PollFd::new(report.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut watch, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 }
 // ANCHOR_END: go_ahead
@@ -623,6 +644,61 @@ fn clone_error(err: Errno, container: &Container) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `Started` whose init has already given up: it said why on its
+    /// report pipe and closed its end of "go". `pid` is a real process
+    /// (dropping a `Started` kills and collects it).
+    #[allow(clippy::zombie_processes, reason = "Started's drop waits for it")]
+    fn init_that_gave_up(words: &[u8]) -> Started {
+        let (init_go, go) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let (report, init_report) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        nix::unistd::write(&init_report, words).unwrap();
+        drop((init_go, init_report));
+        let child = std::process::Command::new("sleep")
+            .arg("100")
+            .spawn()
+            .unwrap();
+        Started {
+            pid: Pid::from_raw(child.id() as i32),
+            born_in_cgroup: false,
+            go: Some(go),
+            went_ahead: false,
+            root: None,
+            command_started: Some(report),
+        }
+    }
+
+    #[test]
+    fn an_init_that_gave_up_during_the_go_ahead_is_heard_not_the_move() {
+        let mut started = init_that_gave_up(b"E125 mount /bin: Not a directory");
+        // The move fails (init is gone), and so would "go": neither is the
+        // error; what init said is.
+        started
+            .go_ahead_while(|_| Err(Error::Other("move: No such process".into())))
+            .unwrap();
+        let err = started.ready().unwrap_err();
+        assert!(err.to_string().contains("mount /bin"), "{err}");
+    }
+
+    #[test]
+    fn a_move_that_fails_while_init_waits_is_the_error() {
+        let mut started = init_that_gave_up(b"");
+        // Nothing said, but the report pipe is at EOF, as when init ends:
+        // that counts as giving up. A live init has said nothing: then
+        // the move's error is the error.
+        let (live_report, _init_keeps) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        started.command_started = Some(live_report);
+        let err = started
+            .go_ahead_while(|_| Err(Error::Other("cgroup: invalid limit".into())))
+            .unwrap_err();
+        assert!(err.to_string().contains("invalid limit"), "{err}");
+    }
 
     #[test]
     fn container_ids_become_host_ids_of_the_range_and_the_rest_nobody() {
