@@ -143,15 +143,10 @@ pub fn remove_leftovers(dirs: &mut Vec<PathBuf>) -> Result<(), Error> {
     // Most often the container has ended and its cgroups are empty: then
     // one rmdir each does it. The kernel refuses (EBUSY) a cgroup with a
     // process or a cgroup in it: those are for the long way.
-    let mut index = dirs.len();
-    while index > 0 {
-        index -= 1;
-        match std::fs::remove_dir(&dirs[index]) {
-            Ok(()) => drop(dirs.remove(index)),
-            Err(e) if e.kind() == ErrorKind::NotFound => drop(dirs.remove(index)),
-            Err(_) => {}
-        }
-    }
+    dirs.retain(|dir| match std::fs::remove_dir(dir) {
+        Ok(()) => false,
+        Err(e) => e.kind() != ErrorKind::NotFound,
+    });
     for dir in dirs.iter() {
         kill_members(dir);
     }

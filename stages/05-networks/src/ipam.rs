@@ -252,24 +252,12 @@ impl Ipam {
         let Some(_lock) = self.lock(false)? else {
             return Ok(()); // no lease directory: nothing was ever leased.
         };
-        let entries =
-            fs::read_dir(&self.dir).map_err(|e| Error::io("list leases", &self.dir, e))?;
-        for entry in entries {
-            let path = entry
-                .map_err(|e| Error::io("list leases", &self.dir, e))?
-                .path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            let name = name.unwrap_or_default();
-            // We hold the lock: a temp file here is from a writer that died
-            // (maybe the very process we clean up after).
-            if name.starts_with(TEMP_PREFIX) {
-                remove_if_present(&path)?;
-                continue;
-            }
-            let is_lease = name.parse::<Ipv4Addr>().is_ok();
+        // Listing the leases also removes a temp file a writer that died left
+        // (maybe the very process we clean up after).
+        for (_, path) in self.lease_files()? {
             // A broken lease is someone else's problem here (allocate
             // reports it): it can't be told to be ours.
-            if is_lease && read_lease(&path).is_ok_and(|lease| lease.container == id) {
+            if read_lease(&path).is_ok_and(|lease| lease.container == id) {
                 remove_if_present(&path)?;
             }
         }
